@@ -1,0 +1,117 @@
+# switchboard: plain GNU make, pkg-config for libraries.
+#   make deps    install what is missing (apt-get as root; else print the line)
+#   make all     release build into build/rel
+#   make run     the whole system on http://$HOST:$PORT until Ctrl-C
+#   make test    sanitized build into build/san, unit and end-to-end tests
+#   make bench   throughput and latency figures (not a test)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+B       ?= build/rel
+MODE    ?= rel
+
+PKGS     = sqlite3 json-c libjwt libwebsockets libcrypt
+DEPS_I  != pkg-config --cflags-only-I $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g'
+DEPS_L  != pkg-config --libs $(PKGS) 2>/dev/null
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wpointer-arith -Wcast-qual
+SAN      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=all
+REL      = -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+MODEFLAGS = $(if $(filter san,$(MODE)),$(SAN),$(REL))
+
+CFLAGS  ?=
+CFLAGS  += -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP
+CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I)
+LDFLAGS += $(if $(filter san,$(MODE)),-fsanitize=address,undefined)
+LDLIBS  += $(DEPS_L) -lfcgi -lm
+
+# Debian packages: building, running, testing and benchmarking.
+APT_BUILD = build-essential pkg-config libfcgi-dev libsqlite3-dev \
+            libjson-c-dev libjwt-dev libwebsockets-dev libcrypt-dev
+APT_RUN   = nginx-light spawn-fcgi sqlite3
+APT_TEST  = python3 python3-pytest python3-requests python3-websocket \
+            valgrind curl
+APT_BENCH = wrk
+APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_BENCH)
+
+LIB_SRC   = $(filter-out %_test.c,$(wildcard lib/*.c))
+LIB_OBJ   = $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/migrations.o
+LIB_TESTS = $(patsubst lib/%_test.c,$(B)/test/%_test,$(wildcard lib/*_test.c))
+CGI_COMMON = $(filter cgi-bin/common%.c,$(wildcard cgi-bin/*.c))
+CGI_PROGS = $(patsubst cgi-bin/%.c,$(B)/cgi-bin/%,\
+            $(filter-out $(CGI_COMMON),$(wildcard cgi-bin/*.c)))
+RELAY_SRC = $(wildcard relay/*.c)
+CLI_SRC   = $(wildcard cli/*.c)
+BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
+PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
+
+.PHONY: all deps run test check bench install clean headers
+all: $(PROGS)
+
+deps:
+	@cli/deps.sh $(APT_ALL)
+
+$(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) sql/embed.sh
+	@mkdir -p $(dir $@)
+	sql/embed.sh $(sort $(wildcard sql/*.sql)) > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/migrations.o: $(B)/gen/migrations.c
+	$(CC) $(CFLAGS) -Wno-missing-prototypes $(CPPFLAGS) -c $< -o $@
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CPPFLAGS) -c $< -o $@
+
+$(B)/lib/libswitchboard.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/cgi-bin/%: $(B)/cgi-bin/%.o $(CGI_COMMON:%.c=$(B)/%.o) \
+    $(B)/lib/libswitchboard.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/bin/switchboard-relay: $(RELAY_SRC:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/bin/switchboard: $(CLI_SRC:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/test/%_test: $(B)/lib/%_test.o $(B)/lib/libswitchboard.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/tests/bench/%: $(B)/tests/bench/%.o $(B)/lib/libswitchboard.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Each header compiles alone.
+headers:
+	@mkdir -p $(B)/hdr
+	@for h in lib/*.h; do \
+	    echo "#include \"$$h\"" | $(CC) $(CFLAGS) $(CPPFLAGS) -x c -c - \
+	        -o $(B)/hdr/$$(basename $$h .h).o || exit 1; done
+
+run: deps all
+	@cli/run.sh $(B)
+
+# The test build: sanitizers on, its own build directory.
+test: deps
+	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
+	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS))
+	@tests/run.sh build/san
+
+check: test
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_PROGS)
+	@tests/bench/run.sh $(B)
+
+install: all
+	cli/install.sh "$(DESTDIR)" "$(PREFIX)" $(B)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

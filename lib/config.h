@@ -1,0 +1,61 @@
+#ifndef LIB_CONFIG_H
+#define LIB_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct err;
+
+/*
+ * Configuration: the voip-application variable names and defaults, read
+ * from the environment and from a .env file (ENV_FILE, default "./.env");
+ * the environment wins.
+ */
+struct config {
+	char host[256];
+	int port;
+	char jwt_secret[512];
+	size_t jwt_secret_len;
+	int jwt_expiry_hours;
+	char db_path[PATH_MAX];
+	char run_dir[PATH_MAX]; /* sockets, pid files, logs */
+	char asterisk_host[256];
+	int asterisk_ami_port;
+	char asterisk_ami_username[128];
+	char asterisk_ami_secret[256];
+	char sip_domain[256];
+	int sip_port;
+	char cors_origins[2048]; /* comma list */
+	char environment[64];
+	char service_name[64];
+	char public_host[256];
+	bool debug;
+	bool demo;			/* SWITCHBOARD_DEMO=1 */
+	bool ws_legacy_extension_auth;	/* WS_LEGACY_EXTENSION_AUTH=true */
+	int call_ring_timeout_s;	/* CALL_RING_TIMEOUT_S, default 60 */
+};
+
+/* The default secret of voip-application, refused outside debug/demo. */
+#define CONFIG_UPSTREAM_DEFAULT_SECRET "default-secret-change-this"
+
+/*
+ * Fill c from defaults, the .env file and the environment, in that order of
+ * precedence (environment last). A JWT_SECRET that is unset or equals the
+ * upstream default is refused (ERR_INVALID, field "JWT_SECRET") unless
+ * DEBUG=true or demo mode, where a random secret is generated once into
+ * RUN_DIR/jwt_secret (mode 0600) and reused. Malformed numbers are
+ * ERR_INVALID naming the variable.
+ */
+int config_load(struct config *c, struct err *e);
+
+/* The value of name from the environment, else the .env file, else NULL. */
+const char *config_get(const char *name);
+
+/* Whether origin appears in the comma list c->cors_origins. */
+bool config_cors_allowed(const struct config *c, const char *origin);
+
+/* Wipe secrets from c. */
+void config_wipe(struct config *c);
+
+#endif
