@@ -24,7 +24,8 @@ MODEFLAGS = $(if $(filter san,$(MODE)),$(SAN),$(REL))
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP
 CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I)
-LDFLAGS += $(if $(filter san,$(MODE)),-fsanitize=address,undefined)
+SANLD    = -fsanitize=address,undefined
+LDFLAGS += $(if $(filter san,$(MODE)),$(SANLD))
 LDLIBS  += $(DEPS_L) -lfcgi -lm
 
 # Debian packages: building, running, testing and benchmarking.
