@@ -2,6 +2,7 @@
 #define CGI_COMMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lib/config.h"
@@ -9,6 +10,8 @@
 struct db;
 struct err;
 struct http;
+struct http_req;
+struct jh_field;
 struct json_object;
 struct sqlite3_stmt;
 
@@ -19,14 +22,18 @@ struct cgi {
 	struct http *http;
 };
 
-/* Load config, start the log as program, open the database (which must be
- * migrated) and the HTTP side. On failure logs why and returns -1. */
+/*
+ * Load config, start the log as program, open the HTTP side and the
+ * database (which must be migrated). Under FastCGI http_open forks the
+ * workers and returns only in them, so each worker opens its own database
+ * connection. On failure logs why and returns -1.
+ */
 int cgi_open(struct cgi *cgi, const char *program);
 void cgi_close(struct cgi *cgi);
 
 /* The column list cgi_user_render expects, for SELECTs on users. */
-#define CGI_USER_COLUMNS                                                     \
-	"id, username, email, extension, status, role, is_online, "          \
+#define CGI_USER_COLUMNS                                                       \
+	"id, username, email, extension, status, role, is_online, "            \
 	"last_login, last_seen, created_at, updated_at"
 
 /*
@@ -38,13 +45,109 @@ void cgi_close(struct cgi *cgi);
 struct json_object *cgi_user_render(struct sqlite3_stmt *st, int col,
     bool with_updated);
 
+/* A boolean column such as is_online (0/1, or "true"/"false" text). */
+bool cgi_col_bool(struct sqlite3_stmt *st, int col);
+
 /* The zero User of a missing user (id 0, empty strings, zero time). */
 struct json_object *cgi_user_zero(void);
 
 /* Load user id as UserResponse. ERR_NOTFOUND "User not found". */
 struct json_object *cgi_user_by_id(struct db *db, int64_t id, struct err *e);
 
-/* {"success":true} plus the given key taking ownership of val. */
+/*
+ * {"success":true} plus the given key taking ownership of val, the two keys
+ * in alphabetical order as gin.H writes them. val NULL becomes null.
+ */
 struct json_object *cgi_ok(const char *key, struct json_object *val);
+
+/*
+ * The request body decoded by a field table (jh_decode). Any validation
+ * failure is ERR_INVALID "Invalid request format" naming the field, as the
+ * contract's binding errors read; ERR_TOO_LARGE passes through.
+ */
+int cgi_decode(struct http_req *req, const struct jh_field *fields,
+    size_t nfields, void *out, struct err *e);
+
+/* User limits shared by register, admin create/update and the CLI. */
+#define CGI_USERNAME_MIN  3
+#define CGI_USERNAME_MAX  50
+#define CGI_EMAIL_MAX     254
+#define CGI_PASSWORD_MIN  6
+#define CGI_PASSWORD_MAX  256
+#define CGI_EXTENSION_MIN 4
+#define CGI_EXTENSION_MAX 6
+
+/* Whether s is one of the user statuses online, offline, busy, away. */
+bool cgi_status_valid(const char *s);
+#define CGI_STATUS_ERROR                                                       \
+	"Invalid status. Must be one of: online, offline, busy, away"
+
+/* Whether s is "user" or "admin". */
+bool cgi_role_valid(const char *s);
+#define CGI_ROLE_ERROR "Role must be 'user' or 'admin'"
+
+/* Whether a username has no control characters (lengths are checked by the
+ * field tables). */
+bool cgi_username_valid(const char *s);
+
+/* A new account, validated by the caller. */
+struct cgi_user_in {
+	const char *username;
+	const char *email;
+	const char *password;
+	const char *extension;
+	const char *role; /* NULL: "user" */
+};
+
+/*
+ * Create a user: hash the password, then in one transaction refuse
+ * duplicates (ERR_CONFLICT "Username already exists", "Email already
+ * exists", "Extension already exists", checked in that order), insert, and
+ * write an audit_log row (action, actor_id; actor_id <= 0 is NULL). *user
+ * gets the new UserResponse (the caller owns it). On failure nothing is
+ * written.
+ */
+int cgi_user_create(struct db *db, const struct cgi_user_in *in,
+    int64_t actor_id, const char *action, struct json_object **user,
+    struct err *e);
+
+/*
+ * Inside the caller's transaction: ERR_CONFLICT with the contract's text when
+ * another user than self_id (0: none) has username, email or extension
+ * (each may be NULL: not checked).
+ */
+int cgi_user_conflicts(struct db *db, int64_t self_id, const char *username,
+    const char *email, const char *extension, struct err *e);
+
+/*
+ * Inside the caller's transaction: enqueue the REST form of
+ * user_status_changed for user id (as it is now in the database) to all.
+ */
+int cgi_notify_user_status(struct db *db, int64_t id, struct err *e);
+
+/*
+ * Inside the caller's transaction: one audit_log row. actor_id <= 0 is
+ * NULL; target and details may be NULL (details is serialized, not taken).
+ */
+int cgi_audit(struct db *db, int64_t actor_id, const char *action,
+    const char *target, struct json_object *details, struct err *e);
+
+/*
+ * The frontend config of GET /config: URLs from the origin the browser used,
+ * Asterisk host and SIP port from the settings table over the configuration.
+ * New object, or NULL with e set.
+ */
+struct json_object *cgi_frontend_config(struct http_req *req, struct err *e);
+
+/* Settings keys that /config/update writes and cgi_frontend_config reads. */
+#define CGI_SETTING_ASTERISK_HOST "asterisk_host"
+#define CGI_SETTING_AMI_PORT      "asterisk_ami_port"
+#define CGI_SETTING_SIP_PORT      "sip_port"
+
+/* Parse a positive int64 written in plain decimal digits. -1 if it is not. */
+int cgi_parse_id(const char *s, int64_t *id);
+
+/* Overwrite a borrowed string (a password in a request body) with zeros. */
+void cgi_wipe(const char *s);
 
 #endif

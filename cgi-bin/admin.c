@@ -1,0 +1,567 @@
+/*
+ * admin: account management and the runtime settings, for admins only.
+ * Every change is one transaction with its notify and audit_log rows.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "lib/auth.h"
+#include "lib/config.h"
+#include "lib/ctl.h"
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/http.h"
+#include "lib/json.h"
+#include "lib/notify.h"
+#include "cgi-bin/common.h"
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+enum q {
+	Q_USERS_LIST,
+	Q_USER_GET,
+	Q_USER_UPDATE,
+	Q_CALL_LOGS_DELETE,
+	Q_ACTIVE_CALLS_DELETE,
+	Q_USER_DELETE,
+	Q_SETTING_PUT,
+	Q__MAX
+};
+static const char *const sql[Q__MAX] = {
+	[Q_USERS_LIST] = "SELECT " CGI_USER_COLUMNS " FROM users ORDER BY id",
+	[Q_USER_GET] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
+	[Q_USER_UPDATE] =
+	    "UPDATE users SET username = COALESCE(?2, username), "
+	    "email = COALESCE(?3, email), "
+	    "extension = COALESCE(?4, extension), "
+	    "role = COALESCE(?5, role), status = COALESCE(?6, status), "
+	    "is_online = CASE ?6 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
+	    "ELSE is_online END, updated_at = ?7 WHERE id = ?1",
+	[Q_CALL_LOGS_DELETE] =
+	    "DELETE FROM call_logs WHERE caller_id = ?1 OR callee_id = ?1",
+	[Q_ACTIVE_CALLS_DELETE] =
+	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
+	[Q_USER_DELETE] = "DELETE FROM users WHERE id = ?1",
+	[Q_SETTING_PUT] =
+	    "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "
+	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+	    "updated_at = excluded.updated_at",
+};
+
+/* Columns of CGI_USER_COLUMNS that the handlers read back. */
+enum { COL_ID, COL_USERNAME, COL_EMAIL, COL_EXTENSION, COL_STATUS, COL_ROLE };
+
+static const struct jh_field create_fields[] = {
+	{ "username", JH_TEXT, true, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
+	    offsetof(struct cgi_user_in, username), 0 },
+	{ "email", JH_EMAIL, true, 3, CGI_EMAIL_MAX,
+	    offsetof(struct cgi_user_in, email), 0 },
+	{ "password", JH_TEXT, true, CGI_PASSWORD_MIN, CGI_PASSWORD_MAX,
+	    offsetof(struct cgi_user_in, password), 0 },
+	{ "extension", JH_DIGITS, true, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
+	    offsetof(struct cgi_user_in, extension), 0 },
+	{ "role", JH_TEXT, false, 0, 64, offsetof(struct cgi_user_in, role),
+	    0 },
+};
+
+struct update_in {
+	const char *username;
+	const char *email;
+	const char *extension;
+	const char *role;
+	const char *status;
+};
+
+static const struct jh_field update_fields[] = {
+	{ "username", JH_TEXT, false, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
+	    offsetof(struct update_in, username), 0 },
+	{ "email", JH_EMAIL, false, 3, CGI_EMAIL_MAX,
+	    offsetof(struct update_in, email), 0 },
+	{ "extension", JH_DIGITS, false, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
+	    offsetof(struct update_in, extension), 0 },
+	{ "role", JH_TEXT, false, 0, 64, offsetof(struct update_in, role), 0 },
+	{ "status", JH_TEXT, false, 0, 64, offsetof(struct update_in, status),
+	    0 },
+};
+
+struct settings_in {
+	const char *asterisk_host;
+	const char *asterisk_ami_port;
+	const char *sip_port;
+};
+
+/* Empty strings are accepted and mean "leave as is", as upstream. */
+static const struct jh_field settings_fields[] = {
+	{ "asterisk_host", JH_TEXT, false, 0, 253,
+	    offsetof(struct settings_in, asterisk_host), 0 },
+	{ "asterisk_ami_port", JH_DIGITS, false, 0, 5,
+	    offsetof(struct settings_in, asterisk_ami_port), 0 },
+	{ "sip_port", JH_DIGITS, false, 0, 5,
+	    offsetof(struct settings_in, sip_port), 0 },
+};
+
+static const struct auth_user *
+me(struct http_req *req, struct err *e)
+{
+	const struct auth_user *u;
+
+	if ((u = http_user(req)) == NULL)
+		err_set(e, ERR_INTERNAL, "no user on an admin route");
+	return u;
+}
+
+static int
+reply_user(struct http_req *req, int status, const char *message,
+    struct json_object *user, struct err *e)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(user);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(o, "message", message);
+	jh_add_bool(o, "success", true);
+	json_object_object_add(o, "user", user);
+	http_reply_json(req, status, o);
+	return 0;
+}
+
+static int
+users_list(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	struct json_object *users = NULL, *exts = NULL, *user, *o;
+	sqlite3_stmt *st;
+	const char *ext;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_USERS_LIST], e)) == NULL)
+		return -1;
+	while ((r = db_row(db, st, e)) == 1) {
+		if (users == NULL) {
+			users = json_object_new_array();
+			exts = json_object_new_array();
+		}
+		ext = (const char *)sqlite3_column_text(st, COL_EXTENSION);
+		if (users == NULL || exts == NULL ||
+		    (user = cgi_user_render(st, 0, false)) == NULL) {
+			sqlite3_reset(st);
+			r = err_set(e, ERR_INTERNAL, "out of memory");
+			break;
+		}
+		json_object_array_add(users, user);
+		json_object_array_add(exts,
+		    json_object_new_string(ext != NULL ? ext : ""));
+	}
+	if (r == -1 || (o = json_object_new_object()) == NULL) {
+		json_object_put(users);
+		json_object_put(exts);
+		return r == -1 ? -1 : err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	json_object_object_add(o, "extensions", exts);
+	jh_add_bool(o, "success", true);
+	json_object_object_add(o, "users", users);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+static int
+users_create(struct http_req *req, struct err *e)
+{
+	struct cgi_user_in in = { 0 };
+	const struct auth_user *u;
+	struct json_object *user = NULL;
+	int rc = -1;
+
+	if (cgi_decode(req, create_fields, nitems(create_fields), &in, e) == -1)
+		return -1;
+	if (!cgi_username_valid(in.username))
+		err_set_field(e, ERR_INVALID, "username",
+		    "Invalid request format");
+	else if (in.role != NULL && !cgi_role_valid(in.role))
+		err_set_field(e, ERR_INVALID, "role", "%s", CGI_ROLE_ERROR);
+	else if ((u = me(req, e)) != NULL)
+		rc = cgi_user_create(http_db(req), &in, u->id, "user.create",
+		    &user, e);
+	cgi_wipe(in.password);
+	if (rc == -1)
+		return -1;
+	return reply_user(req, 201, "User created successfully", user, e);
+}
+
+/* The fields that can change a token's meaning or a socket's identity. */
+struct user_old {
+	char username[64];
+	char extension[16];
+	char role[16];
+};
+
+static int
+user_get(struct db *db, int64_t id, struct user_old *old,
+    struct json_object **rendered, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *s;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_USER_GET], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 0)
+		return err_set(e, ERR_NOTFOUND, "User not found");
+	s = (const char *)sqlite3_column_text(st, COL_USERNAME);
+	snprintf(old->username, sizeof(old->username), "%s", s ? s : "");
+	s = (const char *)sqlite3_column_text(st, COL_EXTENSION);
+	snprintf(old->extension, sizeof(old->extension), "%s", s ? s : "");
+	s = (const char *)sqlite3_column_text(st, COL_ROLE);
+	snprintf(old->role, sizeof(old->role), "%s", s ? s : "");
+	if (rendered != NULL &&
+	    (*rendered = cgi_user_render(st, 0, false)) == NULL) {
+		sqlite3_reset(st);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
+static int
+user_update_row(struct db *db, int64_t id, const struct update_in *in,
+    struct err *e)
+{
+	sqlite3_stmt *st;
+	char now[40];
+
+	db_now(now, sizeof(now));
+	if ((st = db_stmt(db, sql[Q_USER_UPDATE], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, in->username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, in->email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, in->extension, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, in->role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, in->status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+	if (db_done(db, st, e) == -1) {
+		/* Past the conflict check only if another writer raced. */
+		if (e->code == ERR_CONFLICT)
+			err_set(e, ERR_CONFLICT, "%s",
+			    strstr(e->msg, "users.email") != NULL
+				? "Email already exists"
+			    : strstr(e->msg, "users.extension") != NULL
+				? "Extension already exists"
+				: "Username already exists");
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+changed(const char *val, const char *old)
+{
+	return val != NULL && strcmp(val, old) != 0;
+}
+
+static int
+users_update(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	struct update_in in = { 0 };
+	struct user_old old;
+	const struct auth_user *u;
+	struct json_object *details = NULL, *user = NULL;
+	char target[32];
+	int64_t id;
+	bool revoke;
+
+	if (cgi_parse_id(http_param(req, "id"), &id) == -1)
+		return err_set_field(e, ERR_INVALID, "id", "Invalid user ID");
+	if (cgi_decode(req, update_fields, nitems(update_fields), &in, e) == -1)
+		return -1;
+	/* An empty role or status is the form's "unchanged". */
+	if (in.role != NULL && in.role[0] == '\0')
+		in.role = NULL;
+	if (in.status != NULL && in.status[0] == '\0')
+		in.status = NULL;
+	if (in.username != NULL && !cgi_username_valid(in.username))
+		return err_set_field(e, ERR_INVALID, "username",
+		    "Invalid request format");
+	if (in.role != NULL && !cgi_role_valid(in.role))
+		return err_set_field(e, ERR_INVALID, "role", "%s",
+		    CGI_ROLE_ERROR);
+	if (in.status != NULL && !cgi_status_valid(in.status))
+		return err_set_field(e, ERR_INVALID, "status", "%s",
+		    CGI_STATUS_ERROR);
+	if ((u = me(req, e)) == NULL)
+		return -1;
+	if ((details = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	if (in.username != NULL)
+		jh_add_str(details, "username", in.username);
+	if (in.email != NULL)
+		jh_add_str(details, "email", in.email);
+	if (in.extension != NULL)
+		jh_add_str(details, "extension", in.extension);
+	if (in.role != NULL)
+		jh_add_str(details, "role", in.role);
+	if (in.status != NULL)
+		jh_add_str(details, "status", in.status);
+	snprintf(target, sizeof(target), "user:%" PRId64, id);
+
+	if (db_begin(db, e) == -1)
+		goto fail;
+	if (user_get(db, id, &old, NULL, e) == -1 ||
+	    cgi_user_conflicts(db, id, in.username, in.email, in.extension,
+		e) == -1 ||
+	    user_update_row(db, id, &in, e) == -1)
+		goto rollback;
+	/* Tokens carry username, extension and role: a token saying what is
+	 * no longer true must stop working. */
+	revoke = changed(in.role, old.role) ||
+		 changed(in.username, old.username) ||
+		 changed(in.extension, old.extension);
+	if ((revoke && auth_revoke_user(db, id, e) == -1) ||
+	    (in.status != NULL && cgi_notify_user_status(db, id, e) == -1) ||
+	    cgi_audit(db, u->id, "user.update", target, details, e) == -1 ||
+	    (user = cgi_user_by_id(db, id, e)) == NULL ||
+	    db_commit(db, e) == -1)
+		goto rollback;
+	json_object_put(details);
+	if (in.status != NULL)
+		ctl_kick(http_config(req));
+	return reply_user(req, 200, "User updated successfully", user, e);
+rollback:
+	db_rollback(db);
+fail:
+	json_object_put(user);
+	json_object_put(details);
+	return -1;
+}
+
+static int
+exec_id(struct db *db, enum q q, int64_t id, struct err *e)
+{
+	sqlite3_stmt *st;
+
+	if ((st = db_stmt(db, sql[q], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return db_done(db, st, e);
+}
+
+static int
+notify_deleted(struct db *db, int64_t by, int64_t id, const char *username,
+    struct err *e)
+{
+	struct json_object *p;
+	int rc;
+
+	if ((p = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_int(p, "deleted_by", by);
+	jh_add_str(p, "type", "user_deleted");
+	jh_add_int(p, "user_id", id);
+	jh_add_str(p, "username", username);
+	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
+	json_object_put(p);
+	return rc;
+}
+
+static int
+users_delete(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	const struct auth_user *u;
+	struct json_object *user = NULL, *details = NULL;
+	struct user_old old;
+	char target[32];
+	int64_t id;
+
+	if (cgi_parse_id(http_param(req, "id"), &id) == -1)
+		return err_set_field(e, ERR_INVALID, "id", "Invalid user ID");
+	if ((u = me(req, e)) == NULL)
+		return -1;
+	snprintf(target, sizeof(target), "user:%" PRId64, id);
+	if (db_begin(db, e) == -1)
+		return -1;
+	if (user_get(db, id, &old, &user, e) == -1)
+		goto rollback;
+	if (strcmp(old.role, "admin") == 0) {
+		err_set(e, ERR_FORBIDDEN, "Cannot delete admin users");
+		goto rollback;
+	}
+	if ((details = json_object_new_object()) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		goto rollback;
+	}
+	jh_add_str(details, "username", old.username);
+	jh_add_str(details, "extension", old.extension);
+	/* token_generations has no foreign key, so the bump outlives the
+	 * row: a token of the deleted id stays dead even if the id is
+	 * ever reused. */
+	if (auth_revoke_user(db, id, e) == -1 ||
+	    exec_id(db, Q_CALL_LOGS_DELETE, id, e) == -1 ||
+	    exec_id(db, Q_ACTIVE_CALLS_DELETE, id, e) == -1 ||
+	    exec_id(db, Q_USER_DELETE, id, e) == -1 ||
+	    notify_deleted(db, u->id, id, old.username, e) == -1 ||
+	    cgi_audit(db, u->id, "user.delete", target, details, e) == -1 ||
+	    db_commit(db, e) == -1)
+		goto rollback;
+	json_object_put(details);
+	ctl_kick(http_config(req));
+	return reply_user(req, 200, "User deleted successfully", user, e);
+rollback:
+	db_rollback(db);
+	json_object_put(details);
+	json_object_put(user);
+	return -1;
+}
+
+static bool
+host_valid(const char *s)
+{
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789.-") == strlen(s);
+}
+
+/* A port 1..65535 in digits into buf as plain decimal; -1 if not one. */
+static int
+port_norm(const char *s, char *buf, size_t size)
+{
+	int64_t v;
+
+	if (cgi_parse_id(s, &v) == -1 || v > 65535)
+		return -1;
+	snprintf(buf, size, "%" PRId64, v);
+	return 0;
+}
+
+static int
+setting_put(struct db *db, const char *key, const char *value, const char *now,
+    struct err *e)
+{
+	sqlite3_stmt *st;
+
+	if (value == NULL)
+		return 0;
+	if ((st = db_stmt(db, sql[Q_SETTING_PUT], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	return db_done(db, st, e);
+}
+
+/*
+ * Programs are stateless, so "updating the configuration" persists the
+ * values in the settings table; /config renders them over the environment.
+ */
+static int
+config_update(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	struct settings_in in = { 0 };
+	const struct auth_user *u;
+	struct json_object *details = NULL, *cfg, *o;
+	char ami[24], sip[24], now[40];
+	const char *host = NULL, *ami_port = NULL, *sip_port = NULL;
+
+	if (cgi_decode(req, settings_fields, nitems(settings_fields), &in, e) ==
+	    -1)
+		return -1;
+	if (in.asterisk_host != NULL && in.asterisk_host[0] != '\0') {
+		if (!host_valid(in.asterisk_host))
+			return err_set_field(e, ERR_INVALID, "asterisk_host",
+			    "Invalid request format");
+		host = in.asterisk_host;
+	}
+	if (in.asterisk_ami_port != NULL && in.asterisk_ami_port[0] != '\0') {
+		if (port_norm(in.asterisk_ami_port, ami, sizeof(ami)) == -1)
+			return err_set_field(e, ERR_INVALID,
+			    "asterisk_ami_port", "Invalid request format");
+		ami_port = ami;
+	}
+	if (in.sip_port != NULL && in.sip_port[0] != '\0') {
+		if (port_norm(in.sip_port, sip, sizeof(sip)) == -1)
+			return err_set_field(e, ERR_INVALID, "sip_port",
+			    "Invalid request format");
+		sip_port = sip;
+	}
+	if ((u = me(req, e)) == NULL)
+		return -1;
+
+	if (host != NULL || ami_port != NULL || sip_port != NULL) {
+		if ((details = json_object_new_object()) == NULL)
+			return err_set(e, ERR_INTERNAL, "out of memory");
+		if (host != NULL)
+			jh_add_str(details, CGI_SETTING_ASTERISK_HOST, host);
+		if (ami_port != NULL)
+			jh_add_str(details, CGI_SETTING_AMI_PORT, ami_port);
+		if (sip_port != NULL)
+			jh_add_str(details, CGI_SETTING_SIP_PORT, sip_port);
+		db_now(now, sizeof(now));
+		if (db_begin(db, e) == -1) {
+			json_object_put(details);
+			return -1;
+		}
+		if (setting_put(db, CGI_SETTING_ASTERISK_HOST, host, now, e) ==
+			-1 ||
+		    setting_put(db, CGI_SETTING_AMI_PORT, ami_port, now, e) ==
+			-1 ||
+		    setting_put(db, CGI_SETTING_SIP_PORT, sip_port, now, e) ==
+			-1 ||
+		    cgi_audit(db, u->id, "config.update", "settings", details,
+			e) == -1 ||
+		    db_commit(db, e) == -1) {
+			db_rollback(db);
+			json_object_put(details);
+			return -1;
+		}
+		json_object_put(details);
+	}
+
+	if ((cfg = cgi_frontend_config(req, e)) == NULL)
+		return -1;
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(cfg);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	json_object_object_add(o, "config", cfg);
+	jh_add_str(o, "message", "Configuration updated successfully");
+	jh_add_bool(o, "success", true);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+static const struct http_route routes[] = {
+	{ HTTP_GET, "/protected/admin/users", HTTP_ADMIN, users_list, 0 },
+	{ HTTP_POST, "/protected/admin/users", HTTP_ADMIN, users_create, 0 },
+	{ HTTP_PUT, "/protected/admin/users/:id", HTTP_ADMIN, users_update, 0 },
+	{ HTTP_DELETE, "/protected/admin/users/:id", HTTP_ADMIN, users_delete,
+	    HTTP_SUCCESS_FALSE },
+	{ HTTP_POST, "/config/update", HTTP_ADMIN, config_update,
+	    HTTP_SUCCESS_FALSE },
+};
+
+int
+main(void)
+{
+	struct cgi cgi;
+	struct http_req *req;
+
+	if (cgi_open(&cgi, "admin") == -1)
+		return 1;
+	while ((req = http_accept(cgi.http)) != NULL)
+		http_dispatch(req, routes, nitems(routes));
+	cgi_close(&cgi);
+	return 0;
+}

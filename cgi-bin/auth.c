@@ -1,0 +1,275 @@
+/*
+ * auth: the public routes (health, frontend config, login, register,
+ * refresh). nginx also sends it every path no other program claims, so its
+ * dispatch is where unknown routes get their 404.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "lib/auth.h"
+#include "lib/config.h"
+#include "lib/ctl.h"
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/http.h"
+#include "lib/json.h"
+#include "lib/password.h"
+#include "cgi-bin/common.h"
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+enum q { Q_LOGIN_USER, Q_LOGIN_SET_ONLINE, Q__MAX };
+static const char *const sql[Q__MAX] = {
+	[Q_LOGIN_USER] = "SELECT id, username, extension, role, password "
+			 "FROM users WHERE username = ?1",
+	[Q_LOGIN_SET_ONLINE] =
+	    "UPDATE users SET status = 'online', is_online = 1, "
+	    "last_login = ?2, last_seen = ?2, updated_at = ?2 WHERE id = ?1",
+};
+
+struct login_in {
+	const char *username;
+	const char *password;
+};
+
+static const struct jh_field login_fields[] = {
+	{ "username", JH_TEXT, true, 1, 256,
+	    offsetof(struct login_in, username), 0 },
+	{ "password", JH_TEXT, true, 1, CGI_PASSWORD_MAX,
+	    offsetof(struct login_in, password), 0 },
+};
+
+static const struct jh_field register_fields[] = {
+	{ "username", JH_TEXT, true, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
+	    offsetof(struct cgi_user_in, username), 0 },
+	{ "email", JH_EMAIL, true, 3, CGI_EMAIL_MAX,
+	    offsetof(struct cgi_user_in, email), 0 },
+	{ "password", JH_TEXT, true, CGI_PASSWORD_MIN, CGI_PASSWORD_MAX,
+	    offsetof(struct cgi_user_in, password), 0 },
+	{ "extension", JH_DIGITS, true, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
+	    offsetof(struct cgi_user_in, extension), 0 },
+};
+
+static int
+health(struct http_req *req, struct err *e)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_int(o, "response_time_ms", 0);
+	jh_add_str(o, "service", "voip-backend");
+	jh_add_str(o, "status", "ok");
+	jh_add_int(o, "timestamp", (int64_t)time(NULL));
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+static int
+config_get_route(struct http_req *req, struct err *e)
+{
+	struct json_object *c, *o;
+
+	if ((c = cgi_frontend_config(req, e)) == NULL)
+		return -1;
+	if ((o = cgi_ok("config", c)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* The user row of username into u and hash. 0 absent, 1 found, -1 error. */
+static int
+login_lookup(struct db *db, const char *username, struct auth_user *u,
+    char *hash, size_t hashsize, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *s;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_LOGIN_USER], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	if ((r = db_row(db, st, e)) != 1)
+		return r;
+	memset(u, 0, sizeof(*u));
+	u->id = sqlite3_column_int64(st, 0);
+	s = (const char *)sqlite3_column_text(st, 1);
+	snprintf(u->username, sizeof(u->username), "%s", s ? s : "");
+	s = (const char *)sqlite3_column_text(st, 2);
+	snprintf(u->extension, sizeof(u->extension), "%s", s ? s : "");
+	s = (const char *)sqlite3_column_text(st, 3);
+	snprintf(u->role, sizeof(u->role), "%s", s ? s : "user");
+	u->is_admin = strcmp(u->role, "admin") == 0;
+	s = (const char *)sqlite3_column_text(st, 4);
+	snprintf(hash, hashsize, "%s", s ? s : "");
+	sqlite3_reset(st);
+	return 1;
+}
+
+static int
+login_set_online(struct db *db, int64_t id, struct err *e)
+{
+	sqlite3_stmt *st;
+	char now[40];
+
+	db_now(now, sizeof(now));
+	if ((st = db_stmt(db, sql[Q_LOGIN_SET_ONLINE], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	return db_done(db, st, e);
+}
+
+static int
+login(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	const struct config *cfg = http_config(req);
+	struct login_in in = { 0 };
+	struct auth_user u = { 0 };
+	struct json_object *user = NULL, *o;
+	char hash[PASSWORD_HASH_MAX * 2];
+	const char *addr;
+	char *token = NULL;
+	int found, rc = -1;
+	bool ok;
+
+	if (cgi_decode(req, login_fields, nitems(login_fields), &in, e) == -1)
+		return -1;
+	addr = http_remote_addr(req);
+	if (addr == NULL)
+		addr = "";
+	if (auth_login_check(db, in.username, addr, e) == -1)
+		goto out;
+	hash[0] = '\0';
+	if ((found = login_lookup(db, in.username, &u, hash, sizeof(hash),
+		 e)) == -1)
+		goto out;
+	/* An unknown user costs a hash check too, and reads the same. */
+	ok = password_verify(in.password, found ? hash : NULL) && found;
+	explicit_bzero(hash, sizeof(hash));
+	if (!ok) {
+		if (auth_login_failed(db, in.username, addr, e) == -1)
+			goto out;
+		err_set(e, ERR_AUTH, "Invalid credentials");
+		goto out;
+	}
+
+	if (db_begin(db, e) == -1)
+		goto out;
+	if (auth_login_succeeded(db, in.username, e) == -1 ||
+	    login_set_online(db, u.id, e) == -1 ||
+	    cgi_notify_user_status(db, u.id, e) == -1 ||
+	    (user = cgi_user_by_id(db, u.id, e)) == NULL ||
+	    auth_token_issue(db, cfg, &u, &token, NULL, e) == -1 ||
+	    db_commit(db, e) == -1) {
+		db_rollback(db);
+		goto out;
+	}
+	ctl_kick(cfg);
+
+	if ((o = json_object_new_object()) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	jh_add_str(o, "message", "Login successful");
+	jh_add_bool(o, "success", true);
+	jh_add_str(o, "token", token);
+	json_object_object_add(o, "user", user);
+	user = NULL;
+	http_reply_json(req, 200, o);
+	rc = 0;
+out:
+	cgi_wipe(in.password);
+	json_object_put(user);
+	if (token != NULL) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
+	return rc;
+}
+
+static int
+register_user(struct http_req *req, struct err *e)
+{
+	struct cgi_user_in in = { 0 };
+	struct json_object *user, *o;
+	int rc;
+
+	if (cgi_decode(req, register_fields, nitems(register_fields), &in, e) ==
+	    -1)
+		return -1;
+	if (!cgi_username_valid(in.username)) {
+		cgi_wipe(in.password);
+		return err_set_field(e, ERR_INVALID, "username",
+		    "Invalid request format");
+	}
+	in.role = "user";
+	rc = cgi_user_create(http_db(req), &in, 0, "user.register", &user, e);
+	cgi_wipe(in.password);
+	if (rc == -1)
+		return -1;
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(user);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(o, "message", "User registered successfully");
+	jh_add_bool(o, "success", true);
+	json_object_object_add(o, "user", user);
+	http_reply_json(req, 201, o);
+	return 0;
+}
+
+static int
+refresh(struct http_req *req, struct err *e)
+{
+	const struct auth_user *u;
+	struct json_object *o;
+	char *token = NULL;
+
+	if (http_authenticate(req, e) == -1)
+		return -1;
+	if ((u = http_user(req)) == NULL)
+		return err_set(e, ERR_INTERNAL, "authenticated without a user");
+	/* A new jti at the current generation: revoking still catches it. */
+	if (auth_token_issue(http_db(req), http_config(req), u, &token, NULL,
+		e) == -1)
+		return -1;
+	o = cgi_ok("token", json_object_new_string(token));
+	explicit_bzero(token, strlen(token));
+	free(token);
+	if (o == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+static const struct http_route routes[] = {
+	{ HTTP_GET, "/health", HTTP_PUBLIC, health, 0 },
+	{ HTTP_GET, "/config", HTTP_PUBLIC, config_get_route, 0 },
+	{ HTTP_POST, "/api/login", HTTP_PUBLIC, login, 0 },
+	{ HTTP_POST, "/api/register", HTTP_PUBLIC, register_user, 0 },
+	{ HTTP_POST, "/api/refresh", HTTP_PUBLIC, refresh, 0 },
+};
+
+int
+main(void)
+{
+	struct cgi cgi;
+	struct http_req *req;
+
+	if (cgi_open(&cgi, "auth") == -1)
+		return 1;
+	while ((req = http_accept(cgi.http)) != NULL)
+		http_dispatch(req, routes, nitems(routes));
+	cgi_close(&cgi);
+	return 0;
+}

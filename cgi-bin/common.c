@@ -1,0 +1,557 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "lib/config.h"
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/http.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "lib/notify.h"
+#include "lib/password.h"
+#include "cgi-bin/common.h"
+
+/* A request waits this long for another writer before it answers 503. */
+#define CGI_BUSY_MS 5000
+
+enum q {
+	Q_USER_BY_ID,
+	Q_USER_CONFLICTS,
+	Q_USER_INSERT,
+	Q_USER_STATUS,
+	Q_AUDIT_INSERT,
+	Q_SETTINGS,
+	Q__MAX
+};
+static const char *const sql[Q__MAX] = {
+	[Q_USER_BY_ID] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
+	[Q_USER_CONFLICTS] =
+	    "SELECT EXISTS (SELECT 1 FROM users "
+	    "WHERE username = ?1 AND id != ?4), "
+	    "EXISTS (SELECT 1 FROM users WHERE email = ?2 AND id != ?4), "
+	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
+	[Q_USER_INSERT] =
+	    "INSERT INTO users (username, email, password, extension, status, "
+	    "role, created_at, updated_at, is_online) "
+	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
+	[Q_USER_STATUS] = "SELECT id, username, extension, status, is_online, "
+			  "last_seen FROM users WHERE id = ?1",
+	[Q_AUDIT_INSERT] = "INSERT INTO audit_log (at, actor_id, action, "
+			   "target, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_SETTINGS] = "SELECT key, value FROM settings",
+};
+
+/* Open the database and make sure every migration is applied. */
+static struct db *
+open_db(const struct config *cfg)
+{
+	struct err e = { 0 };
+	struct db *db;
+	int current;
+
+	if ((db = db_open(cfg->db_path, CGI_BUSY_MS, &e)) == NULL) {
+		log_msg(LOG_ERROR, "database: %s", e.msg);
+		return NULL;
+	}
+	if ((current = db_is_current(db, &e)) != 1) {
+		if (current == -1)
+			log_msg(LOG_ERROR, "database: %s", e.msg);
+		else
+			log_msg(LOG_ERROR,
+			    "database '%s' is not migrated: run "
+			    "'switchboard init' or 'switchboard migrate'",
+			    cfg->db_path);
+		db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+int
+cgi_open(struct cgi *cgi, const char *program)
+{
+	struct err e = { 0 };
+	struct db *db;
+
+	memset(cgi, 0, sizeof(*cgi));
+	if (config_load(&cgi->cfg, &e) == -1) {
+		log_init(program, false);
+		log_msg(LOG_ERROR, "config: %s%s%s", e.msg,
+		    e.field[0] != '\0' ? " in " : "", e.field);
+		return -1;
+	}
+	log_init(program, cgi->cfg.debug);
+	/* Checked before http_open forks the workers, so a database that is
+	 * not there fails the program once instead of every worker. */
+	if ((db = open_db(&cgi->cfg)) == NULL)
+		goto fail;
+	db_close(db);
+	/* A SQLite connection must not cross fork: each worker opens its
+	 * own after http_open, which returns in the workers only. */
+	if ((cgi->http = http_open(program, &cgi->cfg, NULL, &e)) == NULL) {
+		log_msg(LOG_ERROR, "http: %s", e.msg);
+		goto fail;
+	}
+	if ((cgi->db = open_db(&cgi->cfg)) == NULL)
+		goto fail;
+	http_set_db(cgi->http, cgi->db);
+	return 0;
+fail:
+	cgi_close(cgi);
+	return -1;
+}
+
+void
+cgi_close(struct cgi *cgi)
+{
+	http_close(cgi->http);
+	cgi->http = NULL;
+	db_close(cgi->db);
+	cgi->db = NULL;
+	config_wipe(&cgi->cfg);
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+static void
+add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
+{
+	const char *s = col_text(st, i);
+
+	jh_add_str(o, key, s != NULL ? s : "");
+}
+
+/* A time column: its text as stored, or null. */
+static void
+add_col_time(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
+{
+	jh_add_str(o, key, col_text(st, i));
+}
+
+/* is_online is "numeric": 0/1, though imported rows may say true/false. */
+bool
+cgi_col_bool(sqlite3_stmt *st, int i)
+{
+	const char *s;
+
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER:
+	case SQLITE_FLOAT:
+		return sqlite3_column_int64(st, i) != 0;
+	case SQLITE_TEXT:
+		s = col_text(st, i);
+		return s != NULL &&
+		       (strcmp(s, "true") == 0 || strcmp(s, "1") == 0);
+	default:
+		return false;
+	}
+}
+
+struct json_object *
+cgi_user_render(sqlite3_stmt *st, int col, bool with_updated)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_int(o, "id", sqlite3_column_int64(st, col));
+	add_col_str(o, "username", st, col + 1);
+	add_col_str(o, "email", st, col + 2);
+	add_col_str(o, "extension", st, col + 3);
+	add_col_str(o, "status", st, col + 4);
+	add_col_str(o, "role", st, col + 5);
+	jh_add_bool(o, "is_online", cgi_col_bool(st, col + 6));
+	add_col_time(o, "last_login", st, col + 7);
+	add_col_time(o, "last_seen", st, col + 8);
+	add_col_time(o, "created_at", st, col + 9);
+	if (with_updated)
+		add_col_time(o, "updated_at", st, col + 10);
+	return o;
+}
+
+struct json_object *
+cgi_user_zero(void)
+{
+	static const char zero_time[] = "0001-01-01T00:00:00Z";
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_int(o, "id", 0);
+	jh_add_str(o, "username", "");
+	jh_add_str(o, "email", "");
+	jh_add_str(o, "extension", "");
+	jh_add_str(o, "status", "");
+	jh_add_str(o, "role", "");
+	jh_add_bool(o, "is_online", false);
+	jh_add_null(o, "last_login");
+	jh_add_null(o, "last_seen");
+	jh_add_str(o, "created_at", zero_time);
+	jh_add_str(o, "updated_at", zero_time);
+	return o;
+}
+
+struct json_object *
+cgi_user_by_id(struct db *db, int64_t id, struct err *e)
+{
+	struct json_object *o;
+	sqlite3_stmt *st;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_USER_BY_ID], e)) == NULL)
+		return NULL;
+	sqlite3_bind_int64(st, 1, id);
+	if ((r = db_row(db, st, e)) == -1)
+		return NULL;
+	if (r == 0) {
+		err_set(e, ERR_NOTFOUND, "User not found");
+		return NULL;
+	}
+	o = cgi_user_render(st, 0, false);
+	sqlite3_reset(st);
+	if (o == NULL)
+		err_set(e, ERR_INTERNAL, "out of memory");
+	return o;
+}
+
+struct json_object *
+cgi_ok(const char *key, struct json_object *val)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(val);
+		return NULL;
+	}
+	if (strcmp(key, "success") < 0) {
+		json_object_object_add(o, key, val);
+		jh_add_bool(o, "success", true);
+	} else {
+		jh_add_bool(o, "success", true);
+		json_object_object_add(o, key, val);
+	}
+	return o;
+}
+
+int
+cgi_decode(struct http_req *req, const struct jh_field *fields, size_t nfields,
+    void *out, struct err *e)
+{
+	struct json_object *body;
+	char field[sizeof(e->field)];
+
+	if ((body = http_body_json(req, e)) == NULL)
+		return -1;
+	if (jh_decode(body, fields, nfields, out, e) == 0)
+		return 0;
+	if (e->code != ERR_INVALID)
+		return -1;
+	snprintf(field, sizeof(field), "%s", e->field);
+	return err_set_field(e, ERR_INVALID, field, "Invalid request format");
+}
+
+bool
+cgi_status_valid(const char *s)
+{
+	return s != NULL &&
+	       (strcmp(s, "online") == 0 || strcmp(s, "offline") == 0 ||
+		   strcmp(s, "busy") == 0 || strcmp(s, "away") == 0);
+}
+
+bool
+cgi_role_valid(const char *s)
+{
+	return s != NULL && (strcmp(s, "user") == 0 || strcmp(s, "admin") == 0);
+}
+
+bool
+cgi_username_valid(const char *s)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+int
+cgi_user_conflicts(struct db *db, int64_t self_id, const char *username,
+    const char *email, const char *extension, struct err *e)
+{
+	sqlite3_stmt *st;
+	int r, taken[3], i;
+	static const char *const texts[3] = {
+		"Username already exists",
+		"Email already exists",
+		"Extension already exists",
+	};
+
+	if ((st = db_stmt(db, sql[Q_USER_CONFLICTS], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, extension, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, self_id);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 0)
+		return err_set(e, ERR_INTERNAL, "conflict check gave no row");
+	for (i = 0; i < 3; i++)
+		taken[i] = sqlite3_column_int(st, i);
+	sqlite3_reset(st);
+	for (i = 0; i < 3; i++)
+		if (taken[i])
+			return err_set(e, ERR_CONFLICT, "%s", texts[i]);
+	return 0;
+}
+
+/*
+ * A UNIQUE violation that got past the checks (another writer outside our
+ * lock, e.g. a tool on the same file) still reads as the contract's 409.
+ */
+static int
+conflict_text(struct err *e)
+{
+	if (e->code != ERR_CONFLICT)
+		return -1;
+	if (strstr(e->msg, "users.username") != NULL)
+		return err_set(e, ERR_CONFLICT, "Username already exists");
+	if (strstr(e->msg, "users.email") != NULL)
+		return err_set(e, ERR_CONFLICT, "Email already exists");
+	if (strstr(e->msg, "users.extension") != NULL)
+		return err_set(e, ERR_CONFLICT, "Extension already exists");
+	return -1;
+}
+
+static int
+user_insert(struct db *db, const struct cgi_user_in *in, const char *hash,
+    const char *now, int64_t *id, struct err *e)
+{
+	sqlite3_stmt *st;
+
+	if ((st = db_stmt(db, sql[Q_USER_INSERT], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, in->username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, in->email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, in->extension, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, in->role != NULL ? in->role : "user", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+	if (db_done(db, st, e) == -1) {
+		conflict_text(e);
+		return -1;
+	}
+	*id = db_last_id(db);
+	return 0;
+}
+
+int
+cgi_user_create(struct db *db, const struct cgi_user_in *in, int64_t actor_id,
+    const char *action, struct json_object **user, struct err *e)
+{
+	struct json_object *details = NULL, *u = NULL;
+	char hash[PASSWORD_HASH_MAX], now[40], target[32];
+	int64_t id = 0;
+	int rc = -1;
+
+	*user = NULL;
+	/* Hash before taking the write lock: yescrypt is the slow part. */
+	if (password_hash(in->password, hash, sizeof(hash), e) == -1)
+		goto out;
+	db_now(now, sizeof(now));
+	if ((details = json_object_new_object()) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	jh_add_str(details, "username", in->username);
+	jh_add_str(details, "email", in->email);
+	jh_add_str(details, "extension", in->extension);
+	jh_add_str(details, "role", in->role != NULL ? in->role : "user");
+	if (db_begin(db, e) == -1)
+		goto out;
+	if (cgi_user_conflicts(db, 0, in->username, in->email, in->extension,
+		e) == -1 ||
+	    user_insert(db, in, hash, now, &id, e) == -1)
+		goto rollback;
+	snprintf(target, sizeof(target), "user:%" PRId64, id);
+	if (cgi_audit(db, actor_id, action, target, details, e) == -1 ||
+	    (u = cgi_user_by_id(db, id, e)) == NULL || db_commit(db, e) == -1)
+		goto rollback;
+	*user = u;
+	u = NULL;
+	rc = 0;
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	json_object_put(u);
+	json_object_put(details);
+	explicit_bzero(hash, sizeof(hash));
+	return rc;
+}
+
+int
+cgi_notify_user_status(struct db *db, int64_t id, struct err *e)
+{
+	struct json_object *p;
+	sqlite3_stmt *st;
+	int r, rc;
+
+	if ((st = db_stmt(db, sql[Q_USER_STATUS], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 0)
+		return err_set(e, ERR_NOTFOUND, "User not found");
+	if ((p = json_object_new_object()) == NULL) {
+		sqlite3_reset(st);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	/* gin.H: keys sorted. The relay knows the live sockets; REST does
+	 * not, so client_count and ws_connected say none, as upstream. */
+	jh_add_int(p, "client_count", 0);
+	add_col_str(p, "extension", st, 2);
+	jh_add_bool(p, "is_online", cgi_col_bool(st, 4));
+	add_col_time(p, "last_seen", st, 5);
+	add_col_str(p, "status", st, 3);
+	jh_add_int(p, "timestamp", (int64_t)time(NULL));
+	jh_add_str(p, "type", "user_status_changed");
+	jh_add_int(p, "user_id", sqlite3_column_int64(st, 0));
+	add_col_str(p, "username", st, 1);
+	jh_add_bool(p, "ws_connected", false);
+	sqlite3_reset(st);
+	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
+	json_object_put(p);
+	return rc;
+}
+
+int
+cgi_audit(struct db *db, int64_t actor_id, const char *action,
+    const char *target, struct json_object *details, struct err *e)
+{
+	sqlite3_stmt *st;
+	char now[40];
+	const char *text = NULL;
+
+	db_now(now, sizeof(now));
+	if (details != NULL && (text = jh_text(details, NULL)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	if ((st = db_stmt(db, sql[Q_AUDIT_INSERT], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+	if (actor_id > 0)
+		sqlite3_bind_int64(st, 2, actor_id);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, target, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+	return db_done(db, st, e);
+}
+
+/* A port number as /config/update stores it; 0 when it is not one. */
+static int
+port_parse(const char *s)
+{
+	int64_t v;
+
+	if (s == NULL || cgi_parse_id(s, &v) == -1 || v > 65535)
+		return 0;
+	return (int)v;
+}
+
+struct json_object *
+cgi_frontend_config(struct http_req *req, struct err *e)
+{
+	const struct config *cfg = http_config(req);
+	struct db *db = http_db(req);
+	struct json_object *o, *ast;
+	sqlite3_stmt *st;
+	char origin[512], url[600], host[256];
+	const char *k, *v;
+	int sip_port = cfg->sip_port, port, r;
+
+	/* No ASTERISK_HOST: upstream's probe settles on localhost. */
+	snprintf(host, sizeof(host), "%s",
+	    cfg->asterisk_host[0] != '\0' ? cfg->asterisk_host : "localhost");
+	if ((st = db_stmt(db, sql[Q_SETTINGS], e)) == NULL)
+		return NULL;
+	while ((r = db_row(db, st, e)) == 1) {
+		k = col_text(st, 0);
+		v = col_text(st, 1);
+		if (k == NULL || v == NULL)
+			continue;
+		if (strcmp(k, CGI_SETTING_ASTERISK_HOST) == 0 && v[0] != '\0')
+			snprintf(host, sizeof(host), "%s", v);
+		else if (strcmp(k, CGI_SETTING_SIP_PORT) == 0 &&
+			 (port = port_parse(v)) != 0)
+			sip_port = port;
+	}
+	if (r == -1)
+		return NULL;
+
+	if ((o = json_object_new_object()) == NULL ||
+	    (ast = json_object_new_object()) == NULL) {
+		json_object_put(o);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	http_origin(req, origin, sizeof(origin));
+	jh_add_str(o, "api_url", origin);
+	if (strncmp(origin, "https://", 8) == 0)
+		snprintf(url, sizeof(url), "wss://%s/ws", origin + 8);
+	else if (strncmp(origin, "http://", 7) == 0)
+		snprintf(url, sizeof(url), "ws://%s/ws", origin + 7);
+	else
+		snprintf(url, sizeof(url), "ws://%s/ws", origin);
+	jh_add_str(o, "ws_url", url);
+	/* The Go struct's declared order, not sorted. */
+	jh_add_str(ast, "host", host);
+	snprintf(url, sizeof(url), "ws://%s:%d/asterisk/ws", host, sip_port);
+	jh_add_str(ast, "ws_url", url);
+	json_object_object_add(o, "asterisk", ast);
+	jh_add_str(o, "environment", cfg->environment);
+	jh_add_bool(o, "debug", cfg->debug);
+	jh_add_str(o, "service", cfg->service_name);
+	return o;
+}
+
+int
+cgi_parse_id(const char *s, int64_t *id)
+{
+	size_t n;
+	char *end;
+	long long v;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > 19 ||
+	    strspn(s, "0123456789") != n)
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v <= 0)
+		return -1;
+	*id = (int64_t)v;
+	return 0;
+}
+
+void
+cgi_wipe(const char *s)
+{
+	if (s != NULL)
+		explicit_bzero((void *)(uintptr_t)s, strlen(s));
+}

@@ -1,0 +1,64 @@
+#ifndef CLI_CLI_H
+#define CLI_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/config.h"
+
+struct db;
+struct err;
+
+/* What a command works on: the configuration and the migrated database. */
+struct cli {
+	struct config cfg;
+	struct db *db;
+};
+
+#define CLI_USERNAME_MIN  3
+#define CLI_USERNAME_MAX  50
+#define CLI_EMAIL_MAX     254
+#define CLI_PASSWORD_MIN  6
+#define CLI_PASSWORD_MAX  256
+#define CLI_EXTENSION_MIN 4
+#define CLI_EXTENSION_MAX 6
+
+/* Print "switchboard: <message>" on stderr. */
+void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Load the configuration and open the database (creating the directories
+ * of DB_PATH and RUN_DIR when create_dirs). A database that is not fully
+ * migrated is refused unless allow_old. Prints why and returns -1.
+ */
+int cli_open(struct cli *cli, bool create_dirs, bool allow_old);
+void cli_close(struct cli *cli);
+
+/* `switchboard init` and `switchboard user ...`; argv[0] is the command.
+ * Exit codes. */
+int cli_init(int argc, char **argv);
+int cli_user(int argc, char **argv);
+
+/*
+ * Read one line from stdin into buf (NUL-terminated, no newline): with a
+ * terminal, prompt on stderr and turn echo off while reading. ERR_INVALID
+ * when there is no line or it does not fit. The caller wipes buf.
+ */
+int cli_password_read(const char *prompt, char *buf, size_t size,
+    struct err *e);
+
+/*
+ * Inside the caller's transaction: insert a user with an already computed
+ * password hash after checking username, email and extension (ERR_CONFLICT
+ * naming the taken one), and write the audit_log row (actor NULL).
+ */
+int cli_user_insert(struct db *db, const char *username, const char *email,
+    const char *extension, const char *role, const char *hash, int64_t *id,
+    struct err *e);
+
+/* Inside the caller's transaction: an audit_log row with actor NULL. */
+int cli_audit(struct db *db, const char *action, int64_t user_id,
+    const char *username, struct err *e);
+
+#endif
