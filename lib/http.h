@@ -59,10 +59,20 @@ struct http_route {
  * The server side of one program. cfg and db are borrowed for its lifetime.
  * Under FastCGI it accepts on the socket inherited as fd 0 (spawn-fcgi,
  * systemd); as plain CGI it serves the one request in the environment.
+ * Under FastCGI with FCGI_CHILDREN > 1 (default 2, at most 64) it forks the
+ * workers here and returns only in them; the first process stays inside to
+ * supervise (restarts a worker that dies, forwards SIGTERM/SIGINT, then
+ * exits 0 itself). So call it before opening anything that must not be
+ * shared across fork: pass db NULL and give the database with http_set_db.
+ * In a worker SIGTERM/SIGINT make http_accept return NULL once the request
+ * in hand is finished.
  */
 struct http *http_open(const char *program, const struct config *cfg,
     struct db *db, struct err *e);
 void http_close(struct http *h);
+
+/* The database handlers get from http_db (borrowed). */
+void http_set_db(struct http *h, struct db *db);
 
 /* The next request, or NULL when there are no more (CGI: after the first). */
 struct http_req *http_accept(struct http *h);
