@@ -49,6 +49,7 @@ BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/ben
 PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
 
 .PHONY: all deps run test check bench install clean headers
+.SECONDARY:
 all: $(PROGS)
 
 deps:

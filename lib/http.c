@@ -1023,11 +1023,12 @@ http_reply_error(struct http_req *r, const struct err *e)
 		http_reply_json(r, status, NULL);
 		return;
 	}
-	if (r->flags & HTTP_SUCCESS_FALSE)
-		jh_add_bool(o, "success", false);
+	/* Sorted keys, as the replaced backend's maps serialise. */
 	jh_add_str(o, "error", msg);
 	if (e != NULL && status < 500 && e->field[0] != '\0')
 		jh_add_str(o, "field", e->field);
+	if (r->flags & HTTP_SUCCESS_FALSE)
+		jh_add_bool(o, "success", false);
 	if (e != NULL && e->code == ERR_RATE_LIMITED) {
 		snprintf(num, sizeof(num), "%d",
 		    e->retry_after_s > 0 ? e->retry_after_s : 1);
@@ -1151,7 +1152,10 @@ req_auth(struct http_req *r, struct err *e)
 
 	if (hdr == NULL || *hdr == '\0')
 		return err_set(e, ERR_AUTH, "Authorization header required");
-	if (strncmp(hdr, "Bearer ", 7) != 0)
+	/* HTTP strips trailing blanks, so "Bearer " arrives as "Bearer". */
+	if (strcmp(hdr, "Bearer") == 0)
+		return err_set(e, ERR_AUTH, "Token required");
+	if (strncmp(hdr, "Bearer ", 7) != 0 || strchr(hdr + 7, ' ') != NULL)
 		return err_set(e, ERR_AUTH,
 		    "Invalid authorization header format");
 	token = hdr + 7;

@@ -1168,7 +1168,8 @@ test_auth(void)
 	check_401("", "Authorization header required");
 	check_401("Basic YWxpY2U6cHc=", "Invalid authorization header format");
 	check_401("bearer x", "Invalid authorization header format");
-	check_401("Bearer", "Invalid authorization header format");
+	check_401("Bearer", "Token required");
+	check_401("Bearer a b", "Invalid authorization header format");
 	check_401("Bearer ", "Token required");
 	check_401("Bearer garbage", "Invalid token: *");
 	snprintf(bad, sizeof(bad), "Bearer %s", tok_gone);
@@ -1222,17 +1223,17 @@ test_auth(void)
 	CHECK(jint(&r, "id") == admin_id);
 	resp_free(&r);
 
-	/* HTTP_SUCCESS_FALSE: "success": false first, on every error. */
+	/* HTTP_SUCCESS_FALSE: "success": false (keys sorted), on every error. */
 	cgi(&r, NULL, ENV("REQUEST_METHOD=DELETE", "DOCUMENT_URI=/sf/5"));
 	CHECK(r.status == 401);
-	CHECK(strcmp(r.body, "{\"success\":false,\"error\":\"Authorization "
-			     "header required\"}") == 0);
+	CHECK(strcmp(r.body, "{\"error\":\"Authorization header required\","
+			     "\"success\":false}") == 0);
 	resp_free(&r);
 	cgi(&r, NULL,
 	    ENV("REQUEST_METHOD=DELETE", "DOCUMENT_URI=/sf/5", bearer));
 	CHECK(r.status == 404);
 	CHECK(strcmp(r.body,
-		  "{\"success\":false,\"error\":\"Thing not found\"}") == 0);
+		  "{\"error\":\"Thing not found\",\"success\":false}") == 0);
 	resp_free(&r);
 }
 
@@ -1315,8 +1316,8 @@ test_body(void)
 	cgi(&r, "not json",
 	    ENV("REQUEST_METHOD=POST", "DOCUMENT_URI=/sf/body"));
 	CHECK(r.status == 400);
-	CHECK(strcmp(r.body, "{\"success\":false,\"error\":\"Invalid request "
-			     "format\"}") == 0);
+	CHECK(strcmp(r.body, "{\"error\":\"Invalid request format\","
+			     "\"success\":false}") == 0);
 	resp_free(&r);
 }
 
