@@ -1,0 +1,638 @@
+/*
+ * calls: the call routes (contract §1.6). A WebRTC call is set up here: its
+ * log row is written, then the relay is asked to ring the callee's
+ * browsers; from there the relay carries the signalling and closes the
+ * log. The PBX (AMI) path answers 502 until it is configured.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "lib/auth.h"
+#include "lib/config.h"
+#include "lib/ctl.h"
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/http.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "cgi-bin/common.h"
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+#define WEBRTC_PREFIX  "webrtc-call-"
+#define CALL_ID_MAX    64
+#define CTL_TIMEOUT_MS 2000 /* the relay answers at once or not at all */
+#define MSG_NO_PBX     "PBX is not configured"
+#define MSG_NO_CALL    "Active call not found"
+#define MSG_NO_NOTIFY  "Failed to notify target user"
+
+enum q {
+	Q_TARGET,
+	Q_LOG_INSERT,
+	Q_LOG_FAILED,
+	Q_LOG_FIND,
+	Q_LOG_END_ANSWERED,
+	Q_LOG_END_RINGING,
+	Q_ACTIVE_FIND,
+	Q_USERS,
+	Q__MAX
+};
+static const char *const sql[Q__MAX] = {
+	[Q_TARGET] =
+	    "SELECT id, username, extension FROM users WHERE extension = ?1",
+	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
+			 "start_time, status, channel, direction, created_at) "
+			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
+	[Q_LOG_FAILED] = "UPDATE call_logs SET status = 'failed', "
+			 "end_time = ?2, duration = 0 "
+			 "WHERE id = ?1 AND status = 'initiated'",
+	[Q_LOG_FIND] = "SELECT id, caller_id, callee_id, status, answer_time, "
+		       "duration FROM call_logs WHERE channel = ?1 "
+		       "ORDER BY id DESC LIMIT 1",
+	[Q_LOG_END_ANSWERED] = "UPDATE call_logs SET status = 'ended', "
+			       "end_time = ?2, duration = ?3 "
+			       "WHERE id = ?1 AND status = 'answered'",
+	[Q_LOG_END_RINGING] = "UPDATE call_logs SET status = 'cancelled', "
+			      "end_time = ?2, duration = 0 "
+			      "WHERE id = ?1 AND status = 'initiated'",
+	[Q_ACTIVE_FIND] = "SELECT id FROM active_calls WHERE channel = ?1 "
+			  "AND (caller_id = ?2 OR callee_id = ?2)",
+	[Q_USERS] = "SELECT extension, username, status FROM users "
+		    "ORDER BY id",
+};
+
+struct initiate_in {
+	const char *target_extension;
+};
+
+static const struct jh_field initiate_fields[] = {
+	{ "target_extension", JH_DIGITS, true, 1, 15,
+	    offsetof(struct initiate_in, target_extension), 0 },
+};
+
+/* A call log row as hangup needs it. */
+struct log_row {
+	int64_t id, caller_id, callee_id, duration;
+	char status[16];
+	char answer_time[40];
+};
+
+static const struct auth_user *
+me(struct http_req *req, struct err *e)
+{
+	const struct auth_user *u;
+
+	if ((u = http_user(req)) == NULL)
+		err_set(e, ERR_INTERNAL, "no user on an authenticated route");
+	return u;
+}
+
+static bool
+webrtc_method(struct http_req *req)
+{
+	const char *m = http_query(req, "method");
+	const char *h = http_header(req, "X-Call-Method");
+
+	return (m != NULL && strcasecmp(m, "webrtc") == 0) ||
+	       (h != NULL && strcasecmp(h, "webrtc") == 0);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (db_now) to unix microseconds. */
+static int
+time_parse(const char *s, int64_t *us)
+{
+	int y, mo, d, h, mi, sec, n = 0, i;
+	int64_t frac = 0, scale = 100000;
+	struct tm tm;
+	time_t t;
+
+	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h,
+			     &mi, &sec, &n) != 6)
+		return -1;
+	if (s[n] == '.')
+		for (i = n + 1, n++; s[i] >= '0' && s[i] <= '9'; i++, n++) {
+			frac += (s[i] - '0') * scale;
+			scale /= 10;
+		}
+	if (s[n] != 'Z')
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*us = (int64_t)t * 1000000 + frac;
+	return 0;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- initiate ---- */
+
+/* Unique even for many calls in one second: the time, then 32 random bits. */
+static int
+call_id_new(char *buf, size_t size, struct err *e)
+{
+	uint32_t rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return err_set(e, ERR_INTERNAL, "getrandom failed");
+	snprintf(buf, size, WEBRTC_PREFIX "%lld-%08" PRIx32,
+	    (long long)time(NULL), rnd);
+	return 0;
+}
+
+/*
+ * The relay rings the callee: the invitation goes to the callee's
+ * sockets and, when one got it, "initiated" to the caller's. *delivered is
+ * how many of the callee's sockets got it (0 when the relay is down).
+ */
+static int
+ring(const struct config *cfg, const struct auth_user *u, const char *call_id,
+    const char *target, const char *now, int64_t *delivered)
+{
+	struct json_object *rq, *inv, *ini, *reply = NULL, *v;
+	struct err e = { 0 };
+	int rc = -1;
+
+	*delivered = 0;
+	rq = json_object_new_object();
+	inv = json_object_new_object();
+	ini = json_object_new_object();
+	if (rq == NULL || inv == NULL || ini == NULL) {
+		json_object_put(rq);
+		json_object_put(inv);
+		json_object_put(ini);
+		return -1;
+	}
+	/* gin.H: keys sorted. */
+	jh_add_str(inv, "call_id", call_id);
+	jh_add_str(inv, "caller_extension", u->extension);
+	jh_add_int(inv, "caller_id", u->id);
+	jh_add_str(inv, "caller_username", u->username);
+	jh_add_str(inv, "target_extension", target);
+	jh_add_str(inv, "timestamp", now);
+	jh_add_str(inv, "type", "webrtc_call_invitation");
+	jh_add_str(ini, "call_id", call_id);
+	jh_add_str(ini, "status", "calling");
+	jh_add_str(ini, "target", target);
+	jh_add_str(ini, "type", "webrtc_call_initiated");
+	jh_add_str(rq, "op", "call_invite");
+	jh_add_str(rq, "call_id", call_id);
+	jh_add_str(rq, "caller_extension", u->extension);
+	jh_add_str(rq, "callee_extension", target);
+	json_object_object_add(rq, "invitation", inv);
+	json_object_object_add(rq, "initiated", ini);
+	if (ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, &e) == -1)
+		log_msg(LOG_WARN, "call %s: %s", call_id, e.msg);
+	else if (!json_object_object_get_ex(reply, "ok", &v) ||
+		 !json_object_get_boolean(v))
+		log_msg(LOG_WARN, "call %s: relay: %s", call_id,
+		    jh_get_str(reply, "error") ? jh_get_str(reply, "error")
+					       : "refused");
+	else {
+		if (json_object_object_get_ex(reply, "delivered", &v))
+			*delivered = json_object_get_int64(v);
+		rc = 0;
+	}
+	json_object_put(reply);
+	json_object_put(rq);
+	return rc;
+}
+
+static int
+log_failed(struct db *db, int64_t id, struct err *e)
+{
+	sqlite3_stmt *st;
+	char now[40];
+
+	if ((st = db_stmt(db, sql[Q_LOG_FAILED], e)) == NULL)
+		return -1;
+	db_now(now, sizeof(now));
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	return db_done(db, st, e);
+}
+
+static int
+initiate(struct http_req *req, struct err *e)
+{
+	struct initiate_in in = { 0 };
+	char call_id[CALL_ID_MAX], now[40], target[16];
+	struct db *db = http_db(req);
+	const struct auth_user *u;
+	int64_t target_id, log_id, delivered;
+	struct json_object *o;
+	sqlite3_stmt *st;
+	int r;
+
+	if ((u = me(req, e)) == NULL ||
+	    cgi_decode(req, initiate_fields, nitems(initiate_fields), &in, e) ==
+		-1)
+		return -1;
+	if (!webrtc_method(req))
+		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
+	if ((st = db_stmt(db, sql[Q_TARGET], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, in.target_extension, -1, SQLITE_STATIC);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 0)
+		return err_set(e, ERR_NOTFOUND, "Target extension not found");
+	target_id = sqlite3_column_int64(st, 0);
+	snprintf(target, sizeof(target), "%s", in.target_extension);
+	sqlite3_reset(st);
+	if (target_id == u->id)
+		return err_set(e, ERR_INVALID, "Cannot call yourself");
+
+	if (call_id_new(call_id, sizeof(call_id), e) == -1)
+		return -1;
+	db_now(now, sizeof(now));
+	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, u->id);
+	sqlite3_bind_int64(st, 2, target_id);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
+	if (db_done(db, st, e) == -1)
+		return -1;
+	log_id = db_last_id(db);
+
+	/* The row is committed first: the relay reads it to track the call. */
+	if (ring(http_config(req), u, call_id, target, now, &delivered) == -1 ||
+	    delivered <= 0) {
+		if (log_failed(db, log_id, e) == -1)
+			return -1;
+		if ((o = json_object_new_object()) == NULL)
+			return err_set(e, ERR_INTERNAL, "out of memory");
+		jh_add_str(o, "error", MSG_NO_NOTIFY);
+		http_reply_json(req, 500, o);
+		return 0;
+	}
+	if ((o = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(o, "call_id", call_id);
+	jh_add_str(o, "channel", call_id);
+	jh_add_str(o, "message", "WebRTC call initiated successfully");
+	jh_add_str(o, "method", "webrtc");
+	jh_add_str(o, "priority", "1");
+	jh_add_bool(o, "success", true);
+	jh_add_str(o, "target", target);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* ---- hangup ---- */
+
+/* 1 with *row filled, 0 when there is no row for channel, -1 on error. */
+static int
+log_find(struct db *db, const char *channel, struct log_row *row, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *s;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_LOG_FIND], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+	if ((r = db_row(db, st, e)) != 1)
+		return r;
+	memset(row, 0, sizeof(*row));
+	row->id = sqlite3_column_int64(st, 0);
+	row->caller_id = sqlite3_column_int64(st, 1);
+	row->callee_id = sqlite3_column_int64(st, 2);
+	s = (const char *)sqlite3_column_text(st, 3);
+	snprintf(row->status, sizeof(row->status), "%s", s != NULL ? s : "");
+	s = (const char *)sqlite3_column_text(st, 4);
+	snprintf(row->answer_time, sizeof(row->answer_time), "%s",
+	    s != NULL ? s : "");
+	row->duration = sqlite3_column_int64(st, 5);
+	sqlite3_reset(st);
+	return 1;
+}
+
+/*
+ * Close the log: answered calls end with their duration, ringing ones are
+ * cancelled. Guarded by the status, so when the relay closed it a moment
+ * earlier its duration stands. *duration gets what the row holds.
+ */
+static int
+log_close(struct db *db, const char *channel, struct log_row *row,
+    int64_t *duration, struct err *e)
+{
+	int64_t now = now_us(), answered = 0, d = 0;
+	sqlite3_stmt *st;
+	char stamp[40];
+	enum q q;
+
+	db_now(stamp, sizeof(stamp));
+	if (strcmp(row->status, "answered") == 0) {
+		q = Q_LOG_END_ANSWERED;
+		if (time_parse(row->answer_time, &answered) == 0 &&
+		    now > answered)
+			d = (now - answered) / 1000000;
+	} else if (strcmp(row->status, "initiated") == 0)
+		q = Q_LOG_END_RINGING;
+	else {
+		*duration = row->duration;
+		return 0;
+	}
+	if ((st = db_stmt(db, sql[q], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, row->id);
+	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
+	if (q == Q_LOG_END_ANSWERED)
+		sqlite3_bind_int64(st, 3, d);
+	if (db_done(db, st, e) == -1)
+		return -1;
+	if (db_changes(db) == 1) {
+		*duration = d;
+		return 0;
+	}
+	if (log_find(db, channel, row, e) == -1)
+		return -1;
+	*duration = row->duration;
+	return 0;
+}
+
+/* Best effort: the log is closed whether or not the relay hears of it. */
+static void
+tell_relay_end(const struct config *cfg, const char *call_id, const char *by)
+{
+	struct json_object *rq, *reply = NULL;
+	struct err e = { 0 };
+
+	if ((rq = json_object_new_object()) == NULL)
+		return;
+	jh_add_str(rq, "op", "call_end");
+	jh_add_str(rq, "call_id", call_id);
+	jh_add_str(rq, "by_extension", by);
+	if (ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, &e) == -1)
+		log_msg(LOG_WARN, "call %s end: %s", call_id, e.msg);
+	json_object_put(reply);
+	json_object_put(rq);
+}
+
+static int
+hangup(struct http_req *req, struct err *e)
+{
+	struct db *db = http_db(req);
+	const struct auth_user *u;
+	struct json_object *body, *o;
+	struct log_row row;
+	sqlite3_stmt *st;
+	const char *channel;
+	int64_t duration = 0;
+	int r;
+
+	if ((u = me(req, e)) == NULL || (body = http_body_json(req, e)) == NULL)
+		return -1;
+	channel = jh_get_str(body, "channel");
+	if (channel == NULL || channel[0] == '\0')
+		return err_set(e, ERR_INVALID, "Channel is required");
+	if (strncmp(channel, WEBRTC_PREFIX, strlen(WEBRTC_PREFIX)) != 0) {
+		if ((st = db_stmt(db, sql[Q_ACTIVE_FIND], e)) == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, u->id);
+		if ((r = db_row(db, st, e)) == -1)
+			return -1;
+		if (r == 0)
+			return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
+		sqlite3_reset(st);
+		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
+	}
+	if ((r = log_find(db, channel, &row, e)) == -1)
+		return -1;
+	if (r == 0 || (row.caller_id != u->id && row.callee_id != u->id))
+		return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
+	if (log_close(db, channel, &row, &duration, e) == -1)
+		return -1;
+	tell_relay_end(http_config(req), channel, u->extension);
+	if ((o = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(o, "channel", channel);
+	jh_add_int(o, "duration", duration);
+	jh_add_str(o, "message", "Call ended successfully");
+	jh_add_bool(o, "success", true);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* ---- connected extensions ---- */
+
+/* The relay's {"extensions":{...},"total_clients":n}; *reply is owned by
+ * the caller. ERR_UPSTREAM when the relay is not there. */
+static int
+who(const struct config *cfg, struct json_object **reply,
+    struct json_object **exts, int64_t *total, struct err *e)
+{
+	struct json_object *rq, *v;
+	int rc;
+
+	*reply = NULL;
+	if ((rq = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(rq, "op", "who");
+	rc = ctl_call(cfg, rq, reply, CTL_TIMEOUT_MS, e);
+	json_object_put(rq);
+	if (rc == -1)
+		return -1;
+	if (!json_object_object_get_ex(*reply, "extensions", exts) ||
+	    !json_object_is_type(*exts, json_type_object)) {
+		json_object_put(*reply);
+		*reply = NULL;
+		return err_set(e, ERR_UPSTREAM, "relay sent an invalid reply");
+	}
+	*total = json_object_object_get_ex(*reply, "total_clients", &v)
+		     ? json_object_get_int64(v)
+		     : 0;
+	return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The extensions with sockets, sorted: a borrowed array of n (free it). */
+static const char **
+ext_names(struct json_object *exts, size_t *n)
+{
+	const char **names;
+	size_t i = 0;
+
+	*n = (size_t)json_object_object_length(exts);
+	if ((names = calloc(*n + 1, sizeof(*names))) == NULL)
+		return NULL;
+	json_object_object_foreach(exts, key, val)
+	{
+		(void)val;
+		if (i < *n)
+			names[i++] = key;
+	}
+	*n = i;
+	qsort(names, *n, sizeof(*names), cmp_str);
+	return names;
+}
+
+static int
+extensions_connected(struct http_req *req, struct err *e)
+{
+	struct json_object *reply, *exts, *o, *details, *list, *d, *v;
+	const char **names;
+	int64_t total;
+	size_t n, i;
+
+	if (who(http_config(req), &reply, &exts, &total, e) == -1)
+		return -1;
+	if ((names = ext_names(exts, &n)) == NULL) {
+		json_object_put(reply);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	o = json_object_new_object();
+	details = json_object_new_object();
+	list = json_object_new_array();
+	if (o == NULL || details == NULL || list == NULL)
+		goto oom;
+	for (i = 0; i < n; i++) {
+		if ((d = json_object_new_object()) == NULL)
+			goto oom;
+		json_object_object_get_ex(exts, names[i], &v);
+		jh_add_int(d, "client_count", json_object_get_int64(v));
+		jh_add_bool(d, "connected", true);
+		json_object_object_add(details, names[i], d);
+		json_object_array_add(list, json_object_new_string(names[i]));
+	}
+	jh_add_int(o, "count", (int64_t)n);
+	json_object_object_add(o, "details", details);
+	json_object_object_add(o, "extensions", list);
+	jh_add_bool(o, "success", true);
+	jh_add_int(o, "total_clients", total);
+	free(names);
+	json_object_put(reply);
+	http_reply_json(req, 200, o);
+	return 0;
+oom:
+	json_object_put(o);
+	json_object_put(details);
+	json_object_put(list);
+	free(names);
+	json_object_put(reply);
+	return err_set(e, ERR_INTERNAL, "out of memory");
+}
+
+static int
+extensions_status(struct http_req *req, struct err *e)
+{
+	struct json_object *reply, *exts, *o = NULL, *conn, *rows, *x, *v;
+	struct db *db = http_db(req);
+	const char **names = NULL, *ext, *status;
+	sqlite3_stmt *st;
+	int64_t total, count;
+	size_t n, i;
+	int r;
+
+	if (who(http_config(req), &reply, &exts, &total, e) == -1)
+		return -1;
+	if ((names = ext_names(exts, &n)) == NULL)
+		goto oom;
+	conn = json_object_new_array();
+	rows = json_object_new_array();
+	if ((o = json_object_new_object()) == NULL || conn == NULL ||
+	    rows == NULL) {
+		json_object_put(conn);
+		json_object_put(rows);
+		goto oom;
+	}
+	json_object_object_add(o, "connected_extensions", conn);
+	json_object_object_add(o, "connection_status", rows);
+	for (i = 0; i < n; i++)
+		json_object_array_add(conn, json_object_new_string(names[i]));
+	if ((st = db_stmt(db, sql[Q_USERS], e)) == NULL)
+		goto fail;
+	while ((r = db_row(db, st, e)) == 1) {
+		ext = (const char *)sqlite3_column_text(st, 0);
+		status = (const char *)sqlite3_column_text(st, 2);
+		ext = ext != NULL ? ext : "";
+		status = status != NULL ? status : "";
+		count = json_object_object_get_ex(exts, ext, &v)
+			    ? json_object_get_int64(v)
+			    : 0;
+		if ((x = json_object_new_object()) == NULL) {
+			sqlite3_reset(st);
+			goto oom;
+		}
+		jh_add_int(x, "client_count", count);
+		jh_add_str(x, "extension", ext);
+		jh_add_str(x, "status", status);
+		/* The database and the sockets agree on being online. */
+		jh_add_bool(x, "status_match",
+		    (strcmp(status, "online") == 0) == (count > 0));
+		jh_add_str(x, "username",
+		    (const char *)sqlite3_column_text(st, 1));
+		jh_add_bool(x, "ws_connected", count > 0);
+		json_object_array_add(rows, x);
+	}
+	if (r == -1)
+		goto fail;
+	jh_add_bool(o, "success", true);
+	jh_add_int(o, "total_clients", total);
+	free(names);
+	json_object_put(reply);
+	http_reply_json(req, 200, o);
+	return 0;
+oom:
+	err_set(e, ERR_INTERNAL, "out of memory");
+fail:
+	json_object_put(o);
+	free(names);
+	json_object_put(reply);
+	return -1;
+}
+
+static const struct http_route routes[] = {
+	{ HTTP_POST, "/protected/call/initiate", HTTP_USER, initiate, 0 },
+	{ HTTP_POST, "/protected/call/hangup", HTTP_USER, hangup, 0 },
+	{ HTTP_GET, "/protected/extensions/connected", HTTP_USER,
+	    extensions_connected, 0 },
+	{ HTTP_GET, "/protected/extensions/status", HTTP_USER,
+	    extensions_status, 0 },
+};
+
+int
+main(void)
+{
+	struct cgi cgi;
+	struct http_req *req;
+
+	if (cgi_open(&cgi, "calls") == -1)
+		return 1;
+	while ((req = http_accept(cgi.http)) != NULL)
+		http_dispatch(req, routes, nitems(routes));
+	cgi_close(&cgi);
+	return 0;
+}

@@ -1,0 +1,291 @@
+/*
+ * switchboard-relay: the long-lived side. One lws context on one thread
+ * with two vhosts on Unix sockets in RUN_DIR: "ws" (relay.sock, browsers
+ * through nginx) and "ctl" (ctl.sock, the cgi-bin programs). SIGTERM or
+ * SIGINT stops it cleanly.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "relay/relay.h"
+
+#define MAIN_HEADER_MAX 8192 /* request headers of an upgrade, token included  \
+			      */
+#define MAIN_FD_MAX (1 << 20)
+
+static volatile sig_atomic_t stop;
+static struct lws_context *volatile signal_ctx;
+
+int64_t
+relay_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+relay_time_format(int64_t us, char *buf, size_t size)
+{
+	time_t s = (time_t)(us / 1000000);
+	char stamp[32];
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%06ldZ", stamp, (long)(us % 1000000));
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (as db_now writes) to unix microseconds. */
+int
+relay_time_parse(const char *s, int64_t *us)
+{
+	int y, mo, d, h, mi, sec, n = 0, frac_at = 0, frac_end = 0;
+	int64_t frac = 0;
+	struct tm tm;
+	time_t t;
+	size_t i;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+		&n) != 6)
+		return -1;
+	if (s[n] == '.') {
+		frac_at = n + 1;
+		for (frac_end = frac_at;
+		     s[frac_end] >= '0' && s[frac_end] <= '9'; frac_end++)
+			;
+		for (i = 0; i < 6; i++)
+			frac = frac * 10 + (frac_at + (int)i < frac_end
+						   ? s[frac_at + i] - '0'
+						   : 0);
+		n = frac_end;
+	}
+	if (s[n] != 'Z' || s[n + 1] != '\0')
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*us = (int64_t)t * 1000000 + frac;
+	return 0;
+}
+
+struct relay *
+relay_from_wsi(struct lws *wsi)
+{
+	return lws_context_user(lws_get_context(wsi));
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+	if (signal_ctx != NULL)
+		lws_cancel_service(signal_ctx);
+}
+
+static void
+lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_msg(level & LLL_ERR    ? LOG_ERROR
+		: level & LLL_WARN ? LOG_WARN
+				   : LOG_DEBUG,
+	    "lws: %.*s", (int)n, line);
+}
+
+/* Room for as many sockets as the hard limit allows. */
+static unsigned int
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return 0;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > MAIN_FD_MAX)
+		rl.rlim_max = MAIN_FD_MAX;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_msg(LOG_WARN, "raising the fd limit: %s",
+			    strerror(errno));
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return 0;
+	return rl.rlim_cur > MAIN_FD_MAX ? MAIN_FD_MAX
+					 : (unsigned int)rl.rlim_cur;
+}
+
+static const lws_retry_bo_t ws_idle = {
+	.secs_since_valid_ping = RELAY_PING_S,
+	.secs_since_valid_hangup = RELAY_HANGUP_S,
+};
+
+static int
+vhosts_create(struct relay *r, const char *ws_path, const char *ctl_path)
+{
+	struct lws_context_creation_info info;
+	mode_t old;
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "ws";
+	info.options =
+	    LWS_SERVER_OPTION_UNIX_SOCK | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.iface = ws_path;
+	info.port = 0;
+	info.protocols = ws_protocols;
+	info.retry_and_idle_policy = &ws_idle;
+	if (lws_create_vhost(r->ctx, &info) == NULL) {
+		log_msg(LOG_ERROR, "cannot listen on %s", ws_path);
+		return -1;
+	}
+	/* nginx's workers connect here. */
+	if (chmod(ws_path, 0660) == -1)
+		log_msg(LOG_WARN, "chmod %s: %s", ws_path, strerror(errno));
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "ctl";
+	info.options = LWS_SERVER_OPTION_UNIX_SOCK |
+		       LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+	info.iface = ctl_path;
+	info.port = 0;
+	info.protocols = ctl_protocols;
+	info.listen_accept_role = "raw-skt";
+	info.listen_accept_protocol = "switchboard-ctl";
+	/* Created 0600 from the start: no window where others connect. */
+	old = umask(0177);
+	if (lws_create_vhost(r->ctx, &info) == NULL) {
+		umask(old);
+		log_msg(LOG_ERROR, "cannot listen on %s", ctl_path);
+		return -1;
+	}
+	umask(old);
+	if (chmod(ctl_path, 0600) == -1) {
+		log_msg(LOG_ERROR, "chmod %s: %s", ctl_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+relay_open(struct relay *r)
+{
+	struct err e = { 0 };
+	int current;
+
+	if (config_load(&r->cfg, &e) == -1) {
+		log_init("relay", false);
+		log_msg(LOG_ERROR, "config: %s%s%s", e.msg,
+		    e.field[0] != '\0' ? " in " : "", e.field);
+		return -1;
+	}
+	log_init("relay", r->cfg.debug);
+	if ((r->db = db_open(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) == NULL) {
+		log_msg(LOG_ERROR, "database: %s", e.msg);
+		return -1;
+	}
+	if ((current = db_is_current(r->db, &e)) != 1) {
+		if (current == -1)
+			log_msg(LOG_ERROR, "database: %s", e.msg);
+		else
+			log_msg(LOG_ERROR,
+			    "database '%s' is not migrated: run "
+			    "'switchboard init' or 'switchboard migrate'",
+			    r->cfg.db_path);
+		return -1;
+	}
+	r->started_us = relay_now_us();
+	r->seq_base = (r->started_us / 1000) * 1000;
+	if (hub_init(r, &e) == -1) {
+		log_msg(LOG_ERROR, "users: %s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(void)
+{
+	char ws_path[PATH_MAX + 16], ctl_path[PATH_MAX + 16];
+	struct lws_context_creation_info info;
+	struct relay r;
+	struct err e = { 0 };
+	int rc = 1;
+
+	memset(&r, 0, sizeof(r));
+	if (relay_open(&r) == -1)
+		goto out;
+	lws_set_log_level(LLL_ERR | LLL_WARN | (r.cfg.debug ? LLL_NOTICE : 0),
+	    lws_log);
+	snprintf(ws_path, sizeof(ws_path), "%s/relay.sock", r.cfg.run_dir);
+	snprintf(ctl_path, sizeof(ctl_path), "%s/ctl.sock", r.cfg.run_dir);
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		       LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.user = &r;
+	info.fd_limit_per_thread = raise_fd_limit();
+	info.max_http_header_data = MAIN_HEADER_MAX;
+	info.count_threads = 1;
+	if ((r.ctx = lws_create_context(&info)) == NULL) {
+		log_msg(LOG_ERROR, "cannot create the lws context");
+		goto out;
+	}
+	if (vhosts_create(&r, ws_path, ctl_path) == -1)
+		goto out;
+	if (calls_init(&r, &e) == -1 || pump_init(&r, &e) == -1) {
+		log_msg(LOG_ERROR, "start: %s", e.msg);
+		goto out;
+	}
+	signal_ctx = r.ctx;
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	log_msg(LOG_INFO, "listening on %s and %s (%zu users, seq base %lld)",
+	    ws_path, ctl_path, r.nusers, (long long)r.seq_base);
+
+	while (!stop)
+		if (lws_service(r.ctx, 0) < 0)
+			break;
+	rc = stop ? 0 : 1;
+	log_msg(LOG_INFO, "stopping");
+out:
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal_ctx = NULL;
+	r.stopping = true;
+	pump_stop(&r);
+	calls_stop(&r);
+	hub_stop(&r);
+	if (r.ctx != NULL)
+		lws_context_destroy(r.ctx);
+	r.ctx = NULL;
+	hub_free(&r);
+	db_close(r.db);
+	config_wipe(&r.cfg);
+	return rc;
+}
