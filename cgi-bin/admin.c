@@ -22,8 +22,6 @@
 #include "lib/notify.h"
 #include "cgi-bin/common.h"
 
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-
 enum q {
 	Q_USERS_LIST,
 	Q_USER_GET,
@@ -107,16 +105,6 @@ static const struct jh_field settings_fields[] = {
 	    offsetof(struct settings_in, sip_port), 0 },
 };
 
-static const struct auth_user *
-me(struct http_req *req, struct err *e)
-{
-	const struct auth_user *u;
-
-	if ((u = http_user(req)) == NULL)
-		err_set(e, ERR_INTERNAL, "no user on an admin route");
-	return u;
-}
-
 static int
 reply_user(struct http_req *req, int status, const char *message,
     struct json_object *user, struct err *e)
@@ -188,7 +176,7 @@ users_create(struct http_req *req, struct err *e)
 		    "Invalid request format");
 	else if (in.role != NULL && !cgi_role_valid(in.role))
 		err_set_field(e, ERR_INVALID, "role", "%s", CGI_ROLE_ERROR);
-	else if ((u = me(req, e)) != NULL)
+	else if ((u = cgi_me(req, e)) != NULL)
 		rc = cgi_user_create(http_db(req), &in, u->id, "user.create",
 		    &user, e);
 	cgi_wipe(in.password);
@@ -301,7 +289,7 @@ users_update(struct http_req *req, struct err *e)
 	if (in.status != NULL && !cgi_status_valid(in.status))
 		return err_set_field(e, ERR_INVALID, "status", "%s",
 		    CGI_STATUS_ERROR);
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	if ((details = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
@@ -388,7 +376,7 @@ users_delete(struct http_req *req, struct err *e)
 
 	if (cgi_parse_id(http_param(req, "id"), &id) == -1)
 		return err_set_field(e, ERR_INVALID, "id", "Invalid user ID");
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	snprintf(target, sizeof(target), "user:%" PRId64, id);
 	if (db_begin(db, e) == -1)
@@ -496,7 +484,7 @@ config_update(struct http_req *req, struct err *e)
 			    "Invalid request format");
 		sip_port = sip;
 	}
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 
 	if (host != NULL || ami_port != NULL || sip_port != NULL) {

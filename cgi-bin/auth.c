@@ -23,8 +23,6 @@
 #include "lib/password.h"
 #include "cgi-bin/common.h"
 
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-
 enum q { Q_LOGIN_USER, Q_LOGIN_SET_ONLINE, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_LOGIN_USER] = "SELECT id, username, extension, role, password "

@@ -28,8 +28,6 @@
 #include "lib/log.h"
 #include "cgi-bin/common.h"
 
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-
 #define WEBRTC_PREFIX  "webrtc-call-"
 #define CALL_ID_MAX    64
 #define CTL_TIMEOUT_MS 2000 /* the relay answers at once or not at all */
@@ -46,6 +44,7 @@ enum q {
 	Q_LOG_END_RINGING,
 	Q_ACTIVE_FIND,
 	Q_USERS,
+	Q_LOGS,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -70,6 +69,20 @@ static const char *const sql[Q__MAX] = {
 			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
 		    "ORDER BY id",
+	/* Both parties joined as the nested User shape (CGI_USER_COLUMNS). */
+	[Q_LOGS] =
+	    "SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "
+	    "l.duration, l.status, l.channel, l.direction, l.created_at, "
+	    "a.id, a.username, a.email, a.extension, a.status, a.role, "
+	    "a.is_online, a.last_login, a.last_seen, a.created_at, "
+	    "a.updated_at, "
+	    "b.id, b.username, b.email, b.extension, b.status, b.role, "
+	    "b.is_online, b.last_login, b.last_seen, b.created_at, "
+	    "b.updated_at "
+	    "FROM call_logs l LEFT JOIN users a ON a.id = l.caller_id "
+	    "LEFT JOIN users b ON b.id = l.callee_id "
+	    "WHERE l.caller_id = ?1 OR l.callee_id = ?1 "
+	    "ORDER BY l.created_at DESC, l.id DESC LIMIT ?2",
 };
 
 struct initiate_in {
@@ -88,16 +101,6 @@ struct log_row {
 	char answer_time[40];
 };
 
-static const struct auth_user *
-me(struct http_req *req, struct err *e)
-{
-	const struct auth_user *u;
-
-	if ((u = http_user(req)) == NULL)
-		err_set(e, ERR_INTERNAL, "no user on an authenticated route");
-	return u;
-}
-
 static bool
 webrtc_method(struct http_req *req)
 {
@@ -106,47 +109,6 @@ webrtc_method(struct http_req *req)
 
 	return (m != NULL && strcasecmp(m, "webrtc") == 0) ||
 	       (h != NULL && strcasecmp(h, "webrtc") == 0);
-}
-
-/* "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (db_now) to unix microseconds. */
-static int
-time_parse(const char *s, int64_t *us)
-{
-	int y, mo, d, h, mi, sec, n = 0, i;
-	int64_t frac = 0, scale = 100000;
-	struct tm tm;
-	time_t t;
-
-	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h,
-			     &mi, &sec, &n) != 6)
-		return -1;
-	if (s[n] == '.')
-		for (i = n + 1, n++; s[i] >= '0' && s[i] <= '9'; i++, n++) {
-			frac += (s[i] - '0') * scale;
-			scale /= 10;
-		}
-	if (s[n] != 'Z')
-		return -1;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	if ((t = timegm(&tm)) == (time_t)-1)
-		return -1;
-	*us = (int64_t)t * 1000000 + frac;
-	return 0;
-}
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- initiate ---- */
@@ -248,7 +210,7 @@ initiate(struct http_req *req, struct err *e)
 	sqlite3_stmt *st;
 	int r;
 
-	if ((u = me(req, e)) == NULL ||
+	if ((u = cgi_me(req, e)) == NULL ||
 	    cgi_decode(req, initiate_fields, nitems(initiate_fields), &in, e) ==
 		-1)
 		return -1;
@@ -342,15 +304,15 @@ static int
 log_close(struct db *db, const char *channel, struct log_row *row,
     int64_t *duration, struct err *e)
 {
-	int64_t now = now_us(), answered = 0, d = 0;
+	int64_t now = db_now_us(), answered = 0, d = 0;
 	sqlite3_stmt *st;
 	char stamp[40];
 	enum q q;
 
-	db_now(stamp, sizeof(stamp));
+	db_time_format(now, stamp, sizeof(stamp));
 	if (strcmp(row->status, "answered") == 0) {
 		q = Q_LOG_END_ANSWERED;
-		if (time_parse(row->answer_time, &answered) == 0 &&
+		if (db_time_parse(row->answer_time, &answered) == 0 &&
 		    now > answered)
 			d = (now - answered) / 1000000;
 	} else if (strcmp(row->status, "initiated") == 0)
@@ -407,7 +369,7 @@ hangup(struct http_req *req, struct err *e)
 	int64_t duration = 0;
 	int r;
 
-	if ((u = me(req, e)) == NULL || (body = http_body_json(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL || (body = http_body_json(req, e)) == NULL)
 		return -1;
 	channel = jh_get_str(body, "channel");
 	if (channel == NULL || channel[0] == '\0')
@@ -614,7 +576,94 @@ fail:
 	return -1;
 }
 
+/* ---- logs ---- */
+
+#define LOGS_DEFAULT 50
+#define LOGS_MAX     500
+#define LOG_CALLER   10 /* first column of the caller in Q_LOGS */
+#define LOG_CALLEE   21
+
+/* The nested User of a party, or the zero User when the row is gone. */
+static struct json_object *
+log_party(sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return cgi_user_zero();
+	return cgi_user_render(st, col, true);
+}
+
+/* CallLog (contract §1.5) from a Q_LOGS row. */
+static struct json_object *
+log_render(sqlite3_stmt *st)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_int(o, "id", sqlite3_column_int64(st, 0));
+	jh_add_int(o, "caller_id", sqlite3_column_int64(st, 1));
+	jh_add_int(o, "callee_id", sqlite3_column_int64(st, 2));
+	json_object_object_add(o, "caller", log_party(st, LOG_CALLER));
+	json_object_object_add(o, "callee", log_party(st, LOG_CALLEE));
+	cgi_add_col_time(o, "start_time", st, 3);
+	cgi_add_col_time(o, "end_time", st, 4);
+	jh_add_int(o, "duration", sqlite3_column_int64(st, 5));
+	cgi_add_col_str(o, "status", st, 6);
+	cgi_add_col_str(o, "channel", st, 7);
+	cgi_add_col_str(o, "direction", st, 8);
+	cgi_add_col_time(o, "created_at", st, 9);
+	return o;
+}
+
+/*
+ * The caller's own calls, newest first. Upstream ignored ?limit=; it is
+ * honoured here (1..LOGS_MAX), the default staying the upstream 50.
+ */
+static int
+logs(struct http_req *req, struct err *e)
+{
+	const struct auth_user *u;
+	const char *q = http_query(req, "limit");
+	struct json_object *list, *row, *o;
+	struct db *db = http_db(req);
+	sqlite3_stmt *st;
+	int64_t limit = LOGS_DEFAULT;
+	char *end;
+	int r;
+
+	if (q != NULL && *q != '\0') {
+		limit = strtoll(q, &end, 10);
+		if (*end != '\0' || limit < 1 || limit > LOGS_MAX)
+			return err_set_field(e, ERR_INVALID, "limit",
+			    "Invalid request format");
+	}
+	if ((u = cgi_me(req, e)) == NULL)
+		return -1;
+	if ((st = db_stmt(db, sql[Q_LOGS], e)) == NULL)
+		return -1;
+	if ((list = json_object_new_array()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	sqlite3_bind_int64(st, 1, u->id);
+	sqlite3_bind_int64(st, 2, limit);
+	while ((r = db_row(db, st, e)) == 1) {
+		if ((row = log_render(st)) == NULL) {
+			sqlite3_reset(st);
+			r = err_set(e, ERR_INTERNAL, "out of memory");
+			break;
+		}
+		json_object_array_add(list, row);
+	}
+	if (r == -1 || (o = cgi_ok("call_logs", list)) == NULL) {
+		if (r == -1)
+			json_object_put(list);
+		return r == -1 ? -1 : err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
 static const struct http_route routes[] = {
+	{ HTTP_GET, "/protected/call/logs", HTTP_USER, logs, 0 },
 	{ HTTP_POST, "/protected/call/initiate", HTTP_USER, initiate, 0 },
 	{ HTTP_POST, "/protected/call/hangup", HTTP_USER, hangup, 0 },
 	{ HTTP_GET, "/protected/extensions/connected", HTTP_USER,

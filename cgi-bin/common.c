@@ -125,17 +125,18 @@ col_text(sqlite3_stmt *st, int i)
 	return (const char *)sqlite3_column_text(st, i);
 }
 
-static void
-add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
+void
+cgi_add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st,
+    int i)
 {
 	const char *s = col_text(st, i);
 
 	jh_add_str(o, key, s != NULL ? s : "");
 }
 
-/* A time column: its text as stored, or null. */
-static void
-add_col_time(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
+void
+cgi_add_col_time(struct json_object *o, const char *key, sqlite3_stmt *st,
+    int i)
 {
 	jh_add_str(o, key, col_text(st, i));
 }
@@ -167,17 +168,17 @@ cgi_user_render(sqlite3_stmt *st, int col, bool with_updated)
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
 	jh_add_int(o, "id", sqlite3_column_int64(st, col));
-	add_col_str(o, "username", st, col + 1);
-	add_col_str(o, "email", st, col + 2);
-	add_col_str(o, "extension", st, col + 3);
-	add_col_str(o, "status", st, col + 4);
-	add_col_str(o, "role", st, col + 5);
+	cgi_add_col_str(o, "username", st, col + 1);
+	cgi_add_col_str(o, "email", st, col + 2);
+	cgi_add_col_str(o, "extension", st, col + 3);
+	cgi_add_col_str(o, "status", st, col + 4);
+	cgi_add_col_str(o, "role", st, col + 5);
 	jh_add_bool(o, "is_online", cgi_col_bool(st, col + 6));
-	add_col_time(o, "last_login", st, col + 7);
-	add_col_time(o, "last_seen", st, col + 8);
-	add_col_time(o, "created_at", st, col + 9);
+	cgi_add_col_time(o, "last_login", st, col + 7);
+	cgi_add_col_time(o, "last_seen", st, col + 8);
+	cgi_add_col_time(o, "created_at", st, col + 9);
 	if (with_updated)
-		add_col_time(o, "updated_at", st, col + 10);
+		cgi_add_col_time(o, "updated_at", st, col + 10);
 	return o;
 }
 
@@ -224,6 +225,16 @@ cgi_user_by_id(struct db *db, int64_t id, struct err *e)
 	if (o == NULL)
 		err_set(e, ERR_INTERNAL, "out of memory");
 	return o;
+}
+
+const struct auth_user *
+cgi_me(struct http_req *req, struct err *e)
+{
+	const struct auth_user *u;
+
+	if ((u = http_user(req)) == NULL)
+		err_set(e, ERR_INTERNAL, "no user on an authenticated route");
+	return u;
 }
 
 struct json_object *
@@ -425,14 +436,14 @@ cgi_notify_user_status(struct db *db, int64_t id, struct err *e)
 	/* gin.H: keys sorted. The relay knows the live sockets; REST does
 	 * not, so client_count and ws_connected say none, as upstream. */
 	jh_add_int(p, "client_count", 0);
-	add_col_str(p, "extension", st, 2);
+	cgi_add_col_str(p, "extension", st, 2);
 	jh_add_bool(p, "is_online", cgi_col_bool(st, 4));
-	add_col_time(p, "last_seen", st, 5);
-	add_col_str(p, "status", st, 3);
+	cgi_add_col_time(p, "last_seen", st, 5);
+	cgi_add_col_str(p, "status", st, 3);
 	jh_add_int(p, "timestamp", (int64_t)time(NULL));
 	jh_add_str(p, "type", "user_status_changed");
 	jh_add_int(p, "user_id", sqlite3_column_int64(st, 0));
-	add_col_str(p, "username", st, 1);
+	cgi_add_col_str(p, "username", st, 1);
 	jh_add_bool(p, "ws_connected", false);
 	sqlite3_reset(st);
 	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);

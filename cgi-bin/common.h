@@ -7,6 +7,7 @@
 
 #include "lib/config.h"
 
+struct auth_user;
 struct db;
 struct err;
 struct http;
@@ -14,6 +15,8 @@ struct http_req;
 struct jh_field;
 struct json_object;
 struct sqlite3_stmt;
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 /* What every FastCGI program opens at start and closes at exit. */
 struct cgi {
@@ -48,6 +51,13 @@ struct json_object *cgi_user_render(struct sqlite3_stmt *st, int col,
 /* A boolean column such as is_online (0/1, or "true"/"false" text). */
 bool cgi_col_bool(struct sqlite3_stmt *st, int col);
 
+/* Column i as a string member ("" when NULL), or as a time (its text as
+ * stored, null when NULL). */
+void cgi_add_col_str(struct json_object *o, const char *key,
+    struct sqlite3_stmt *st, int i);
+void cgi_add_col_time(struct json_object *o, const char *key,
+    struct sqlite3_stmt *st, int i);
+
 /* The zero User of a missing user (id 0, empty strings, zero time). */
 struct json_object *cgi_user_zero(void);
 
@@ -59,6 +69,10 @@ struct json_object *cgi_user_by_id(struct db *db, int64_t id, struct err *e);
  * in alphabetical order as gin.H writes them. val NULL becomes null.
  */
 struct json_object *cgi_ok(const char *key, struct json_object *val);
+
+/* The caller of an HTTP_USER/HTTP_ADMIN route (dispatch guarantees one;
+ * NULL with ERR_INTERNAL otherwise). */
+const struct auth_user *cgi_me(struct http_req *req, struct err *e);
 
 /*
  * The request body decoded by a field table (jh_decode). Any validation

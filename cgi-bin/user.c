@@ -21,8 +21,6 @@
 #include "lib/notify.h"
 #include "cgi-bin/common.h"
 
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-
 /* How long heartbeat waits for the relay's list of live sockets. */
 #define WHO_TIMEOUT_MS 300
 
@@ -67,17 +65,6 @@ static const struct jh_field status_fields[] = {
 	    0 },
 };
 
-/* The caller; dispatch guarantees one on HTTP_USER routes. */
-static const struct auth_user *
-me(struct http_req *req, struct err *e)
-{
-	const struct auth_user *u;
-
-	if ((u = http_user(req)) == NULL)
-		err_set(e, ERR_INTERNAL, "no user on an authenticated route");
-	return u;
-}
-
 static int
 reply_user(struct http_req *req, int status, const char *message,
     struct json_object *user, struct err *e)
@@ -101,7 +88,7 @@ profile(struct http_req *req, struct err *e)
 	const struct auth_user *u;
 	struct json_object *user, *o;
 
-	if ((u = me(req, e)) == NULL ||
+	if ((u = cgi_me(req, e)) == NULL ||
 	    (user = cgi_user_by_id(http_db(req), u->id, e)) == NULL)
 		return -1;
 	if ((o = cgi_ok("user", user)) == NULL)
@@ -131,7 +118,7 @@ logout(struct http_req *req, struct err *e)
 	struct json_object *o;
 	char now[40];
 
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
 	if (db_begin(db, e) == -1)
@@ -199,7 +186,7 @@ status_update(struct http_req *req, struct err *e)
 	if (!cgi_status_valid(in.status))
 		return err_set_field(e, ERR_INVALID, "status", "%s",
 		    CGI_STATUS_ERROR);
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
 	if (db_begin(db, e) == -1)
@@ -250,7 +237,7 @@ heartbeat(struct http_req *req, struct err *e)
 	const char *s;
 	int r;
 
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	/* Ask the relay before taking the write lock. */
 	live = has_socket(http_config(req), u->extension);
@@ -303,7 +290,7 @@ users_online(struct http_req *req, struct err *e)
 	sqlite3_stmt *st;
 	int r;
 
-	if ((u = me(req, e)) == NULL ||
+	if ((u = cgi_me(req, e)) == NULL ||
 	    (st = db_stmt(db, sql[Q_ONLINE_LIST], e)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, u->id);
@@ -365,7 +352,7 @@ debug_auth(struct http_req *req, struct err *e)
 	bool id_exists, name_exists, ext_exists;
 	int r;
 
-	if ((u = me(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	if (c == NULL)
 		return err_set(e, ERR_INTERNAL, "no claims on a user route");

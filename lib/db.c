@@ -461,15 +461,67 @@ db_is_current(struct db *db, struct err *e)
 	return 1;
 }
 
+int64_t
+db_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+db_time_format(int64_t us, char *buf, unsigned size)
+{
+	time_t s = (time_t)(us / 1000000);
+	char stamp[32];
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%06ldZ", stamp, (long)(us % 1000000));
+}
+
 void
 db_now(char *buf, unsigned size)
 {
-	struct timespec ts;
-	struct tm tm;
-	char stamp[32];
+	db_time_format(db_now_us(), buf, size);
+}
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, size, "%s.%06ldZ", stamp, ts.tv_nsec / 1000);
+int
+db_time_parse(const char *s, int64_t *us)
+{
+	int y, mo, d, h, mi, sec, n = 0, frac_at = 0, frac_end = 0;
+	int64_t frac = 0;
+	struct tm tm;
+	time_t t;
+	size_t i;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+		&n) != 6)
+		return -1;
+	if (s[n] == '.') {
+		frac_at = n + 1;
+		for (frac_end = frac_at;
+		     s[frac_end] >= '0' && s[frac_end] <= '9'; frac_end++)
+			;
+		for (i = 0; i < 6; i++)
+			frac = frac * 10 + (frac_at + (int)i < frac_end
+						   ? s[frac_at + i] - '0'
+						   : 0);
+		n = frac_end;
+	}
+	if (s[n] != 'Z' || s[n + 1] != '\0')
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*us = (int64_t)t * 1000000 + frac;
+	return 0;
 }

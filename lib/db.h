@@ -65,4 +65,14 @@ int db_is_current(struct db *db, struct err *e);
 /* Now as stored in the database: "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC). */
 void db_now(char *buf, unsigned size);
 
+/* The wall clock in unix microseconds. */
+int64_t db_now_us(void);
+
+/* Unix microseconds in the db_now form. */
+void db_time_format(int64_t us, char *buf, unsigned size);
+
+/* The db_now form ("YYYY-MM-DDTHH:MM:SS[.ffffff]Z") to unix microseconds;
+ * -1 when s is not in that form (*us untouched). */
+int db_time_parse(const char *s, int64_t *us);
+
 #endif

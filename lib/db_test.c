@@ -450,6 +450,27 @@ test_now(void)
 	CHECK(strlen(small) == sizeof(small) - 1);
 }
 
+/* The stored form round-trips, and nothing else parses. */
+static void
+test_time_parse(void)
+{
+	char buf[40];
+	int64_t us = 0, now = db_now_us();
+
+	db_time_format(now, buf, sizeof(buf));
+	CHECK(db_time_parse(buf, &us) == 0 && us == now);
+	CHECK(db_time_parse("1970-01-01T00:00:01Z", &us) == 0 && us == 1000000);
+	CHECK(db_time_parse("2026-11-21T06:07:28.5Z", &us) == 0 &&
+	    us % 1000000 == 500000);
+	CHECK(db_time_parse("2026-11-21T06:07:28.1234567Z", &us) == 0 &&
+	    us % 1000000 == 123456);
+	us = 42;
+	CHECK(db_time_parse("2026-11-21 06:07:28", &us) == -1 && us == 42);
+	CHECK(db_time_parse("2026-11-21T06:07:28+03:00", &us) == -1);
+	CHECK(db_time_parse("2026-11-21T06:07:28Zjunk", &us) == -1);
+	CHECK(db_time_parse("", &us) == -1 && us == 42);
+}
+
 int
 main(void)
 {
@@ -467,6 +488,7 @@ main(void)
 	test_rows_and_errors();
 	test_transactions();
 	test_now();
+	test_time_parse();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		return 1;

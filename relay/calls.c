@@ -231,10 +231,10 @@ fail:
 static void
 log_close(struct relay *r, struct call *c, const char *unanswered)
 {
-	int64_t now = relay_now_us(), duration = 0;
+	int64_t now = db_now_us(), duration = 0;
 	char stamp[40];
 
-	relay_time_format(now, stamp, sizeof(stamp));
+	db_time_format(now, stamp, sizeof(stamp));
 	if (c->answered) {
 		if (now > c->answer_us)
 			duration = (now - c->answer_us) / US_PER_S;
@@ -246,12 +246,12 @@ log_close(struct relay *r, struct call *c, const char *unanswered)
 static void
 mark_answered(struct relay *r, struct call *c)
 {
-	int64_t now = relay_now_us();
+	int64_t now = db_now_us();
 	char stamp[40];
 
 	if (c->answered)
 		return;
-	relay_time_format(now, stamp, sizeof(stamp));
+	db_time_format(now, stamp, sizeof(stamp));
 	if (log_update(r, c, Q_ANSWER, stamp, NULL, 0) == 0) {
 		/* Closed meanwhile (REST hangup): nothing left to track. */
 		log_msg(LOG_INFO, "call %s answered after it ended", c->id);
@@ -457,7 +457,7 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 int
 calls_init(struct relay *r, struct err *e)
 {
-	int64_t now = relay_now_us(), ring_us, start_us, answer_us;
+	int64_t now = db_now_us(), ring_us, start_us, answer_us;
 	struct hub_user *caller, *callee;
 	char cutoff[40], stamp[40];
 	const char *status, *channel, *at;
@@ -466,15 +466,15 @@ calls_init(struct relay *r, struct err *e)
 	int rc;
 
 	ring_us = (int64_t)r->cfg.call_ring_timeout_s * US_PER_S;
-	relay_time_format(now, stamp, sizeof(stamp));
-	relay_time_format(now - ring_us, cutoff, sizeof(cutoff));
+	db_time_format(now, stamp, sizeof(stamp));
+	db_time_format(now - ring_us, cutoff, sizeof(cutoff));
 	if ((st = db_stmt(r->db, sql[Q_STALE], e)) == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
 	if (db_done(r->db, st, e) == -1)
 		return -1;
-	relay_time_format(now - CALLS_ANSWERED_S * US_PER_S, cutoff,
+	db_time_format(now - CALLS_ANSWERED_S * US_PER_S, cutoff,
 	    sizeof(cutoff));
 	if ((st = db_stmt(r->db, sql[Q_RELOAD], e)) == NULL)
 		return -1;
@@ -497,12 +497,12 @@ calls_init(struct relay *r, struct err *e)
 		if (strcmp(status, "answered") == 0) {
 			c->answered = true;
 			c->answer_us =
-			    at != NULL && relay_time_parse(at, &answer_us) == 0
+			    at != NULL && db_time_parse(at, &answer_us) == 0
 				? answer_us
 				: now;
 		} else {
 			at = (const char *)sqlite3_column_text(st, 5);
-			if (at == NULL || relay_time_parse(at, &start_us) == -1)
+			if (at == NULL || db_time_parse(at, &start_us) == -1)
 				start_us = now;
 			ring_start(r, c, start_us + ring_us - now);
 		}

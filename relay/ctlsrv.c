@@ -16,6 +16,7 @@
 #include <libwebsockets.h>
 
 #include "lib/ctl.h"
+#include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/log.h"
@@ -189,7 +190,7 @@ op_stats(struct relay *r, struct json_object *rq)
 	jh_add_int(o, "notify_cursor", r->cursor);
 	jh_add_int(o, "ctl_requests", (int64_t)s->ctl_requests);
 	jh_add_int(o, "seq_base", r->seq_base);
-	jh_add_int(o, "uptime_s", (relay_now_us() - r->started_us) / 1000000);
+	jh_add_int(o, "uptime_s", (db_now_us() - r->started_us) / 1000000);
 	jh_add_int(o, "rss_kb", rss_kb());
 	return o;
 }

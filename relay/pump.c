@@ -226,7 +226,7 @@ pump_prune(lws_sorted_usec_list_t *sul)
 	char cutoff[40];
 	int64_t next = PUMP_PRUNE_US;
 
-	relay_time_format(relay_now_us() - PUMP_PRUNE_KEEP, cutoff,
+	db_time_format(db_now_us() - PUMP_PRUNE_KEEP, cutoff,
 	    sizeof(cutoff));
 	if ((st = db_stmt(r->db, sql[Q_PRUNE], &e)) == NULL)
 		goto out;

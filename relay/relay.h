@@ -154,9 +154,6 @@ struct relay {
 };
 
 /* main.c: time */
-int64_t relay_now_us(void);                                 /* wall clock */
-void relay_time_format(int64_t us, char *buf, size_t size); /* db_now form */
-int relay_time_parse(const char *s, int64_t *us);
 struct relay *relay_from_wsi(struct lws *wsi);
 
 /* hub.c: messages */

@@ -1,0 +1,557 @@
+"""Benchmarks for a release build: REST throughput through nginx, WebSocket
+fanout, signalling round trips. Figures only; run by tests/bench/run.sh.
+
+    /usr/bin/python3 tests/bench/bench.py --build build/rel
+
+Everything runs on 127.0.0.1 inside a temporary directory: a system
+started by the test harness, plus a second nginx on its own port whose
+config is the harness's with bench-only locations (nginx's own `return
+200`, a trivial FastCGI program), `reuseport` (so 10,000 sockets spread
+over the workers' file limits) and without the login rate limit (the
+figure is the login program's, not limit_req's).
+"""
+
+import argparse
+import json
+import os
+import queue
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import requests  # noqa: E402
+
+from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
+    make_token, start_system, token_parts)
+
+TARGETS = {
+    "profile_vs_trivial": 0.60,
+    "profile_p99_ms": 5.0,
+    "fan_last_ms": {1000: 20.0, 10000: 200.0},
+    "rss_per_conn_kib": 8.0,
+    "rtt_p99_ms": 5.0,
+}
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def wait_until(fn, timeout, what, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise RuntimeError(f"{what}: not within {timeout} s")
+
+
+# -- processes -----------------------------------------------------------------
+
+class Procs:
+    """Processes this script started, each in its own group."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, **kw):
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=10):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def wait_idle(pid, timeout=60):
+    """Until pid uses < 2% of a CPU over half a second."""
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t0 = cpu_ticks(pid)
+        time.sleep(0.5)
+        if (cpu_ticks(pid) - t0) / hz < 0.01:
+            return True
+    return False
+
+
+def ctl(run_dir, req, timeout=5):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(Path(run_dir) / "ctl.sock"))
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf.split(b"\n")[0])
+
+
+# -- the bench nginx -------------------------------------------------------------
+
+def bench_nginx_conf(system, port):
+    """The harness's config, moved to port, with the bench locations."""
+    run = str(system.run_dir)
+    text = (system.run_dir / "nginx.conf").read_text()
+    text, n = re.subn(r"(?m)^(\s*)listen\s+\S+;",
+        rf"\1listen 127.0.0.1:{port} reuseport backlog=4096;", text)
+    assert n == 1, "nginx.conf: expected one listen line"
+    text = re.sub(r"(?m)^pid\s+\S+;", f"pid {run}/nginx-bench.pid;", text)
+    text = text.replace(f"{run}/nginx/", f"{run}/nginx-bench/")
+    text = re.sub(r"(?m)^(\s*)access_log\s+\S+", rf"\1access_log "
+        rf"{run}/log/nginx-bench-access.log", text)
+    # The login figure is the program's; limit_req would answer 429.
+    text = re.sub(r"(?m)^\s*limit_req\s+zone=.*;\n", "", text)
+    extra = (
+        "\t\tlocation = /bench/nginx {\n"
+        "\t\t\tdefault_type application/json;\n"
+        "\t\t\treturn 200 '{\"status\":\"ok\",\"success\":true}\\n';\n"
+        "\t\t}\n"
+        "\t\tlocation = /bench/trivial {\n"
+        f"\t\t\tfastcgi_pass unix:{run}/fcgi-trivial.sock;\n"
+        "\t\t}\n")
+    text, n = re.subn(r"(?m)^(\s*server_name\s+[^;]*;\n)",
+        lambda m: m.group(1) + extra, text, count=1)
+    assert n == 1, "nginx.conf: no server_name line"
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (system.run_dir / "nginx-bench" / d).mkdir(parents=True,
+            exist_ok=True)
+    path = system.run_dir / "nginx-bench.conf"
+    path.write_text(text)
+    return path
+
+
+# -- wrk -------------------------------------------------------------------------
+
+def wrk(base, path, duration, method="GET", body="", token=""):
+    env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY=body,
+        BENCH_TOKEN=token)
+    r = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "--latency",
+        "-s", str(HERE / "wrk.lua"), base + path], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=duration + 60)
+    m = re.search(r"^BENCHJSON (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"wrk {path}: {r.returncode}\n{r.stdout}")
+    j = json.loads(m.group(1))
+    j["rps"] = j["requests"] / (j["duration_us"] / 1e6)
+    return j
+
+
+# -- users and tokens ----------------------------------------------------------
+
+class Users:
+    """
+    Many users fast: rows inserted directly (they share one known
+    password hash) and tokens signed as auth_token_issue signs them,
+    checked once against REST; logins when that check fails.
+    """
+
+    def __init__(self, system, base, template):
+        self.s = system
+        self.base = base
+        self.t = template  # a make_user() dict
+        row = system.sql("SELECT password FROM users WHERE id = ?",
+            (template["id"],))
+        self.hash = row[0][0]
+        _, self.claims = token_parts(template["token"])
+        self.forge = True
+        self.checked = False
+        self.n = 0
+
+    def make(self, count, prefix="b"):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        rows = []
+        for _ in range(count):
+            self.n += 1
+            name = f"{prefix}{self.n}{secrets.token_hex(3)}"
+            ext = str(700000 + secrets.randbelow(299999))
+            rows.append((name, f"{name}@bench.test", self.hash, ext,
+                now, now))
+        out = []
+        for r in rows:
+            try:
+                self.s.sql("INSERT INTO users (username, email, "
+                    "password, extension, status, role, "
+                    "created_at, updated_at, is_online) VALUES "
+                    "(?, ?, ?, ?, 'offline', 'user', ?, ?, 0)", r)
+            except Exception:
+                continue  # extension drawn twice
+            uid = self.s.sql("SELECT id FROM users WHERE username = ?",
+                (r[0],))[0][0]
+            out.append({"id": uid, "username": r[0], "extension": r[3]})
+        for u in out:
+            u["token"] = self.token(u)
+        return out
+
+    def token(self, u):
+        if self.forge:
+            now = int(time.time())
+            c = dict(self.claims)
+            c.update(user_id=u["id"], username=u["username"],
+                extension=u["extension"], sub=u["username"],
+                iat=now, nbf=now, exp=now + 6 * 3600,
+                jti=secrets.token_hex(16), gen=0)
+            tok = make_token(self.s.env["JWT_SECRET"], c)
+            if self.checked:
+                return tok
+            r = requests.get(self.base + "/protected/profile",
+                headers={"Authorization": "Bearer " + tok}, timeout=10)
+            if r.status_code == 200:
+                self.checked = True
+                return tok
+            say(f"  (signed tokens refused: {r.status_code}; "
+                "logging in instead)")
+            self.forge = False
+        r = requests.post(self.base + "/api/login", json={
+            "username": u["username"], "password": self.t["password"]},
+            timeout=30)
+        r.raise_for_status()
+        return r.json()["token"]
+
+
+# -- WebSocket fanout ------------------------------------------------------------
+
+class Reader(threading.Thread):
+    def __init__(self, p):
+        super().__init__(daemon=True)
+        self.p = p
+        self.q = queue.Queue()
+
+    def run(self):
+        for line in self.p.stdout:
+            self.q.put(line.strip())
+        self.q.put(None)
+
+    def expect(self, word, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                line = self.q.get(timeout=left)
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            if line.startswith(word + " "):
+                return line.split()[1:]
+
+
+def fanout(system, procs, wsfan, port, users, n, nproc=2):
+    relay = system.relay_pid()
+    trig = users.make(1, prefix="fantrig")[0]
+    per_user = max(1, n // 200)
+    people = users.make((n + per_user - 1) // per_user)
+    tokens = []
+    for u in people:
+        tokens += [u["token"]] * per_user
+    tokens = tokens[:n]
+    wait_idle(relay, 20)
+    rss0 = rss_kib(relay)
+    kids = []
+    t_connect = time.monotonic()
+    for i in range(nproc):
+        p = procs.start([wsfan, "fan", "127.0.0.1", str(port),
+            trig["username"]], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        r = Reader(p)
+        r.start()
+        kids.append((p, r))
+        chunk = tokens[i::nproc]
+        p.stdin.write("\n".join(chunk) + "\n\n")
+        p.stdin.flush()
+    opened = failed = 0
+    for p, r in kids:
+        got = r.expect("READY", 300)
+        if got is None:
+            raise RuntimeError("wsfan: no READY")
+        opened += int(got[0])
+        failed += int(got[1])
+    t_connect = time.monotonic() - t_connect
+    who = ctl(system.run_dir, {"op": "who"})
+    wait_idle(relay, 60)
+    rss1 = rss_kib(relay)
+
+    sess = requests.Session()
+    hdr = {"Authorization": "Bearer " + trig["token"]}
+    url = f"http://127.0.0.1:{port}/protected/status"
+    sess.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    t0 = time.monotonic_ns()
+    r = sess.put(url, json={"status": "busy"}, headers=hdr, timeout=30)
+    t_rest = time.monotonic_ns() - t0
+    r.raise_for_status()
+    res = []
+    for p, rd in kids:
+        got = rd.expect("RESULT", 30)
+        if got is None:
+            p.stdin.write("END\n")
+            p.stdin.flush()
+            got = rd.expect("RESULT", 10)
+        res.append([int(x) for x in got] if got else [0] * 6)
+    for p, _ in kids:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+    for p, _ in kids:
+        procs.stop(p, timeout=30)
+    got = sum(x[0] for x in res)
+    first = min((x[1] for x in res if x[0]), default=0)
+    last = max((x[4] for x in res if x[0]), default=0)
+    # Let the relay see every close before the next run.
+    try:
+        wait_until(lambda: ctl(system.run_dir, {"op": "who"})
+            .get("total_clients", 0) <= 2, 120, "sockets closed")
+    except RuntimeError:
+        pass
+    wait_idle(relay, 60)
+    return {
+        "n": n, "opened": opened, "failed": failed, "received": got,
+        "relay_clients": who.get("total_clients"),
+        "users": len(people), "per_user": per_user,
+        "connect_s": t_connect,
+        "rest_ms": t_rest / 1e6,
+        "first_ms": (first - t0) / 1e6 if got else float("nan"),
+        "last_ms": (last - t0) / 1e6 if got else float("nan"),
+        "rss0_kib": rss0, "rss1_kib": rss1,
+        "per_conn_kib": (rss1 - rss0) / max(1, opened),
+    }
+
+
+def rtt(system, procs, wsfan, port, count):
+    a, b = system.make_user(), system.make_user()
+    p = procs.start([wsfan, "rtt", "127.0.0.1", str(port), str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    rd = Reader(p)
+    rd.start()
+    p.stdin.write("\n".join([a["token"], b["token"], a["extension"],
+        b["extension"]]) + "\n")
+    p.stdin.flush()
+    if rd.expect("READY", 30) is None:
+        raise RuntimeError("wsfan rtt: no READY")
+    r = requests.post(f"http://127.0.0.1:{port}/protected/call/initiate"
+        "?method=webrtc", json={"target_extension": b["extension"]},
+        headers={"Authorization": "Bearer " + a["token"]}, timeout=30)
+    r.raise_for_status()
+    p.stdin.write(f"CALL {r.json()['call_id']}\n")
+    p.stdin.flush()
+    got = rd.expect("RTT", 300)
+    procs.stop(p)
+    if got is None:
+        raise RuntimeError("wsfan rtt: no result")
+    keys = ("n", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
+    return dict(zip(keys, [int(got[0])] + [float(x) for x in got[1:]]))
+
+
+# -- main ------------------------------------------------------------------------
+
+def summary(prof, ratio, fans, rt):
+    """Each target next to its figure (figures, not a verdict)."""
+    rows = [("profile / trivial throughput", f"{ratio:.1%}",
+             f">= {TARGETS['profile_vs_trivial']:.0%}",
+             ratio >= TARGETS["profile_vs_trivial"]),
+            ("profile p99", f"{prof['p99_us'] / 1000:.2f} ms",
+             f"< {TARGETS['profile_p99_ms']:.0f} ms",
+             prof["p99_us"] / 1000 < TARGETS["profile_p99_ms"])]
+    for f in fans:
+        tgt = TARGETS["fan_last_ms"].get(f["n"])
+        if tgt is not None:
+            rows.append((f"fanout {f['n']} last receipt",
+                         f"{f['last_ms']:.1f} ms", f"<= {tgt:.0f} ms",
+                         f["last_ms"] <= tgt))
+        rows.append((f"relay RSS per idle socket ({f['n']})",
+                     f"{f['per_conn_kib']:.2f} KiB",
+                     f"<= {TARGETS['rss_per_conn_kib']:.0f} KiB",
+                     f["per_conn_kib"] <= TARGETS["rss_per_conn_kib"]))
+    if rt is not None:
+        rows.append(("signalling round trip p99",
+                     f"{rt['p99_us'] / 1000:.3f} ms",
+                     f"< {TARGETS['rtt_p99_ms']:.0f} ms",
+                     rt["p99_us"] / 1000 < TARGETS["rtt_p99_ms"]))
+    say("\nSummary")
+    for name, got, tgt, met in rows:
+        say(f"   {name:<34} {got:>12}   target {tgt:<10} "
+            f"{'met' if met else 'missed'}")
+    say("")
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/rel")
+    ap.add_argument("--duration", type=int,
+        default=int(os.environ.get("BENCH_DURATION", "8")))
+    ap.add_argument("--fan", default=os.environ.get("BENCH_FAN",
+        "1000,10000"))
+    ap.add_argument("--rtt", type=int, default=2000)
+    ap.add_argument("--keep", action="store_true",
+        help="keep the work directory")
+    args = ap.parse_args()
+
+    nofile = raise_nofile()
+    build = (REPO / args.build).resolve()
+    wsfan = str(build / "tests" / "bench" / "wsfan")
+    trivial = str(build / "tests" / "bench" / "trivial")
+    work = Path(tempfile.mkdtemp(prefix="sb-bench-"))
+    procs = Procs()
+    system = None
+    say(f"switchboard bench: build {args.build}, {os.cpu_count()} CPUs, "
+        f"nofile {nofile}, work {work}")
+    try:
+        system = start_system(str(work), build=str(build),
+            env={"FCGI_CHILDREN": "2"})
+        port = free_port()
+        conf = bench_nginx_conf(system, port)
+        base = f"http://127.0.0.1:{port}"
+        sock = system.run_dir / "fcgi-trivial.sock"
+        procs.start([SPAWN_FCGI, "-n", "-s", str(sock), "-M", "0600",
+            "--", trivial], env=dict(system.env, FCGI_CHILDREN="2"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(system.log_dir / "trivial.log", "ab"))
+        procs.start([NGINX, "-c", str(conf), "-p",
+            str(system.run_dir) + "/", "-e",
+            str(system.log_dir / "nginx-bench-error.log"), "-g",
+            "daemon off;"], stdout=subprocess.DEVNULL,
+            stderr=open(system.log_dir / "nginx-bench.log", "ab"))
+
+        def up():
+            try:
+                return all(requests.get(base + p, timeout=2)
+                    .status_code == 200 for p in ("/bench/nginx",
+                    "/bench/trivial", "/health"))
+            except requests.RequestException:
+                return False
+        wait_until(up, 20, "bench nginx")
+
+        u = system.make_user()
+        login_body = json.dumps({"username": u["username"],
+            "password": u["password"]})
+        d = args.duration
+        say(f"\n1. HTTP through nginx (wrk -t2 -c32 -d{d}s, "
+            "2 FastCGI workers per program)")
+        rows = [
+            ("nginx return 200", wrk(base, "/bench/nginx", d)),
+            ("trivial FastCGI", wrk(base, "/bench/trivial", d)),
+            ("GET /protected/profile", wrk(base, "/protected/profile",
+            d, token=u["token"])),
+            ("POST /api/login", wrk(base, "/api/login", d, "POST",
+            login_body)),
+        ]
+        ng = rows[0][1]["rps"]
+        say(f"   {'endpoint':<24} {'req/s':>10} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'non-2xx':>8} {'vs nginx':>9}")
+        for name, j in rows:
+            say(f"   {name:<24} {j['rps']:>10.0f} "
+                f"{fmt_ms(j['p50_us']):>8} {fmt_ms(j['p99_us']):>8} "
+                f"{j['non2xx']:>8} {j['rps'] / ng:>8.1%}")
+        prof, triv = rows[2][1], rows[1][1]
+        ratio = prof["rps"] / triv["rps"]
+        say(f"   profile / trivial: {ratio:.1%} (target >= "
+            f"{TARGETS['profile_vs_trivial']:.0%}); profile p99 "
+            f"{fmt_ms(prof['p99_us'])} ms (target < "
+            f"{TARGETS['profile_p99_ms']:.0f} ms)")
+        say("   login is slow by design: yescrypt on every attempt "
+            "(nginx's limit_req, 10 r/s, removed for this run)")
+
+        fan_sizes = [int(x) for x in args.fan.split(",") if x]
+        if fan_sizes:
+            say("\n2. WebSocket fanout through nginx (one PUT /protected/"
+                "status -> user_status_changed to every socket)")
+        users = Users(system, base, u)
+        fans = []
+        for n in fan_sizes:
+            f = fanout(system, procs, wsfan, port, users, n)
+            fans.append(f)
+            tgt = TARGETS["fan_last_ms"].get(n)
+            say(f"   N={n:>6}: opened {f['opened']} (failed "
+                f"{f['failed']}, relay counts {f['relay_clients']}) "
+                f"in {f['connect_s']:.1f} s over {f['users']} users x "
+                f"{f['per_user']}; received {f['received']}")
+            say(f"            first {f['first_ms']:.1f} ms, last "
+                f"{f['last_ms']:.1f} ms"
+                + (f" (target <= {tgt:.0f} ms)" if tgt else "")
+                + f"; REST reply {f['rest_ms']:.1f} ms")
+            say(f"            relay RSS {f['rss0_kib']} -> "
+                f"{f['rss1_kib']} KiB: {f['per_conn_kib']:.2f} KiB "
+                f"per idle connection (target <= "
+                f"{TARGETS['rss_per_conn_kib']:.0f} KiB)")
+
+        if fans:
+            say("   (the first run also pays one-time growth: user state, "
+                "SQLite cache, lws tables)")
+
+        rt = None
+        if args.rtt > 0:
+            say(f"\n3. Signalling round trip (webrtc_ice_candidate "
+                f"A->B->A through nginx, {args.rtt} times)")
+            rt = rtt(system, procs, wsfan, port, args.rtt)
+            say(f"   p50 {rt['p50_us'] / 1000:.3f} ms, p90 "
+                f"{rt['p90_us'] / 1000:.3f} ms, p99 "
+                f"{rt['p99_us'] / 1000:.3f} ms (target < "
+                f"{TARGETS['rtt_p99_ms']:.0f} ms), max "
+                f"{rt['max_us'] / 1000:.3f} ms, mean "
+                f"{rt['mean_us'] / 1000:.3f} ms")
+        summary(prof, ratio, fans, rt)
+    finally:
+        procs.stop_all()
+        if system is not None:
+            system.stop(check_logs=False)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Per-user seq, ?since= replay, ring overflow, and exactly-once delivery
+of notify events across a relay kill -9."""
+
+import signal
+
+import pytest
+
+from harness import start_system
+from wsclient import (barrier, connect_user, events, set_status,
+    wait_until)
+
+NO_SEQ = ("welcome", "pong", "error", "resync_required")
+
+
+def seqd(msgs):
+    return [m for m in msgs if m.get("type") not in NO_SEQ]
+
+
+def last_seq(c):
+    s = [m["seq"] for m in seqd(c.log)]
+    assert s, c.log
+    return max(s)
+
+
+def offline_in_db(system, user):
+    r = system.sql("SELECT is_online FROM users WHERE id = ?",
+        (user["id"],))
+    return int(r[0][0] or 0) == 0
+
+
+def test_since_replays_missed_events_in_order(sb):
+    a, m = sb.make_user(), sb.make_user()
+    c = connect_user(sb, a)
+    barrier(sb, m, "busy", [c])
+    # user_status follows user_status_changed: read both.
+    c.wait_type("user_status", status="busy", **{"from": m["extension"]})
+    s0 = last_seq(c)
+    c.close()
+    wait_until(lambda: offline_in_db(sb, a), what="a offline")
+    for st in ("away", "online", "offline", "busy"):
+        set_status(sb, m, st)
+    with connect_user(sb, a, since=s0) as c2:
+        c2.wait_type("user_status", status="busy",
+            **{"from": m["extension"]})
+        got = seqd(c2.log)
+        seqs = [x["seq"] for x in got]
+        assert seqs[0] == s0 + 1, (s0, seqs)
+        assert seqs == list(range(s0 + 1, s0 + 1 + len(seqs))), seqs
+        mine = [x["status"] for x in events(got, "user_status_changed",
+            user_id=m["id"])]
+        assert mine == ["away", "online", "offline", "busy"], c2.log
+        mine = [x["status"] for x in events(got, "user_status",
+            **{"from": m["extension"]})]
+        assert mine == ["away", "online", "offline", "busy"], mine
+        s1 = last_seq(c2)
+    wait_until(lambda: offline_in_db(sb, a), what="a offline")
+    # since = the newest seq: nothing old comes back.
+    with connect_user(sb, a, since=s1) as c3:
+        barrier(sb, m, "away", [c3])
+        old = [x for x in seqd(c3.log) if x["seq"] <= s1]
+        assert not old, old
+        assert len(events(c3.log, "user_status_changed",
+            user_id=m["id"], status="away")) == 1
+
+
+def test_since_far_behind_asks_for_resync(sb):
+    a, m = sb.make_user(), sb.make_user()
+    c = connect_user(sb, a)
+    barrier(sb, m, "busy", [c])
+    s0 = last_seq(c)
+    c.close()
+    wait_until(lambda: offline_in_db(sb, a), what="a offline")
+    # Two events per change: well past a 300-event ring.
+    cycle = ("away", "busy")
+    for i in range(170):
+        set_status(sb, m, cycle[i % 2])
+    with connect_user(sb, a, since=s0) as c2:
+        r = c2.wait_type("resync_required", timeout=20)
+        assert "seq" not in r, r
+        replayed = [x for x in seqd(c2.log) if x["seq"] <= s0]
+        assert not replayed, replayed[:3]
+        # Live events flow again after the resync notice.
+        barrier(sb, m, "online", [c2])
+
+
+@pytest.fixture(scope="module")
+def restart_sys(tmp_path_factory, sb):
+    s = start_system(str(tmp_path_factory.mktemp("restart")),
+        build=sb.build)
+    yield s
+    s.stop()
+
+
+def test_kill9_then_since_delivers_pending_once(restart_sys):
+    s = restart_sys
+    a, b, p, d1, d2, z = (s.make_user() for _ in range(6))
+    c = connect_user(s, a)
+    set_status(s, p, "busy")
+    c.wait_type("user_status_changed", user_id=p["id"], status="busy")
+    c.wait_type("user_status", status="busy", **{"from": p["extension"]})
+    s0 = last_seq(c)
+
+    s.relay_kill(signal.SIGKILL)
+    c.wait_closed(timeout=10)
+    c.close()
+    pending = [(d1, "away"), (d2, "busy"), (d1, "busy")]
+    for u, st in pending:
+        set_status(s, u, st)
+    s.relay_start()
+
+    c2 = connect_user(s, a, since=s0)
+    try:
+        for u, st in pending:
+            c2.wait_type("user_status_changed", user_id=u["id"],
+                status=st, timeout=20)
+            c2.wait_type("user_status", status=st,
+                **{"from": u["extension"]}, timeout=20)
+        barrier(s, z, "away", [c2])
+        for u, st in pending:
+            assert len(events(c2.log, "user_status_changed",
+                user_id=u["id"], status=st)) == 1, (u, st, c2.log)
+            assert len(events(c2.log, "user_status", status=st,
+                **{"from": u["extension"]})) == 1, (u, st)
+        assert not events(c2.log, "user_status_changed",
+            user_id=p["id"]), c2.log
+        assert not events(c2.log, "user_status",
+            **{"from": p["extension"]})
+        seqs = [x["seq"] for x in seqd(c2.log)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+
+        # A fresh connection gets no event delivered before it came.
+        with connect_user(s, b) as cb:
+            barrier(s, z, "busy", [cb, c2])
+            for u in (p, d1, d2):
+                assert not events(cb.log, "user_status_changed",
+                    user_id=u["id"]), cb.log
+                assert not events(cb.log, "user_status",
+                    **{"from": u["extension"]}), cb.log
+    finally:
+        c2.close()
+
+
+def test_kill9_live_delivery_resumes(restart_sys):
+    """
+    Events written while the relay is down are consumed after it comes
+    back; a socket opened after that gets new events only.
+    """
+    s = restart_sys
+    a, z = s.make_user(), s.make_user()
+    s.relay_kill(signal.SIGKILL)
+    set_status(s, z, "busy")
+    top = s.sql("SELECT max(id) FROM notify")[0][0]
+    s.relay_start()
+    wait_until(lambda: (s.sql("SELECT max(last_id) FROM notify_cursor")
+        [0][0] or 0) >= top, what="notify consumed after restart")
+    with connect_user(s, a) as c:
+        barrier(s, z, "away", [c])
+        assert not events(c.log, "user_status_changed", user_id=z["id"],
+            status="busy")
