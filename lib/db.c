@@ -22,6 +22,7 @@ extern const size_t db_nmigrations;
 
 enum q {
 	Q_BEGIN,
+	Q_BEGIN_READ,
 	Q_COMMIT,
 	Q_ROLLBACK,
 	Q_MIG_TABLE,
@@ -33,6 +34,7 @@ enum q {
 };
 static const char *const sql[Q__MAX] = {
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_BEGIN_READ] = "BEGIN",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 	[Q_MIG_TABLE] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -273,6 +275,12 @@ int
 db_begin(struct db *db, struct err *e)
 {
 	return db_run(db, Q_BEGIN, e);
+}
+
+int
+db_begin_read(struct db *db, struct err *e)
+{
+	return db_run(db, Q_BEGIN_READ, e);
 }
 
 int

@@ -45,6 +45,9 @@ int db_done(struct db *db, struct sqlite3_stmt *st, struct err *e);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback never fails visibly. */
 int db_begin(struct db *db, struct err *e);
+/* A deferred BEGIN: the reads until the next COMMIT/ROLLBACK see one
+ * snapshot and take the WAL read lock once instead of per statement. */
+int db_begin_read(struct db *db, struct err *e);
 int db_commit(struct db *db, struct err *e);
 void db_rollback(struct db *db);
 

@@ -22,6 +22,7 @@
 
 #include "lib/auth.h"
 #include "lib/config.h"
+#include "lib/db.h"
 #include "lib/err.h"
 #include "lib/http.h"
 #include "lib/json.h"
@@ -1183,6 +1184,7 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 	const struct http_route *best = NULL;
 	uint64_t score, best_score = 0;
 	unsigned allow = 0;
+	bool snapshot = false;
 	size_t i, np;
 	struct err e;
 	int rc;
@@ -1226,6 +1228,17 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 	r->route = best;
 	r->log_route = best->pattern;
 	r->flags = best->flags;
+	/*
+	 * A GET reads only: one snapshot covers the token check, the role
+	 * gate and the handler's reads, and takes the WAL read lock once.
+	 */
+	if (best->method == HTTP_GET && r->h->db != NULL) {
+		if (db_begin_read(r->h->db, &e) == -1) {
+			http_reply_error(r, &e);
+			goto done;
+		}
+		snapshot = true;
+	}
 	if (best->access != HTTP_PUBLIC && req_auth(r, &e) == -1) {
 		http_reply_error(r, &e);
 		goto done;
@@ -1259,6 +1272,8 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 		http_reply_error(r, &e);
 	}
 done:
+	if (snapshot)
+		db_rollback(r->h->db); /* nothing to keep: GET handlers never write */
 	req_finish(r);
 }
 

@@ -44,7 +44,8 @@ struct http;
 struct http_req;
 
 /* Handlers reply through http_reply_* and return 0, or return -1 with e set
- * and write nothing: dispatch then sends the error reply. */
+ * and write nothing: dispatch then sends the error reply. GET handlers run
+ * inside one read transaction and must not write. */
 typedef int (*http_handler)(struct http_req *req, struct err *e);
 
 struct http_route {
