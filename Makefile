@@ -33,9 +33,12 @@ APT_BUILD = build-essential pkg-config libfcgi-dev libsqlite3-dev \
             libjson-c-dev libjwt-dev libwebsockets-dev libcrypt-dev
 APT_RUN   = nginx-light spawn-fcgi sqlite3
 APT_TEST  = python3 python3-pytest python3-requests python3-websocket \
-            valgrind curl
+            valgrind curl chromium
+# Debian's node only when there is none: NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package.
+APT_NODE != command -v npm >/dev/null 2>&1 || echo nodejs npm
 APT_BENCH = wrk
-APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_BENCH)
+APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE) $(APT_BENCH)
 
 LIB_SRC   = $(filter-out %_test.c,$(wildcard lib/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/migrations.o
@@ -98,8 +101,13 @@ headers:
 run: deps all
 	@cli/run.sh $(B)
 
+# The browser test's driver (playwright-core; the browser is Debian's).
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json \
+    tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+
 # The test build: sanitizers on, its own build directory.
-test: deps
+test: deps tests/browser/node_modules/.package-lock.json
 	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
 	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS))
 	@tests/run.sh build/san

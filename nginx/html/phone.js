@@ -24,6 +24,8 @@
 	const ICE_SERVERS = [];
 	const HEARTBEAT_MS = 30000;
 	const STATS_MS = 1000;
+	/* Accepted but no audio path by then: no route between the two. */
+	const CONNECT_MS = 20000;
 	const RECONNECT_MS = [1000, 2000, 5000, 10000];
 	const EVENTS_KEPT = 300;
 	const LOGS_SHOWN = 10;
@@ -421,6 +423,16 @@
 		});
 	}
 
+	function connectDeadline(c) {
+		setTimeout(function () {
+			if (st.call !== c || c.state === 'connected')
+				return;
+			note('No audio path to ' + c.peer + ' could be found.',
+			    'error');
+			hangup().catch(function () {});
+		}, CONNECT_MS);
+	}
+
 	/* A call's async step failed: end the call, tell the peer. */
 	function guard(promise) {
 		promise.catch(function (e) {
@@ -454,7 +466,10 @@
 			    { target_extension: ext });
 		} catch (e) {
 			finish(c, 'failed', e.message);
-			note('Call to ' + ext + ' failed: ' + e.message, 'error');
+			/* The server's word for "no socket of theirs is open". */
+			note(e.status === 500 && /notify/.test(e.message) ?
+			    ext + ' is not connected right now.' :
+			    'Call to ' + ext + ' failed: ' + e.message, 'error');
 			throw e;
 		}
 		if (!c.id)
@@ -494,6 +509,7 @@
 			throw new Error('no incoming call');
 		c.state = 'connecting';
 		c.acceptedAt = Date.now();
+		connectDeadline(c);
 		microphone(c);
 		send({ type: 'webrtc_call_accepted', call_id: c.id, to: c.peer,
 		    channel: c.id });
@@ -621,6 +637,7 @@
 			c.id = m.call_id || m.channel;
 		c.state = 'connecting';
 		c.acceptedAt = Date.now();
+		connectDeadline(c);
 		render();
 		const pc = peerConnection(c);
 		await addMicrophone(c);

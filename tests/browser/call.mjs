@@ -222,14 +222,24 @@ async function main() {
 	await until('b', 'incoming call', (id) =>
 	    window.phone.state === 'ringing' &&
 	    window.phone.current.id === id, callId);
+	step = 'a: ringing';
+	if (await run('a', () => window.phone.state) !== 'calling')
+		throw new Error('a: the call ended before it was answered');
 	const ringMs = Date.now() - tCall;
 	await shot(opts, 'b', 'ringing');
 
 	step = 'b: accept';
 	const tAccept = Date.now();
 	await run('b', () => window.phone.accept());
-	await until('a', 'connected', () => window.phone.state === 'connected');
-	await until('b', 'connected', () => window.phone.state === 'connected');
+	/* A page that gave up (no audio path, a failed step) is idle again. */
+	for (const who of ['a', 'b']) {
+		const s = await until(who, 'connected', () =>
+		    ['connected', 'idle'].includes(window.phone.state) &&
+		    window.phone.state);
+		if (s !== 'connected')
+			throw new Error(`${who} gave up: ` + JSON.stringify(
+			    await run(who, () => window.phone.lastCall)));
+	}
 	const connectedMs = Date.now() - tAccept;
 
 	/* Audio both ways: each side's inbound RTP carries bytes. */
