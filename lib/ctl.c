@@ -16,9 +16,6 @@
 #include "lib/err.h"
 #include "lib/json.h"
 
-/* A kick only saves the relay a polling interval: never wait long for it. */
-#define CTL_KICK_TIMEOUT_MS 200
-
 #define MSG_NOT_RUNNING "relay is not running"
 #define MSG_NO_ANSWER   "relay did not answer"
 #define MSG_CLOSED      "relay closed the connection"
@@ -68,19 +65,28 @@ wait_fd(int fd, short events, int64_t deadline)
 }
 
 static int
-connect_to(const struct config *cfg, int64_t deadline, struct err *e)
+ctl_addr(const struct config *cfg, struct sockaddr_un *sa, struct err *e)
 {
 	char path[sizeof(cfg->run_dir) + sizeof("/ctl.sock")];
+
+	ctl_socket_path(cfg, path, sizeof(path));
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return err_set(e, ERR_INTERNAL, "control socket path too long");
+	memcpy(sa->sun_path, path, strlen(path) + 1);
+	return 0;
+}
+
+static int
+connect_to(const struct config *cfg, int64_t deadline, struct err *e)
+{
 	struct sockaddr_un sa;
 	int fd, err = 0;
 	socklen_t len;
 
-	ctl_socket_path(cfg, path, sizeof(path));
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return err_set(e, ERR_INTERNAL, "control socket path too long");
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (ctl_addr(cfg, &sa, e) == -1)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1)
 		return err_set(e, ERR_INTERNAL, "socket: %s", strerror(errno));
@@ -253,15 +259,30 @@ ctl_call(const struct config *cfg, struct json_object *request,
 	return rc;
 }
 
+/*
+ * Fire and forget: the relay polls the notify table anyway, so a kick is
+ * only a shortcut. It is never worth a wait: a relay in the middle of a
+ * large fanout serves its control socket late, and every REST write that
+ * kicks would wait with it. So no reply is read, and a connect or send that
+ * cannot complete at once (backlog full, socket buffer full) drops it.
+ */
 void
 ctl_kick(const struct config *cfg)
 {
-	struct json_object *req, *reply;
+	static const char line[] = "{\"op\":\"kick\"}\n";
+	struct sockaddr_un sa;
+	int fd;
 
-	if ((req = json_object_new_object()) == NULL)
+	if (ctl_addr(cfg, &sa, NULL) == -1)
 		return;
-	jh_add_str(req, "op", "kick");
-	if (ctl_call(cfg, req, &reply, CTL_KICK_TIMEOUT_MS, NULL) == 0)
-		json_object_put(reply);
-	json_object_put(req);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1)
+		return;
+	/* One send of the whole line; MSG_NOSIGNAL: a dead relay must not
+	 * SIGPIPE us. A partial send leaves half a line, which the relay
+	 * drops when we close. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		(void)send(fd, line, sizeof(line) - 1,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
 }

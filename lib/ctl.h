@@ -28,7 +28,8 @@ void ctl_socket_path(const struct config *cfg, char *buf, size_t size);
 int ctl_call(const struct config *cfg, struct json_object *request,
     struct json_object **reply, int timeout_ms, struct err *e);
 
-/* Wake the relay's notify consumer; best effort, never blocks long. */
+/* Wake the relay's notify consumer: one non-blocking send, no reply
+ * awaited; dropped silently when the relay is not there. */
 void ctl_kick(const struct config *cfg);
 
 #endif

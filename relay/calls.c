@@ -9,6 +9,13 @@
  * An ended call lingers for CALLS_LINGER_S: browsers send their end in
  * several ways at once (webrtc_call_ended, hangup, the REST hangup) in any
  * order, and the late ones still reach the peer. Nothing else passes.
+ *
+ * A party whose last socket closes (tab closed, network gone, relay
+ * restarted) gets r->call_grace_s to come back. Then the call ends as if
+ * that party had hung up when it vanished, and the other one is told
+ * (reason peer_disconnected). A ringing call waits only for its caller: a
+ * callee that vanishes simply does not answer, and the ring timeout says
+ * so.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -41,8 +48,10 @@ struct call {
 	struct call *next, *prev;  /* all live calls */
 	bool answered, ended;
 	int64_t answer_us;
+	int64_t gone_us[2]; /* when each party's last socket closed; 0: here */
 	lws_sorted_usec_list_t
 	    sul; /* ring timeout, then the end of lingering */
+	lws_sorted_usec_list_t sul_grace; /* a vanished party's deadline */
 	struct relay *r;
 };
 
@@ -76,6 +85,7 @@ static const char *const sql[Q__MAX] = {
 };
 
 static void call_timer(lws_sorted_usec_list_t *sul);
+static void grace_timer(lws_sorted_usec_list_t *sul);
 
 const char *
 calls_id(const struct call *c)
@@ -167,6 +177,7 @@ call_forget(struct relay *r, struct call *c)
 	int i;
 
 	lws_sul_cancel(&c->sul);
+	lws_sul_cancel(&c->sul_grace);
 	for (i = 0; i < 2; i++)
 		for (pp = &c->party[i]->calls; *pp != NULL;
 		     pp = &(*pp)->pnext[side(*pp, c->party[i])])
@@ -196,6 +207,7 @@ static void
 call_linger(struct relay *r, struct call *c)
 {
 	c->ended = true;
+	lws_sul_cancel(&c->sul_grace);
 	lws_sul_schedule(r->ctx, 0, &c->sul, call_timer,
 	    CALLS_LINGER_S * US_PER_S);
 }
@@ -243,6 +255,45 @@ log_close(struct relay *r, struct call *c, const char *unanswered)
 		log_update(r, c, Q_END_RINGING, stamp, unanswered, 0);
 }
 
+/* ---- parties without sockets ---- */
+
+/* Whether side's absence can end c: either party of an answered call, only
+ * the caller of a ringing one. */
+static bool
+grace_counts(const struct call *c, int side)
+{
+	return c->gone_us[side] != 0 && (c->answered || side == 0);
+}
+
+/* The side whose grace ends first, -1 when nobody is awaited. */
+static int
+grace_first(const struct call *c)
+{
+	int s, first = -1;
+
+	for (s = 0; s < 2; s++)
+		if (grace_counts(c, s) &&
+		    (first == -1 || c->gone_us[s] < c->gone_us[first]))
+			first = s;
+	return first;
+}
+
+/* (Re)schedule the grace timer for whoever is missing, or cancel it. */
+static void
+grace_arm(struct relay *r, struct call *c)
+{
+	int64_t grace_us = (int64_t)r->call_grace_s * US_PER_S, left;
+	int s;
+
+	if (c->ended || r->stopping || (s = grace_first(c)) == -1) {
+		lws_sul_cancel(&c->sul_grace);
+		return;
+	}
+	left = c->gone_us[s] + grace_us - db_now_us();
+	lws_sul_schedule(r->ctx, 0, &c->sul_grace, grace_timer,
+	    left > 0 ? left : 1);
+}
+
 static void
 mark_answered(struct relay *r, struct call *c)
 {
@@ -261,6 +312,8 @@ mark_answered(struct relay *r, struct call *c)
 	c->answered = true;
 	c->answer_us = now;
 	lws_sul_cancel(&c->sul);
+	/* The callee's absence counts from now on too. */
+	grace_arm(r, c);
 }
 
 /* ---- events to the two parties ---- */
@@ -321,6 +374,83 @@ call_timer(lws_sorted_usec_list_t *sul)
 		push_both(r, c, o);
 	}
 	call_linger(r, c);
+}
+
+/*
+ * A party stayed away past its grace: close the row as a hangup by that
+ * party at the moment it vanished (an answered call's duration runs from
+ * its answer to then), tell the other party, forget the call.
+ */
+static void
+grace_timer(lws_sorted_usec_list_t *sul)
+{
+	struct call *c = lws_container_of(sul, struct call, sul_grace);
+	struct relay *r = c->r;
+	int64_t gone, duration = 0;
+	struct json_object *o;
+	struct msg *m;
+	char stamp[40];
+	int s;
+
+	if (c->ended || (s = grace_first(c)) == -1)
+		return;
+	gone = c->gone_us[s];
+	if (gone + (int64_t)r->call_grace_s * US_PER_S > db_now_us()) {
+		grace_arm(r, c); /* early: the wall clock stepped back */
+		return;
+	}
+	log_msg(LOG_INFO, "call %s: extension %s gone for %d s, ending", c->id,
+	    c->party[s]->extension, r->call_grace_s);
+	db_time_format(gone, stamp, sizeof(stamp));
+	if (c->answered) {
+		if (gone > c->answer_us)
+			duration = (gone - c->answer_us) / US_PER_S;
+		log_update(r, c, Q_END_ANSWERED, stamp, NULL, duration);
+	} else
+		log_update(r, c, Q_END_RINGING, stamp, "cancelled", 0);
+	if ((o = json_object_new_object()) != NULL) {
+		jh_add_str(o, "type", "webrtc_call_ended");
+		jh_add_str(o, "call_id", c->id);
+		jh_add_str(o, "channel", c->id);
+		jh_add_str(o, "reason", "peer_disconnected");
+		if ((m = msg_json(o, true)) != NULL) {
+			hub_push(r, c->party[s == 0 ? 1 : 0], m);
+			msg_unref(m);
+		}
+		json_object_put(o);
+	}
+	call_forget(r, c);
+}
+
+void
+calls_absent(struct relay *r, struct hub_user *u)
+{
+	int64_t now = db_now_us();
+	struct call *c;
+	int s;
+
+	for (c = u->calls; c != NULL; c = c->pnext[s]) {
+		s = side(c, u);
+		if (c->ended)
+			continue;
+		c->gone_us[s] = now;
+		grace_arm(r, c);
+	}
+}
+
+void
+calls_present(struct relay *r, struct hub_user *u)
+{
+	struct call *c;
+	int s;
+
+	for (c = u->calls; c != NULL; c = c->pnext[s]) {
+		s = side(c, u);
+		if (c->gone_us[s] == 0)
+			continue;
+		c->gone_us[s] = 0;
+		grace_arm(r, c);
+	}
 }
 
 void
@@ -442,6 +572,12 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 	if ((c = call_add(r, call_id, log_id, caller, callee)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	ring_start(r, c, (int64_t)r->cfg.call_ring_timeout_s * US_PER_S);
+	/* A caller that rang over REST without a socket of its own is as
+	 * good as gone: it cannot hear the answer unless it connects. */
+	if (caller->nclients == 0) {
+		c->gone_us[0] = db_now_us();
+		grace_arm(r, c);
+	}
 	if (initiated != NULL && (m = msg_json(initiated, true)) != NULL) {
 		hub_push(r, caller, m);
 		msg_unref(m);
@@ -452,7 +588,12 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 /*
  * After a restart: ringing calls come back with what is left of their ring
  * time (those past it are closed as missed), answered ones younger than an
- * hour come back to be ended.
+ * hour come back to be ended. Their parties lost their sockets with the old
+ * process, so each is counted absent from now and gets the grace to come
+ * back. When the relay died is unknown: a party that never returns is
+ * taken to have vanished at this start, the first moment the relay could
+ * notice, so an abandoned call's duration runs from its answer_time to
+ * this start: too long by the downtime at most.
  */
 int
 calls_init(struct relay *r, struct err *e)
@@ -506,6 +647,8 @@ calls_init(struct relay *r, struct err *e)
 				start_us = now;
 			ring_start(r, c, start_us + ring_us - now);
 		}
+		c->gone_us[0] = c->gone_us[1] = r->started_us;
+		grace_arm(r, c);
 	}
 	if (rc == -1)
 		return -1;

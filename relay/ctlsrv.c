@@ -2,7 +2,8 @@
  * ctlsrv: the control socket (RUN_DIR/ctl.sock, raw Unix stream). One JSON
  * object per line, one request per connection, one reply line, then the
  * relay closes. A bad request gets {"ok":false,"error":...} and never
- * disturbs anything else.
+ * disturbs anything else. Kicks are fire-and-forget: their senders close
+ * without reading the reply.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -291,7 +292,12 @@ ctl_rx(struct relay *r, struct lws *wsi, struct ctl_conn *cc, const char *in,
 	return ctl_reply(wsi, cc, ctl_handle(r, cc->in, n));
 }
 
-/* The reply line, then (once lws has it all out) the close. */
+/*
+ * The reply line, then (once lws has it all out) the close. A kicker does
+ * not wait for its reply (ctl_kick closes right after sending), so a peer
+ * already gone is normal: the connection is just closed, and RAW_CLOSE
+ * frees what it held.
+ */
 static int
 ctl_write(struct lws *wsi, struct ctl_conn *cc)
 {
@@ -300,8 +306,10 @@ ctl_write(struct lws *wsi, struct ctl_conn *cc)
 	if (cc->sent)
 		return -1;
 	if (lws_write(wsi, cc->out + LWS_PRE, cc->outlen, LWS_WRITE_RAW) <
-	    (int)cc->outlen)
+	    (int)cc->outlen) {
+		log_msg(LOG_DEBUG, "ctl: peer left before its reply");
 		return -1;
+	}
 	cc->sent = true;
 	lws_callback_on_writable(wsi);
 	return 0;

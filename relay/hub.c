@@ -28,8 +28,18 @@
 #define HUB_RING_MIN    8
 #define HUB_SEQ_PREFIX  32 /* {"seq":<int64>, */
 #define HUB_RETRY_US    (1000 * 1000)
+#define HUB_SWEEP_BATCH 100  /* users set offline per turn of the loop */
+#define HUB_SWEEP_NEXT  1000 /* us: after a full batch, the next one */
 
-enum q { Q_USERS_ALL, Q_USER_BY_ID, Q_USER_BY_EXT, Q_PRESENCE, Q__MAX };
+enum q {
+	Q_USERS_ALL,
+	Q_USER_BY_ID,
+	Q_USER_BY_EXT,
+	Q_PRESENCE,
+	Q_STALE,
+	Q_STALE_OFF,
+	Q__MAX
+};
 static const char *const sql[Q__MAX] = {
 	[Q_USERS_ALL] = "SELECT id, extension, username, role FROM users",
 	[Q_USER_BY_ID] =
@@ -38,9 +48,20 @@ static const char *const sql[Q__MAX] = {
 			  "WHERE extension = ?1",
 	[Q_PRESENCE] = "UPDATE users SET is_online = ?2, status = ?3, "
 		       "last_seen = ?4 WHERE id = ?1",
+	/* Q_STALE_OFF repeats Q_STALE's condition: a heartbeat, login or
+	 * socket between the two keeps the user online. */
+	[Q_STALE] = "SELECT id, last_seen FROM users WHERE id > ?2 "
+		    "AND (is_online = 1 OR status = 'online') "
+		    "AND (last_seen IS NULL OR last_seen < ?1) "
+		    "ORDER BY id LIMIT ?3",
+	[Q_STALE_OFF] =
+	    "UPDATE users SET is_online = 0, status = 'offline' "
+	    "WHERE id = ?1 AND (is_online = 1 OR status = 'online') "
+	    "AND (last_seen IS NULL OR last_seen < ?2)",
 };
 
 static void presence_retry(lws_sorted_usec_list_t *sul);
+static void presence_sweep(lws_sorted_usec_list_t *sul);
 static void slow_reap(lws_sorted_usec_list_t *sul);
 
 /* ---- messages ---- */
@@ -676,19 +697,15 @@ presence_retry(lws_sorted_usec_list_t *sul)
 	}
 }
 
-/* The database row follows the sockets; everyone hears of the change in
- * the REST form of user_status_changed. */
+/* Everyone hears of u's presence in the REST form of user_status_changed;
+ * last_seen NULL: never seen. */
 static void
-presence_changed(struct relay *r, struct hub_user *u)
+presence_broadcast(struct relay *r, struct hub_user *u, const char *last_seen)
 {
 	bool online = u->nclients > 0;
 	struct json_object *o;
 	struct msg *m;
-	char now[40];
 
-	db_now(now, sizeof(now));
-	if (presence_store(r, u, now) == -1)
-		presence_mark_dirty(r, u);
 	if (r->stopping)
 		return;
 	if ((o = json_object_new_object()) == NULL)
@@ -696,7 +713,10 @@ presence_changed(struct relay *r, struct hub_user *u)
 	jh_add_int(o, "client_count", u->nclients);
 	jh_add_str(o, "extension", u->extension);
 	jh_add_bool(o, "is_online", online);
-	jh_add_str(o, "last_seen", now);
+	if (last_seen != NULL)
+		jh_add_str(o, "last_seen", last_seen);
+	else
+		jh_add_null(o, "last_seen");
 	jh_add_str(o, "status", online ? "online" : "offline");
 	jh_add_int(o, "timestamp", (int64_t)time(NULL));
 	jh_add_str(o, "type", "user_status_changed");
@@ -708,6 +728,119 @@ presence_changed(struct relay *r, struct hub_user *u)
 		msg_unref(m);
 	}
 	json_object_put(o);
+}
+
+/* The database row follows the sockets, and everyone hears of it. */
+static void
+presence_changed(struct relay *r, struct hub_user *u)
+{
+	char now[40];
+
+	db_now(now, sizeof(now));
+	if (presence_store(r, u, now) == -1)
+		presence_mark_dirty(r, u);
+	presence_broadcast(r, u, now);
+}
+
+/*
+ * Rows that say online with nobody behind them: after a crash, the users
+ * who had sockets then; at any time, a user who logged in over REST and
+ * never opened a socket, or closed the browser without logging out. Those
+ * without a socket here whose last_seen (which the REST heartbeat keeps
+ * fresh) is older than r->presence_stale_s go offline, and everyone hears
+ * it as if a last socket had closed. last_seen stays: it is when the user
+ * was last seen. One batch per turn of the loop: the candidates are read,
+ * then each is updated under the same condition in one short transaction.
+ */
+static int
+sweep_batch(struct relay *r, const char *cutoff, bool *more)
+{
+	int64_t ids[HUB_SWEEP_BATCH], after = r->sweep_after;
+	char seen[HUB_SWEEP_BATCH][40];
+	bool off[HUB_SWEEP_BATCH];
+	struct err e = { 0 };
+	struct hub_user *u;
+	size_t n = 0, noff = 0, i;
+	sqlite3_stmt *st;
+	int rc;
+
+	*more = false;
+	if ((st = db_stmt(r->db, sql[Q_STALE], &e)) == NULL)
+		goto fail;
+	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, after);
+	sqlite3_bind_int(st, 3, HUB_SWEEP_BATCH);
+	while ((rc = db_row(r->db, st, &e)) == 1) {
+		ids[n] = sqlite3_column_int64(st, 0);
+		set_text(seen[n], sizeof(seen[n]), col(st, 1));
+		off[n] = false;
+		n++;
+	}
+	if (rc == -1)
+		goto fail;
+	if (n == 0)
+		return 0;
+	if (db_begin(r->db, &e) == -1)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		u = hub_user_by_id(r, ids[i], false);
+		if (u != NULL && u->nclients > 0)
+			continue;
+		if ((st = db_stmt(r->db, sql[Q_STALE_OFF], &e)) == NULL)
+			goto rollback;
+		sqlite3_bind_int64(st, 1, ids[i]);
+		sqlite3_bind_text(st, 2, cutoff, -1, SQLITE_STATIC);
+		if (db_done(r->db, st, &e) == -1)
+			goto rollback;
+		if (db_changes(r->db) > 0) {
+			off[i] = true;
+			noff++;
+		}
+	}
+	if (db_commit(r->db, &e) == -1)
+		goto rollback;
+	r->sweep_after = ids[n - 1];
+	*more = n == HUB_SWEEP_BATCH;
+	for (i = 0; i < n; i++)
+		if (off[i] && (u = hub_user_by_id(r, ids[i], true)) != NULL &&
+		    u->nclients == 0)
+			presence_broadcast(r, u,
+			    seen[i][0] != '\0' ? seen[i] : NULL);
+	if (noff > 0)
+		log_msg(LOG_INFO, "%zu users without sockets set offline",
+		    noff);
+	return 0;
+rollback:
+	db_rollback(r->db);
+fail:
+	log_msg(LOG_WARN, "presence sweep: %s (will retry)", e.msg);
+	return -1;
+}
+
+static void
+presence_sweep(lws_sorted_usec_list_t *sul)
+{
+	struct relay *r = lws_container_of(sul, struct relay, sul_sweep);
+	int64_t next = (int64_t)RELAY_SWEEP_S * LWS_USEC_PER_SEC;
+	int64_t stale = (int64_t)r->presence_stale_s * LWS_USEC_PER_SEC;
+	char cutoff[40];
+	bool more;
+
+	db_time_format(db_now_us() - stale, cutoff, sizeof(cutoff));
+	if (sweep_batch(r, cutoff, &more) == -1)
+		next = HUB_RETRY_US;
+	else if (more)
+		next = HUB_SWEEP_NEXT;
+	else
+		r->sweep_after = 0;
+	lws_sul_schedule(r->ctx, 0, &r->sul_sweep, presence_sweep, next);
+}
+
+void
+hub_sweep_start(struct relay *r)
+{
+	r->sweep_after = 0;
+	lws_sul_schedule(r->ctx, 0, &r->sul_sweep, presence_sweep, 1);
 }
 
 void
@@ -726,6 +859,7 @@ hub_attach(struct relay *r, struct client *c)
 	if (++u->nclients == 1) {
 		r->nonline++;
 		presence_changed(r, u);
+		calls_present(r, u);
 	}
 }
 
@@ -749,6 +883,8 @@ client_unlink(struct relay *r, struct client *c)
 	if (--u->nclients == 0) {
 		r->nonline--;
 		presence_changed(r, u);
+		/* While stopping the calls are already forgotten. */
+		calls_absent(r, u);
 	}
 }
 
@@ -788,6 +924,7 @@ hub_stop(struct relay *r)
 {
 	lws_sul_cancel(&r->sul_presence);
 	lws_sul_cancel(&r->sul_reap);
+	lws_sul_cancel(&r->sul_sweep);
 }
 
 void

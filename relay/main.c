@@ -18,6 +18,7 @@
 
 #include <libwebsockets.h>
 
+#include "lib/config.h"
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -132,6 +133,35 @@ vhosts_create(struct relay *r, const char *ws_path, const char *ctl_path)
 	return 0;
 }
 
+/*
+ * A relay-only setting in seconds (unset or empty: def). Read here rather
+ * than in struct config, which the cgi-bin programs share and never need
+ * these for. A malformed value stops the start, as config_load does.
+ */
+static int
+seconds_get(const char *name, int def, long max, int *dst)
+{
+	const char *v = config_get(name);
+	char *end;
+	long x;
+
+	*dst = def;
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || *v < '0' || *v > '9' ||
+	    x > max) {
+		log_msg(LOG_ERROR,
+		    "config: %s must be a whole number from 0 to %ld, not "
+		    "'%.32s'",
+		    name, max, v);
+		return -1;
+	}
+	*dst = (int)x;
+	return 0;
+}
+
 static int
 relay_open(struct relay *r)
 {
@@ -145,6 +175,11 @@ relay_open(struct relay *r)
 		return -1;
 	}
 	log_init("relay", r->cfg.debug);
+	if (seconds_get("CALL_DISCONNECT_GRACE_S", RELAY_GRACE_S, 86400,
+		&r->call_grace_s) == -1 ||
+	    seconds_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
+		&r->presence_stale_s) == -1)
+		return -1;
 	if ((r->db = db_open(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) == NULL) {
 		log_msg(LOG_ERROR, "database: %s", e.msg);
 		return -1;
@@ -203,6 +238,7 @@ main(void)
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
+	hub_sweep_start(&r);
 	signal_ctx = r.ctx;
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

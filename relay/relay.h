@@ -32,7 +32,10 @@ struct json_object;
 #define RELAY_PING_S         30 /* server ping after this much silence */
 #define RELAY_HANGUP_S       70 /* no pong by then: the peer is gone */
 #define RELAY_DB_BUSY_MS     200
-#define RELAY_SLOW_KILL_S    30 /* a slow socket that cannot take its close */
+#define RELAY_SLOW_KILL_S    30  /* a slow socket that cannot take its close */
+#define RELAY_GRACE_S        10  /* a call's party may be without sockets */
+#define RELAY_STALE_S        120 /* no socket, no heartbeat: offline */
+#define RELAY_SWEEP_S        60  /* how often stale presence is looked for */
 
 /* Close codes the relay sends (besides 1009 for an oversized message). */
 #define RELAY_CLOSE_EXPIRED 4001 /* the token expired */
@@ -117,7 +120,9 @@ struct relay {
 	struct lws_context *ctx;
 	bool stopping;
 	int64_t started_us;
-	int64_t seq_base; /* boot ms * 1000: seqs grow across restarts */
+	int64_t seq_base;     /* boot ms * 1000: seqs grow across restarts */
+	int call_grace_s;     /* CALL_DISCONNECT_GRACE_S */
+	int presence_stale_s; /* PRESENCE_STALE_S */
 
 	/* hub.c */
 	struct hub_user **by_id, **by_ext;
@@ -127,6 +132,8 @@ struct relay {
 	size_t nclients, nonline;
 	struct hub_user *dirty;
 	lws_sorted_usec_list_t sul_presence;
+	lws_sorted_usec_list_t sul_sweep;
+	int64_t sweep_after; /* the id the current sweep resumes after */
 	struct client *slow;
 	lws_sorted_usec_list_t sul_reap;
 	unsigned char *sendbuf;
@@ -164,6 +171,8 @@ void msg_unref(struct msg *m);
 
 /* hub.c: users and sockets */
 int hub_init(struct relay *r, struct err *e);
+/* Start the stale presence sweep: now, then every RELAY_SWEEP_S. */
+void hub_sweep_start(struct relay *r);
 void hub_stop(struct relay *r);
 void hub_free(struct relay *r);
 struct hub_user *hub_user_by_id(struct relay *r, int64_t id, bool load);
@@ -215,5 +224,9 @@ void calls_answer(struct relay *r, struct call *c, struct hub_user *by);
 /* ctl call_end: the log was closed over REST; tell both, end the call.
  * False when no live call has that id. */
 bool calls_end(struct relay *r, const char *call_id, const char *by_ext);
+/* u's last socket closed: its live calls wait r->call_grace_s for it. */
+void calls_absent(struct relay *r, struct hub_user *u);
+/* u has a socket again: its calls stop waiting. */
+void calls_present(struct relay *r, struct hub_user *u);
 
 #endif

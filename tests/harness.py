@@ -42,7 +42,7 @@ CONFIG_VARS = (
     "SWITCHBOARD_DEMO", "WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
     "FCGI_CHILDREN", "ENV_FILE", "ENVIRONMENT", "SERVICE_NAME",
     "PUBLIC_HOST", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
-    "NGINX_LOGIN_RATE",
+    "NGINX_LOGIN_RATE", "CALL_DISCONNECT_GRACE_S", "PRESENCE_STALE_S",
 )
 
 SANITIZER_MARKS = (
@@ -170,6 +170,9 @@ class System:
             "DB_PATH": str(self.workdir / "voip.db"),
             "RUN_DIR": str(self.run_dir),
             "FCGI_CHILDREN": "2",
+            # Users logged in by one test stay online for the later tests
+            # of a long session; the presence sweep has tests of its own.
+            "PRESENCE_STALE_S": "86400",
             # Absent unless a test writes it: the repo's own .env must
             # never reach a test system.
             "ENV_FILE": str(self.workdir / ".env"),
