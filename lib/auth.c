@@ -393,6 +393,92 @@ claims_read(struct json_object *o, struct auth_claims *c, char *reason,
 	return 0;
 }
 
+/*
+ * Tokens this process has already checked the signature and claims of. A
+ * browser sends the same token with every request, and the HMAC and the two
+ * JSON parses behind a check are most of a short request's work. Only the
+ * same bytes under the same secret hit; expiry and not-before are checked on
+ * every use and revocation is the caller's database check, so a cached token
+ * is never trusted longer than an uncached one.
+ */
+#define CACHE_SLOTS	32
+#define CACHE_TOKEN_MAX 1024
+
+struct cache_slot {
+	bool used;
+	uint64_t secret_hash;
+	char token[CACHE_TOKEN_MAX];
+	struct auth_claims claims;
+};
+
+static struct cache_slot cache[CACHE_SLOTS];
+
+static uint64_t
+fnv1a(const char *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+
+	while (len-- > 0) {
+		h ^= (unsigned char)*p++;
+		h *= 0x100000001b3u;
+	}
+	return h;
+}
+
+static struct cache_slot *
+cache_slot(const char *token, size_t len)
+{
+	return &cache[fnv1a(token, len) % CACHE_SLOTS];
+}
+
+static bool
+cache_get(const char *token, uint64_t secret_hash, struct auth_claims *c)
+{
+	size_t len = strlen(token);
+	const struct cache_slot *slot;
+
+	if (len >= CACHE_TOKEN_MAX)
+		return false;
+	slot = cache_slot(token, len);
+	if (!slot->used || slot->secret_hash != secret_hash ||
+	    strcmp(slot->token, token) != 0)
+		return false;
+	*c = slot->claims;
+	return true;
+}
+
+static void
+cache_put(const char *token, uint64_t secret_hash, const struct auth_claims *c)
+{
+	size_t len = strlen(token);
+	struct cache_slot *slot;
+
+	if (len >= CACHE_TOKEN_MAX)
+		return;
+	slot = cache_slot(token, len);
+	memcpy(slot->token, token, len + 1);
+	slot->secret_hash = secret_hash;
+	slot->claims = *c;
+	slot->used = true;
+}
+
+/* Claims that passed the signature check, valid at this moment? */
+static int
+claims_current(const struct auth_claims *c, char *reason, size_t size)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (now >= c->exp) {
+		snprintf(reason, size, "token is expired");
+		return -1;
+	}
+	if (now < c->nbf) {
+		snprintf(reason, size, "token is not valid yet");
+		return -1;
+	}
+	return 0;
+}
+
 int
 auth_token_decode(const struct config *cfg, const char *token,
     struct auth_claims *claims, struct err *e)
@@ -400,14 +486,22 @@ auth_token_decode(const struct config *cfg, const char *token,
 	struct auth_claims c;
 	struct json_object *o = NULL;
 	char reason[96], *grants = NULL;
+	uint64_t secret_hash;
 	jwt_t *jwt = NULL;
-	int64_t now;
 	int rc = -1;
 
 	if (secret_ok(cfg, e) == -1)
 		return -1;
 	if (!token_shape_ok(token))
 		return refuse(e, "token is malformed");
+	secret_hash = fnv1a(cfg->jwt_secret, cfg->jwt_secret_len);
+	if (cache_get(token, secret_hash, &c)) {
+		if (claims_current(&c, reason, sizeof(reason)) == -1)
+			return refuse(e, reason);
+		if (claims != NULL)
+			*claims = c;
+		return 0;
+	}
 	if (jwt_decode(&jwt, token, (const unsigned char *)cfg->jwt_secret,
 		(int)cfg->jwt_secret_len) != 0) {
 		jwt_free(jwt);
@@ -433,15 +527,9 @@ auth_token_decode(const struct config *cfg, const char *token,
 	memset(&c, 0, sizeof(c));
 	if (claims_read(o, &c, reason, sizeof(reason)) == -1)
 		goto refused;
-	now = (int64_t)time(NULL);
-	if (now >= c.exp) {
-		snprintf(reason, sizeof(reason), "token is expired");
+	cache_put(token, secret_hash, &c);
+	if (claims_current(&c, reason, sizeof(reason)) == -1)
 		goto refused;
-	}
-	if (now < c.nbf) {
-		snprintf(reason, sizeof(reason), "token is not valid yet");
-		goto refused;
-	}
 	if (claims != NULL)
 		*claims = c;
 	rc = 0;

@@ -633,6 +633,55 @@ test_throttle(void)
 	    AUTH_LOGIN_WINDOW_S);
 }
 
+/*
+ * The cache of checked tokens answers exactly as a full check would: the
+ * same token again, one byte changed, another secret, and expiry reached
+ * after the token was first accepted.
+ */
+static void
+test_cache(int64_t id)
+{
+	struct config other = cfg;
+	struct auth_claims c;
+	struct err e = { 0 };
+	char *t, *tampered;
+	struct json_object *o;
+
+	o = claims_new(id, "alice", 0);
+	t = sign(JWT_ALG_HS256, SECRET, o);
+	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0 && c.user_id == id);
+	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0 && c.user_id == id);
+	CHECK(strcmp(c.jti, "0123456789abcdef0123456789abcdef") == 0);
+
+	tampered = strdup(t);
+	CHECK(tampered != NULL);
+	/* Another base64url letter, so the shape stays valid. */
+	tampered[strlen(tampered) - 2] =
+	    tampered[strlen(tampered) - 2] == 'A' ? 'B' : 'A';
+	CHECK(refused(tampered, "signature is invalid"));
+
+	snprintf(other.jwt_secret, sizeof(other.jwt_secret), "%s",
+	    "another-secret-of-enough-length");
+	other.jwt_secret_len = strlen(other.jwt_secret);
+	e = (struct err){ 0 };
+	CHECK(auth_token_decode(&other, t, &c, &e) == -1 &&
+	    strcmp(e.msg, "Invalid token: signature is invalid") == 0);
+	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0);
+	free(t);
+
+	/* Accepted (and cached) while valid, refused once exp passes. */
+	o = claims_new(id, "alice", 0);
+	json_object_object_add(o, "exp",
+	    json_object_new_int64((int64_t)time(NULL) + 1));
+	t = sign(JWT_ALG_HS256, SECRET, o);
+	e = (struct err){ 0 };
+	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0);
+	sleep(2);
+	CHECK(auth_token_decode(&cfg, t, &c, &e) == -1 &&
+	    strcmp(e.msg, "Invalid token: token is expired") == 0);
+	free(t);
+}
+
 int
 main(void)
 {
@@ -657,6 +706,7 @@ main(void)
 	test_refusals(alice);
 	test_expired_issue(alice);
 	test_revocation(alice);
+	test_cache(alice);
 	test_roles_and_users();
 	test_throttle();
 
