@@ -106,23 +106,6 @@ static const struct jh_field settings_fields[] = {
 };
 
 static int
-reply_user(struct http_req *req, int status, const char *message,
-    struct json_object *user, struct err *e)
-{
-	struct json_object *o;
-
-	if ((o = json_object_new_object()) == NULL) {
-		json_object_put(user);
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	}
-	jh_add_str(o, "message", message);
-	jh_add_bool(o, "success", true);
-	json_object_object_add(o, "user", user);
-	http_reply_json(req, status, o);
-	return 0;
-}
-
-static int
 users_list(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
@@ -182,7 +165,7 @@ users_create(struct http_req *req, struct err *e)
 	cgi_wipe(in.password);
 	if (rc == -1)
 		return -1;
-	return reply_user(req, 201, "User created successfully", user, e);
+	return cgi_reply_user(req, 201, "User created successfully", user, e);
 }
 
 /* The fields that can change a token's meaning or a socket's identity. */
@@ -326,7 +309,7 @@ users_update(struct http_req *req, struct err *e)
 	json_object_put(details);
 	if (in.status != NULL)
 		ctl_kick(http_config(req));
-	return reply_user(req, 200, "User updated successfully", user, e);
+	return cgi_reply_user(req, 200, "User updated successfully", user, e);
 rollback:
 	db_rollback(db);
 fail:
@@ -406,7 +389,7 @@ users_delete(struct http_req *req, struct err *e)
 		goto rollback;
 	json_object_put(details);
 	ctl_kick(http_config(req));
-	return reply_user(req, 200, "User deleted successfully", user, e);
+	return cgi_reply_user(req, 200, "User deleted successfully", user, e);
 rollback:
 	db_rollback(db);
 	json_object_put(details);
@@ -543,13 +526,5 @@ static const struct http_route routes[] = {
 int
 main(void)
 {
-	struct cgi cgi;
-	struct http_req *req;
-
-	if (cgi_open(&cgi, "admin") == -1)
-		return 1;
-	while ((req = http_accept(cgi.http)) != NULL)
-		http_dispatch(req, routes, nitems(routes));
-	cgi_close(&cgi);
-	return 0;
+	return cgi_serve("admin", routes, nitems(routes));
 }

@@ -261,13 +261,5 @@ static const struct http_route routes[] = {
 int
 main(void)
 {
-	struct cgi cgi;
-	struct http_req *req;
-
-	if (cgi_open(&cgi, "auth") == -1)
-		return 1;
-	while ((req = http_accept(cgi.http)) != NULL)
-		http_dispatch(req, routes, nitems(routes));
-	cgi_close(&cgi);
-	return 0;
+	return cgi_serve("auth", routes, nitems(routes));
 }

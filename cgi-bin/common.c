@@ -49,29 +49,15 @@ static const char *const sql[Q__MAX] = {
 	[Q_SETTINGS] = "SELECT key, value FROM settings",
 };
 
-/* Open the database and make sure every migration is applied. */
+/* The database, all migrations applied; logs why not. */
 static struct db *
 open_db(const struct config *cfg)
 {
 	struct err e = { 0 };
 	struct db *db;
-	int current;
 
-	if ((db = db_open(cfg->db_path, CGI_BUSY_MS, &e)) == NULL) {
+	if ((db = db_open_current(cfg->db_path, CGI_BUSY_MS, &e)) == NULL)
 		log_msg(LOG_ERROR, "database: %s", e.msg);
-		return NULL;
-	}
-	if ((current = db_is_current(db, &e)) != 1) {
-		if (current == -1)
-			log_msg(LOG_ERROR, "database: %s", e.msg);
-		else
-			log_msg(LOG_ERROR,
-			    "database '%s' is not migrated: run "
-			    "'switchboard init' or 'switchboard migrate'",
-			    cfg->db_path);
-		db_close(db);
-		return NULL;
-	}
 	return db;
 }
 
@@ -107,6 +93,38 @@ cgi_open(struct cgi *cgi, const char *program)
 fail:
 	cgi_close(cgi);
 	return -1;
+}
+
+int
+cgi_serve(const char *program, const struct http_route *routes,
+    size_t nroutes)
+{
+	struct cgi cgi;
+	struct http_req *req;
+
+	if (cgi_open(&cgi, program) == -1)
+		return 1;
+	while ((req = http_accept(cgi.http)) != NULL)
+		http_dispatch(req, routes, nroutes);
+	cgi_close(&cgi);
+	return 0;
+}
+
+int
+cgi_reply_user(struct http_req *req, int status, const char *message,
+    struct json_object *user, struct err *e)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(user);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(o, "message", message);
+	jh_add_bool(o, "success", true);
+	json_object_object_add(o, "user", user);
+	http_reply_json(req, status, o);
+	return 0;
 }
 
 void

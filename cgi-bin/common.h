@@ -12,6 +12,7 @@ struct db;
 struct err;
 struct http;
 struct http_req;
+struct http_route;
 struct jh_field;
 struct json_object;
 struct sqlite3_stmt;
@@ -33,6 +34,15 @@ struct cgi {
  */
 int cgi_open(struct cgi *cgi, const char *program);
 void cgi_close(struct cgi *cgi);
+
+/* A program's whole main: open, serve routes until told to stop, close.
+ * The exit status. */
+int cgi_serve(const char *program, const struct http_route *routes,
+    size_t nroutes);
+
+/* {"message","success":true,"user"}; takes user (also on failure). */
+int cgi_reply_user(struct http_req *req, int status, const char *message,
+    struct json_object *user, struct err *e);
 
 /* The column list cgi_user_render expects, for SELECTs on users. */
 #define CGI_USER_COLUMNS                                                       \

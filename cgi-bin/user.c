@@ -66,23 +66,6 @@ static const struct jh_field status_fields[] = {
 };
 
 static int
-reply_user(struct http_req *req, int status, const char *message,
-    struct json_object *user, struct err *e)
-{
-	struct json_object *o;
-
-	if ((o = json_object_new_object()) == NULL) {
-		json_object_put(user);
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	}
-	jh_add_str(o, "message", message);
-	jh_add_bool(o, "success", true);
-	json_object_object_add(o, "user", user);
-	http_reply_json(req, status, o);
-	return 0;
-}
-
-static int
 profile(struct http_req *req, struct err *e)
 {
 	const struct auth_user *u;
@@ -201,7 +184,7 @@ status_update(struct http_req *req, struct err *e)
 		return -1;
 	}
 	ctl_kick(http_config(req));
-	return reply_user(req, 200, "Status updated successfully", user, e);
+	return cgi_reply_user(req, 200, "Status updated successfully", user, e);
 }
 
 /* Whether the relay holds a live WebSocket of extension. A relay that is
@@ -403,13 +386,5 @@ static const struct http_route routes[] = {
 int
 main(void)
 {
-	struct cgi cgi;
-	struct http_req *req;
-
-	if (cgi_open(&cgi, "user") == -1)
-		return 1;
-	while ((req = http_accept(cgi.http)) != NULL)
-		http_dispatch(req, routes, nitems(routes));
-	cgi_close(&cgi);
-	return 0;
+	return cgi_serve("user", routes, nitems(routes));
 }

@@ -277,6 +277,26 @@ db_begin(struct db *db, struct err *e)
 	return db_run(db, Q_BEGIN, e);
 }
 
+struct db *
+db_open_current(const char *path, int busy_ms, struct err *e)
+{
+	struct db *db;
+	int current;
+
+	if ((db = db_open(path, busy_ms, e)) == NULL)
+		return NULL;
+	if ((current = db_is_current(db, e)) != 1) {
+		if (current == 0)
+			err_set(e, ERR_INTERNAL,
+			    "database '%s' is not migrated: run 'switchboard "
+			    "init' or 'switchboard migrate'",
+			    path);
+		db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
 int
 db_begin_read(struct db *db, struct err *e)
 {

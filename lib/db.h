@@ -20,6 +20,13 @@ struct db;
  */
 struct db *db_open(const char *path, int busy_ms, struct err *e);
 
+/*
+ * db_open, then make sure every compiled-in migration is applied: a program
+ * serving an older schema would fail on its first query instead of at start.
+ * ERR_INTERNAL naming the command to run when it is not.
+ */
+struct db *db_open_current(const char *path, int busy_ms, struct err *e);
+
 /* Finalize cached statements and close; NULL is fine. */
 void db_close(struct db *db);
 

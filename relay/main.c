@@ -166,7 +166,6 @@ static int
 relay_open(struct relay *r)
 {
 	struct err e = { 0 };
-	int current;
 
 	if (config_load(&r->cfg, &e) == -1) {
 		log_init("relay", false);
@@ -180,18 +179,9 @@ relay_open(struct relay *r)
 	    seconds_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
 		&r->presence_stale_s) == -1)
 		return -1;
-	if ((r->db = db_open(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) == NULL) {
+	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) ==
+	    NULL) {
 		log_msg(LOG_ERROR, "database: %s", e.msg);
-		return -1;
-	}
-	if ((current = db_is_current(r->db, &e)) != 1) {
-		if (current == -1)
-			log_msg(LOG_ERROR, "database: %s", e.msg);
-		else
-			log_msg(LOG_ERROR,
-			    "database '%s' is not migrated: run "
-			    "'switchboard init' or 'switchboard migrate'",
-			    r->cfg.db_path);
 		return -1;
 	}
 	r->started_us = db_now_us();

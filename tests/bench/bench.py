@@ -532,6 +532,11 @@ def main():
         if fans:
             say("   (the first run also pays one-time growth: user state, "
                 "SQLite cache, lws tables)")
+        for a, b in zip(fans, fans[1:]):
+            # The slope between two sizes leaves the one-time growth out.
+            say(f"   marginal RSS from N={a['n']} to N={b['n']}: "
+                f"{(b['rss1_kib'] - a['rss1_kib']) / (b['n'] - a['n']):.2f}"
+                f" KiB per idle connection")
 
         rt = None
         if args.rtt > 0:
