@@ -148,19 +148,21 @@ for prog in "$build"/cgi-bin/*; do
 	sock=$RUN_DIR/fcgi-$name.sock
 	rm -f "$sock"
 	# -n: spawn-fcgi binds, then becomes the program, so $! is its pid.
-	spawn-fcgi -n -s "$sock" -M 0600 -- "$prog" \
+	# setsid: Ctrl-C reaches this script only, which stops everything in
+	# order (and setsid execs in place here, so $! stays the pid).
+	setsid spawn-fcgi -n -s "$sock" -M 0600 -- "$prog" \
 	    </dev/null >/dev/null 2>>"$RUN_DIR/log/$name.log" &
 	names[$!]=$name
 done
 [ ${#names[@]} -gt 0 ] || die "no FastCGI programs in $build/cgi-bin"
 
 if [ -x "$build/bin/switchboard-relay" ]; then
-	"$build/bin/switchboard-relay" </dev/null >/dev/null \
+	setsid "$build/bin/switchboard-relay" </dev/null >/dev/null \
 	    2>>"$RUN_DIR/log/relay.log" &
 	names[$!]=relay
 fi
 
-nginx "${nginx_args[@]}" -g 'daemon off;' </dev/null &
+setsid nginx "${nginx_args[@]}" -g 'daemon off;' </dev/null &
 names[$!]=nginx
 
 url_host=$HOST url_host_raw=$HOST
