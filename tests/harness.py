@@ -51,6 +51,9 @@ SANITIZER_MARKS = (
     "runtime error:",
 )
 
+# Base64url of '{"alg"' (every JWT header starts so), yescrypt and bcrypt.
+SECRET_MARKS = ("eyJhbGciOi", "$y$", "$2a$", "$2b$")
+
 START_TIMEOUT_S = 20
 STOP_TIMEOUT_S = 10
 
@@ -369,8 +372,17 @@ class System:
                 if i >= 0:
                     bad.append(f"{f}: {mark}\n{text[max(0, i - 200):i + 3000]}")
                     break
+        # No log line may carry a credential: a JWT (header of ours or of a
+        # forged token), a password hash, or the secret itself.
+        secret = self.env.get("JWT_SECRET", "")
+        for f in sorted(self.log_dir.glob("*.log")):
+            text = f.read_text(errors="replace")
+            for mark in SECRET_MARKS + ((secret,) if secret else ()):
+                if mark in text:
+                    bad.append(f"{f}: holds a credential "
+                               f"({'JWT_SECRET' if mark == secret else mark})")
         if bad:
-            raise AssertionError("sanitizer report in logs:\n"
+            raise AssertionError("sanitizer report or credential in logs:\n"
                                  + "\n".join(bad))
 
     def __enter__(self):
