@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 #include <sqlite3.h>
 
+#include "lib/audit.h"
 #include "lib/auth.h"
 #include "lib/config.h"
 #include "lib/ctl.h"
@@ -19,19 +20,10 @@
 #include "lib/err.h"
 #include "lib/http.h"
 #include "lib/json.h"
-#include "lib/notify.h"
+#include "lib/users.h"
 #include "cgi-bin/common.h"
 
-enum q {
-	Q_USERS_LIST,
-	Q_USER_GET,
-	Q_USER_UPDATE,
-	Q_CALL_LOGS_DELETE,
-	Q_ACTIVE_CALLS_DELETE,
-	Q_USER_DELETE,
-	Q_SETTING_PUT,
-	Q__MAX
-};
+enum q { Q_USERS_LIST, Q_USER_GET, Q_USER_UPDATE, Q_SETTING_PUT, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_USERS_LIST] = "SELECT " CGI_USER_COLUMNS " FROM users ORDER BY id",
 	[Q_USER_GET] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
@@ -42,11 +34,6 @@ static const char *const sql[Q__MAX] = {
 	    "role = COALESCE(?5, role), status = COALESCE(?6, status), "
 	    "is_online = CASE ?6 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
 	    "ELSE is_online END, updated_at = ?7 WHERE id = ?1",
-	[Q_CALL_LOGS_DELETE] =
-	    "DELETE FROM call_logs WHERE caller_id = ?1 OR callee_id = ?1",
-	[Q_ACTIVE_CALLS_DELETE] =
-	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
-	[Q_USER_DELETE] = "DELETE FROM users WHERE id = ?1",
 	[Q_SETTING_PUT] =
 	    "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "
 	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
@@ -57,16 +44,11 @@ static const char *const sql[Q__MAX] = {
 enum { COL_ID, COL_USERNAME, COL_EMAIL, COL_EXTENSION, COL_STATUS, COL_ROLE };
 
 static const struct jh_field create_fields[] = {
-	{ "username", JH_TEXT, true, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
-	    offsetof(struct cgi_user_in, username), 0 },
-	{ "email", JH_EMAIL, true, 3, CGI_EMAIL_MAX,
-	    offsetof(struct cgi_user_in, email), 0 },
-	{ "password", JH_TEXT, true, CGI_PASSWORD_MIN, CGI_PASSWORD_MAX,
-	    offsetof(struct cgi_user_in, password), 0 },
-	{ "extension", JH_DIGITS, true, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
-	    offsetof(struct cgi_user_in, extension), 0 },
-	{ "role", JH_TEXT, false, 0, 64, offsetof(struct cgi_user_in, role),
-	    0 },
+	USERS_FIELD_USERNAME(struct users_new, true),
+	USERS_FIELD_EMAIL(struct users_new, true),
+	USERS_FIELD_PASSWORD(struct users_new, true),
+	USERS_FIELD_EXTENSION(struct users_new, true),
+	{ "role", JH_TEXT, false, 0, 64, offsetof(struct users_new, role), 0 },
 };
 
 struct update_in {
@@ -78,12 +60,9 @@ struct update_in {
 };
 
 static const struct jh_field update_fields[] = {
-	{ "username", JH_TEXT, false, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
-	    offsetof(struct update_in, username), 0 },
-	{ "email", JH_EMAIL, false, 3, CGI_EMAIL_MAX,
-	    offsetof(struct update_in, email), 0 },
-	{ "extension", JH_DIGITS, false, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
-	    offsetof(struct update_in, extension), 0 },
+	USERS_FIELD_USERNAME(struct update_in, false),
+	USERS_FIELD_EMAIL(struct update_in, false),
+	USERS_FIELD_EXTENSION(struct update_in, false),
 	{ "role", JH_TEXT, false, 0, 64, offsetof(struct update_in, role), 0 },
 	{ "status", JH_TEXT, false, 0, 64, offsetof(struct update_in, status),
 	    0 },
@@ -106,7 +85,7 @@ static const struct jh_field settings_fields[] = {
 };
 
 static int
-users_list(struct http_req *req, struct err *e)
+list_users(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
 	struct json_object *users = NULL, *exts = NULL, *user, *o;
@@ -145,20 +124,20 @@ users_list(struct http_req *req, struct err *e)
 }
 
 static int
-users_create(struct http_req *req, struct err *e)
+create_user(struct http_req *req, struct err *e)
 {
-	struct cgi_user_in in = { 0 };
+	struct users_new in = { 0 };
 	const struct auth_user *u;
 	struct json_object *user = NULL;
 	int rc = -1;
 
 	if (cgi_decode(req, create_fields, nitems(create_fields), &in, e) == -1)
 		return -1;
-	if (!cgi_username_valid(in.username))
+	if (!users_username_valid(in.username))
 		err_set_field(e, ERR_INVALID, "username",
 		    "Invalid request format");
-	else if (in.role != NULL && !cgi_role_valid(in.role))
-		err_set_field(e, ERR_INVALID, "role", "%s", CGI_ROLE_ERROR);
+	else if (in.role != NULL && !users_role_valid(in.role))
+		err_set_field(e, ERR_INVALID, "role", "%s", USERS_ROLE_ERROR);
 	else if ((u = cgi_me(req, e)) != NULL)
 		rc = cgi_user_create(http_db(req), &in, u->id, "user.create",
 		    &user, e);
@@ -222,17 +201,9 @@ user_update_row(struct db *db, int64_t id, const struct update_in *in,
 	sqlite3_bind_text(st, 5, in->role, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 6, in->status, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
-	if (db_done(db, st, e) == -1) {
-		/* Past the conflict check only if another writer raced. */
-		if (e->code == ERR_CONFLICT)
-			err_set(e, ERR_CONFLICT, "%s",
-			    strstr(e->msg, "users.email") != NULL
-				? "Email already exists"
-			    : strstr(e->msg, "users.extension") != NULL
-				? "Extension already exists"
-				: "Username already exists");
-		return -1;
-	}
+	/* Past the conflict check only if another writer raced. */
+	if (db_done(db, st, e) == -1)
+		return users_unique_text(e);
 	return 0;
 }
 
@@ -243,14 +214,13 @@ changed(const char *val, const char *old)
 }
 
 static int
-users_update(struct http_req *req, struct err *e)
+update_user(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
 	struct update_in in = { 0 };
 	struct user_old old;
 	const struct auth_user *u;
 	struct json_object *details = NULL, *user = NULL;
-	char target[32];
 	int64_t id;
 	bool revoke;
 
@@ -263,15 +233,15 @@ users_update(struct http_req *req, struct err *e)
 		in.role = NULL;
 	if (in.status != NULL && in.status[0] == '\0')
 		in.status = NULL;
-	if (in.username != NULL && !cgi_username_valid(in.username))
+	if (in.username != NULL && !users_username_valid(in.username))
 		return err_set_field(e, ERR_INVALID, "username",
 		    "Invalid request format");
-	if (in.role != NULL && !cgi_role_valid(in.role))
+	if (in.role != NULL && !users_role_valid(in.role))
 		return err_set_field(e, ERR_INVALID, "role", "%s",
-		    CGI_ROLE_ERROR);
-	if (in.status != NULL && !cgi_status_valid(in.status))
+		    USERS_ROLE_ERROR);
+	if (in.status != NULL && !users_status_valid(in.status))
 		return err_set_field(e, ERR_INVALID, "status", "%s",
-		    CGI_STATUS_ERROR);
+		    USERS_STATUS_ERROR);
 	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	if ((details = json_object_new_object()) == NULL)
@@ -286,13 +256,12 @@ users_update(struct http_req *req, struct err *e)
 		jh_add_str(details, "role", in.role);
 	if (in.status != NULL)
 		jh_add_str(details, "status", in.status);
-	snprintf(target, sizeof(target), "user:%" PRId64, id);
 
 	if (db_begin(db, e) == -1)
 		goto fail;
 	if (user_get(db, id, &old, NULL, e) == -1 ||
-	    cgi_user_conflicts(db, id, in.username, in.email, in.extension,
-		e) == -1 ||
+	    users_conflicts(db, id, in.username, in.email, in.extension, e) ==
+		-1 ||
 	    user_update_row(db, id, &in, e) == -1)
 		goto rollback;
 	/* Tokens carry username, extension and role: a token saying what is
@@ -302,7 +271,7 @@ users_update(struct http_req *req, struct err *e)
 		 changed(in.extension, old.extension);
 	if ((revoke && auth_revoke_user(db, id, e) == -1) ||
 	    (in.status != NULL && cgi_notify_user_status(db, id, e) == -1) ||
-	    cgi_audit(db, u->id, "user.update", target, details, e) == -1 ||
+	    audit_user(db, u->id, "user.update", id, details, e) == -1 ||
 	    (user = cgi_user_by_id(db, id, e)) == NULL ||
 	    db_commit(db, e) == -1)
 		goto rollback;
@@ -319,49 +288,18 @@ fail:
 }
 
 static int
-exec_id(struct db *db, enum q q, int64_t id, struct err *e)
-{
-	sqlite3_stmt *st;
-
-	if ((st = db_stmt(db, sql[q], e)) == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	return db_done(db, st, e);
-}
-
-static int
-notify_deleted(struct db *db, int64_t by, int64_t id, const char *username,
-    struct err *e)
-{
-	struct json_object *p;
-	int rc;
-
-	if ((p = json_object_new_object()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_int(p, "deleted_by", by);
-	jh_add_str(p, "type", "user_deleted");
-	jh_add_int(p, "user_id", id);
-	jh_add_str(p, "username", username);
-	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
-	json_object_put(p);
-	return rc;
-}
-
-static int
-users_delete(struct http_req *req, struct err *e)
+delete_user(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
 	const struct auth_user *u;
 	struct json_object *user = NULL, *details = NULL;
 	struct user_old old;
-	char target[32];
 	int64_t id;
 
 	if (cgi_parse_id(http_param(req, "id"), &id) == -1)
 		return err_set_field(e, ERR_INVALID, "id", "Invalid user ID");
 	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
-	snprintf(target, sizeof(target), "user:%" PRId64, id);
 	if (db_begin(db, e) == -1)
 		return -1;
 	if (user_get(db, id, &old, &user, e) == -1)
@@ -376,15 +314,8 @@ users_delete(struct http_req *req, struct err *e)
 	}
 	jh_add_str(details, "username", old.username);
 	jh_add_str(details, "extension", old.extension);
-	/* token_generations has no foreign key, so the bump outlives the
-	 * row: a token of the deleted id stays dead even if the id is
-	 * ever reused. */
-	if (auth_revoke_user(db, id, e) == -1 ||
-	    exec_id(db, Q_CALL_LOGS_DELETE, id, e) == -1 ||
-	    exec_id(db, Q_ACTIVE_CALLS_DELETE, id, e) == -1 ||
-	    exec_id(db, Q_USER_DELETE, id, e) == -1 ||
-	    notify_deleted(db, u->id, id, old.username, e) == -1 ||
-	    cgi_audit(db, u->id, "user.delete", target, details, e) == -1 ||
+	if (users_delete(db, id, old.username, u->id, e) == -1 ||
+	    audit_user(db, u->id, "user.delete", id, details, e) == -1 ||
 	    db_commit(db, e) == -1)
 		goto rollback;
 	json_object_put(details);
@@ -490,8 +421,8 @@ config_update(struct http_req *req, struct err *e)
 			-1 ||
 		    setting_put(db, CGI_SETTING_SIP_PORT, sip_port, now, e) ==
 			-1 ||
-		    cgi_audit(db, u->id, "config.update", "settings", details,
-			e) == -1 ||
+		    audit_insert(db, u->id, "config.update", "settings",
+			details, e) == -1 ||
 		    db_commit(db, e) == -1) {
 			db_rollback(db);
 			json_object_put(details);
@@ -514,10 +445,10 @@ config_update(struct http_req *req, struct err *e)
 }
 
 static const struct http_route routes[] = {
-	{ HTTP_GET, "/protected/admin/users", HTTP_ADMIN, users_list, 0 },
-	{ HTTP_POST, "/protected/admin/users", HTTP_ADMIN, users_create, 0 },
-	{ HTTP_PUT, "/protected/admin/users/:id", HTTP_ADMIN, users_update, 0 },
-	{ HTTP_DELETE, "/protected/admin/users/:id", HTTP_ADMIN, users_delete,
+	{ HTTP_GET, "/protected/admin/users", HTTP_ADMIN, list_users, 0 },
+	{ HTTP_POST, "/protected/admin/users", HTTP_ADMIN, create_user, 0 },
+	{ HTTP_PUT, "/protected/admin/users/:id", HTTP_ADMIN, update_user, 0 },
+	{ HTTP_DELETE, "/protected/admin/users/:id", HTTP_ADMIN, delete_user,
 	    HTTP_SUCCESS_FALSE },
 	{ HTTP_POST, "/config/update", HTTP_ADMIN, config_update,
 	    HTTP_SUCCESS_FALSE },

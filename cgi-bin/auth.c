@@ -21,6 +21,7 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/password.h"
+#include "lib/users.h"
 #include "cgi-bin/common.h"
 
 enum q { Q_LOGIN_USER, Q_LOGIN_SET_ONLINE, Q__MAX };
@@ -40,19 +41,15 @@ struct login_in {
 static const struct jh_field login_fields[] = {
 	{ "username", JH_TEXT, true, 1, 256,
 	    offsetof(struct login_in, username), 0 },
-	{ "password", JH_TEXT, true, 1, CGI_PASSWORD_MAX,
+	{ "password", JH_TEXT, true, 1, USERS_PASSWORD_MAX,
 	    offsetof(struct login_in, password), 0 },
 };
 
 static const struct jh_field register_fields[] = {
-	{ "username", JH_TEXT, true, CGI_USERNAME_MIN, CGI_USERNAME_MAX,
-	    offsetof(struct cgi_user_in, username), 0 },
-	{ "email", JH_EMAIL, true, 3, CGI_EMAIL_MAX,
-	    offsetof(struct cgi_user_in, email), 0 },
-	{ "password", JH_TEXT, true, CGI_PASSWORD_MIN, CGI_PASSWORD_MAX,
-	    offsetof(struct cgi_user_in, password), 0 },
-	{ "extension", JH_DIGITS, true, CGI_EXTENSION_MIN, CGI_EXTENSION_MAX,
-	    offsetof(struct cgi_user_in, extension), 0 },
+	USERS_FIELD_USERNAME(struct users_new, true),
+	USERS_FIELD_EMAIL(struct users_new, true),
+	USERS_FIELD_PASSWORD(struct users_new, true),
+	USERS_FIELD_EXTENSION(struct users_new, true),
 };
 
 static int
@@ -198,14 +195,14 @@ out:
 static int
 register_user(struct http_req *req, struct err *e)
 {
-	struct cgi_user_in in = { 0 };
+	struct users_new in = { 0 };
 	struct json_object *user, *o;
 	int rc;
 
 	if (cgi_decode(req, register_fields, nitems(register_fields), &in, e) ==
 	    -1)
 		return -1;
-	if (!cgi_username_valid(in.username)) {
+	if (!users_username_valid(in.username)) {
 		cgi_wipe(in.password);
 		return err_set_field(e, ERR_INVALID, "username",
 		    "Invalid request format");

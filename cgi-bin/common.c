@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <json-c/json.h>
 #include <sqlite3.h>
 
+#include "lib/audit.h"
 #include "lib/config.h"
 #include "lib/db.h"
 #include "lib/err.h"
@@ -16,36 +16,17 @@
 #include "lib/json.h"
 #include "lib/log.h"
 #include "lib/notify.h"
-#include "lib/password.h"
+#include "lib/users.h"
 #include "cgi-bin/common.h"
 
 /* A request waits this long for another writer before it answers 503. */
 #define CGI_BUSY_MS 5000
 
-enum q {
-	Q_USER_BY_ID,
-	Q_USER_CONFLICTS,
-	Q_USER_INSERT,
-	Q_USER_STATUS,
-	Q_AUDIT_INSERT,
-	Q_SETTINGS,
-	Q__MAX
-};
+enum q { Q_USER_BY_ID, Q_USER_STATUS, Q_SETTINGS, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_USER_BY_ID] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
-	[Q_USER_CONFLICTS] =
-	    "SELECT EXISTS (SELECT 1 FROM users "
-	    "WHERE username = ?1 AND id != ?4), "
-	    "EXISTS (SELECT 1 FROM users WHERE email = ?2 AND id != ?4), "
-	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
-	[Q_USER_INSERT] =
-	    "INSERT INTO users (username, email, password, extension, status, "
-	    "role, created_at, updated_at, is_online) "
-	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
 	[Q_USER_STATUS] = "SELECT id, username, extension, status, is_online, "
 			  "last_seen FROM users WHERE id = ?1",
-	[Q_AUDIT_INSERT] = "INSERT INTO audit_log (at, actor_id, action, "
-			   "target, details) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_SETTINGS] = "SELECT key, value FROM settings",
 };
 
@@ -291,117 +272,17 @@ cgi_decode(struct http_req *req, const struct jh_field *fields, size_t nfields,
 	return err_set_field(e, ERR_INVALID, field, "Invalid request format");
 }
 
-bool
-cgi_status_valid(const char *s)
-{
-	return s != NULL &&
-	       (strcmp(s, "online") == 0 || strcmp(s, "offline") == 0 ||
-		   strcmp(s, "busy") == 0 || strcmp(s, "away") == 0);
-}
-
-bool
-cgi_role_valid(const char *s)
-{
-	return s != NULL && (strcmp(s, "user") == 0 || strcmp(s, "admin") == 0);
-}
-
-bool
-cgi_username_valid(const char *s)
-{
-	const unsigned char *p;
-
-	for (p = (const unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	return true;
-}
-
 int
-cgi_user_conflicts(struct db *db, int64_t self_id, const char *username,
-    const char *email, const char *extension, struct err *e)
-{
-	sqlite3_stmt *st;
-	int r, taken[3], i;
-	static const char *const texts[3] = {
-		"Username already exists",
-		"Email already exists",
-		"Extension already exists",
-	};
-
-	if ((st = db_stmt(db, sql[Q_USER_CONFLICTS], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, extension, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, self_id);
-	if ((r = db_row(db, st, e)) == -1)
-		return -1;
-	if (r == 0)
-		return err_set(e, ERR_INTERNAL, "conflict check gave no row");
-	for (i = 0; i < 3; i++)
-		taken[i] = sqlite3_column_int(st, i);
-	sqlite3_reset(st);
-	for (i = 0; i < 3; i++)
-		if (taken[i])
-			return err_set(e, ERR_CONFLICT, "%s", texts[i]);
-	return 0;
-}
-
-/*
- * A UNIQUE violation that got past the checks (another writer outside our
- * lock, e.g. a tool on the same file) still reads as the contract's 409.
- */
-static int
-conflict_text(struct err *e)
-{
-	if (e->code != ERR_CONFLICT)
-		return -1;
-	if (strstr(e->msg, "users.username") != NULL)
-		return err_set(e, ERR_CONFLICT, "Username already exists");
-	if (strstr(e->msg, "users.email") != NULL)
-		return err_set(e, ERR_CONFLICT, "Email already exists");
-	if (strstr(e->msg, "users.extension") != NULL)
-		return err_set(e, ERR_CONFLICT, "Extension already exists");
-	return -1;
-}
-
-static int
-user_insert(struct db *db, const struct cgi_user_in *in, const char *hash,
-    const char *now, int64_t *id, struct err *e)
-{
-	sqlite3_stmt *st;
-
-	if ((st = db_stmt(db, sql[Q_USER_INSERT], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, in->username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, in->email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, in->extension, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, in->role != NULL ? in->role : "user", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-	if (db_done(db, st, e) == -1) {
-		conflict_text(e);
-		return -1;
-	}
-	*id = db_last_id(db);
-	return 0;
-}
-
-int
-cgi_user_create(struct db *db, const struct cgi_user_in *in, int64_t actor_id,
+cgi_user_create(struct db *db, struct users_new *in, int64_t actor_id,
     const char *action, struct json_object **user, struct err *e)
 {
 	struct json_object *details = NULL, *u = NULL;
-	char hash[PASSWORD_HASH_MAX], now[40], target[32];
 	int64_t id = 0;
 	int rc = -1;
 
 	*user = NULL;
-	/* Hash before taking the write lock: yescrypt is the slow part. */
-	if (password_hash(in->password, hash, sizeof(hash), e) == -1)
+	if (users_hash(in, e) == -1)
 		goto out;
-	db_now(now, sizeof(now));
 	if ((details = json_object_new_object()) == NULL) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		goto out;
@@ -412,12 +293,8 @@ cgi_user_create(struct db *db, const struct cgi_user_in *in, int64_t actor_id,
 	jh_add_str(details, "role", in->role != NULL ? in->role : "user");
 	if (db_begin(db, e) == -1)
 		goto out;
-	if (cgi_user_conflicts(db, 0, in->username, in->email, in->extension,
-		e) == -1 ||
-	    user_insert(db, in, hash, now, &id, e) == -1)
-		goto rollback;
-	snprintf(target, sizeof(target), "user:%" PRId64, id);
-	if (cgi_audit(db, actor_id, action, target, details, e) == -1 ||
+	if (users_insert(db, in, &id, e) == -1 ||
+	    audit_user(db, actor_id, action, id, details, e) == -1 ||
 	    (u = cgi_user_by_id(db, id, e)) == NULL || db_commit(db, e) == -1)
 		goto rollback;
 	*user = u;
@@ -429,7 +306,7 @@ rollback:
 out:
 	json_object_put(u);
 	json_object_put(details);
-	explicit_bzero(hash, sizeof(hash));
+	explicit_bzero(in->hash, sizeof(in->hash));
 	return rc;
 }
 
@@ -467,30 +344,6 @@ cgi_notify_user_status(struct db *db, int64_t id, struct err *e)
 	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
 	json_object_put(p);
 	return rc;
-}
-
-int
-cgi_audit(struct db *db, int64_t actor_id, const char *action,
-    const char *target, struct json_object *details, struct err *e)
-{
-	sqlite3_stmt *st;
-	char now[40];
-	const char *text = NULL;
-
-	db_now(now, sizeof(now));
-	if (details != NULL && (text = jh_text(details, NULL)) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	if ((st = db_stmt(db, sql[Q_AUDIT_INSERT], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-	if (actor_id > 0)
-		sqlite3_bind_int64(st, 2, actor_id);
-	else
-		sqlite3_bind_null(st, 2);
-	sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
-	return db_done(db, st, e);
 }
 
 /* A port number as /config/update stores it; 0 when it is not one. */

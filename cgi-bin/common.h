@@ -16,6 +16,7 @@ struct http_route;
 struct jh_field;
 struct json_object;
 struct sqlite3_stmt;
+struct users_new;
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -92,69 +93,20 @@ const struct auth_user *cgi_me(struct http_req *req, struct err *e);
 int cgi_decode(struct http_req *req, const struct jh_field *fields,
     size_t nfields, void *out, struct err *e);
 
-/* User limits shared by register, admin create/update and the CLI. */
-#define CGI_USERNAME_MIN  3
-#define CGI_USERNAME_MAX  50
-#define CGI_EMAIL_MAX     254
-#define CGI_PASSWORD_MIN  6
-#define CGI_PASSWORD_MAX  256
-#define CGI_EXTENSION_MIN 4
-#define CGI_EXTENSION_MAX 6
-
-/* Whether s is one of the user statuses online, offline, busy, away. */
-bool cgi_status_valid(const char *s);
-#define CGI_STATUS_ERROR                                                       \
-	"Invalid status. Must be one of: online, offline, busy, away"
-
-/* Whether s is "user" or "admin". */
-bool cgi_role_valid(const char *s);
-#define CGI_ROLE_ERROR "Role must be 'user' or 'admin'"
-
-/* Whether a username has no control characters (lengths are checked by the
- * field tables). */
-bool cgi_username_valid(const char *s);
-
-/* A new account, validated by the caller. */
-struct cgi_user_in {
-	const char *username;
-	const char *email;
-	const char *password;
-	const char *extension;
-	const char *role; /* NULL: "user" */
-};
-
 /*
- * Create a user: hash the password, then in one transaction refuse
- * duplicates (ERR_CONFLICT "Username already exists", "Email already
- * exists", "Extension already exists", checked in that order), insert, and
- * write an audit_log row (action, actor_id; actor_id <= 0 is NULL). *user
+ * Create a user (lib/users.h: hash, then in one transaction users_insert)
+ * with its audit_log row (action, actor_id; actor_id <= 0 is NULL). *user
  * gets the new UserResponse (the caller owns it). On failure nothing is
- * written.
+ * written. in->hash is wiped either way.
  */
-int cgi_user_create(struct db *db, const struct cgi_user_in *in,
-    int64_t actor_id, const char *action, struct json_object **user,
-    struct err *e);
-
-/*
- * Inside the caller's transaction: ERR_CONFLICT with the contract's text when
- * another user than self_id (0: none) has username, email or extension
- * (each may be NULL: not checked).
- */
-int cgi_user_conflicts(struct db *db, int64_t self_id, const char *username,
-    const char *email, const char *extension, struct err *e);
+int cgi_user_create(struct db *db, struct users_new *in, int64_t actor_id,
+    const char *action, struct json_object **user, struct err *e);
 
 /*
  * Inside the caller's transaction: enqueue the REST form of
  * user_status_changed for user id (as it is now in the database) to all.
  */
 int cgi_notify_user_status(struct db *db, int64_t id, struct err *e);
-
-/*
- * Inside the caller's transaction: one audit_log row. actor_id <= 0 is
- * NULL; target and details may be NULL (details is serialized, not taken).
- */
-int cgi_audit(struct db *db, int64_t actor_id, const char *action,
-    const char *target, struct json_object *details, struct err *e);
 
 /*
  * The frontend config of GET /config: URLs from the origin the browser used,

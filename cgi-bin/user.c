@@ -19,6 +19,7 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/notify.h"
+#include "lib/users.h"
 #include "cgi-bin/common.h"
 
 /* How long heartbeat waits for the relay's list of live sockets. */
@@ -166,9 +167,9 @@ status_update(struct http_req *req, struct err *e)
 
 	if (cgi_decode(req, status_fields, nitems(status_fields), &in, e) == -1)
 		return -1;
-	if (!cgi_status_valid(in.status))
+	if (!users_status_valid(in.status))
 		return err_set_field(e, ERR_INVALID, "status", "%s",
-		    CGI_STATUS_ERROR);
+		    USERS_STATUS_ERROR);
 	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));

@@ -9,20 +9,13 @@
 
 struct db;
 struct err;
+struct users_new;
 
 /* What a command works on: the configuration and the migrated database. */
 struct cli {
 	struct config cfg;
 	struct db *db;
 };
-
-#define CLI_USERNAME_MIN  3
-#define CLI_USERNAME_MAX  50
-#define CLI_EMAIL_MAX     254
-#define CLI_PASSWORD_MIN  6
-#define CLI_PASSWORD_MAX  256
-#define CLI_EXTENSION_MIN 4
-#define CLI_EXTENSION_MAX 6
 
 /* Print "switchboard: <message>" on stderr. */
 void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -49,16 +42,10 @@ int cli_password_read(const char *prompt, char *buf, size_t size,
     struct err *e);
 
 /*
- * Inside the caller's transaction: insert a user with an already computed
- * password hash after checking username, email and extension (ERR_CONFLICT
- * naming the taken one), and write the audit_log row (actor NULL).
+ * Inside the caller's transaction: users_insert (lib/users.h), then the
+ * audit_log row (actor NULL). ERR_CONFLICT names the taken field and value.
  */
-int cli_user_insert(struct db *db, const char *username, const char *email,
-    const char *extension, const char *role, const char *hash, int64_t *id,
+int cli_user_insert(struct db *db, const struct users_new *u, int64_t *id,
     struct err *e);
-
-/* Inside the caller's transaction: an audit_log row with actor NULL. */
-int cli_audit(struct db *db, const char *action, int64_t user_id,
-    const char *username, struct err *e);
 
 #endif

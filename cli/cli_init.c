@@ -21,6 +21,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/password.h"
+#include "lib/users.h"
 #include "cli/cli.h"
 
 /* What config_load accepts as a secret: not shorter, not the default. */
@@ -29,14 +30,10 @@
 #define FIRST_ADMIN_PASSWORD_LEN 20
 #define DEMO_PASSWORD            "password"
 
-enum q { Q_HAS_ADMIN, Q_EXTENSION_TAKEN, Q_USERNAME_TAKEN, Q__MAX };
+enum q { Q_HAS_ADMIN, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_HAS_ADMIN] = "SELECT EXISTS (SELECT 1 FROM users "
 			"WHERE role = 'admin')",
-	[Q_EXTENSION_TAKEN] =
-	    "SELECT EXISTS (SELECT 1 FROM users WHERE extension = ?1)",
-	[Q_USERNAME_TAKEN] =
-	    "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?1)",
 };
 
 /* The contract's seeded users, only with SWITCHBOARD_DEMO=1. */
@@ -145,17 +142,15 @@ out:
 	return rc;
 }
 
-/* A one-row, one-column EXISTS query: 1, 0, or -1. */
+/* Whether there is an admin account: 1, 0, or -1. */
 static int
-exists(struct db *db, enum q q, const char *arg, struct err *e)
+has_admin(struct db *db, struct err *e)
 {
 	sqlite3_stmt *st;
 	int r, v;
 
-	if ((st = db_stmt(db, sql[q], e)) == NULL)
+	if ((st = db_stmt(db, sql[Q_HAS_ADMIN], e)) == NULL)
 		return -1;
-	if (arg != NULL)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
 	if ((r = db_row(db, st, e)) != 1)
 		return r == 0 ? err_set(e, ERR_INTERNAL, "no row") : -1;
 	v = sqlite3_column_int(st, 0);
@@ -167,14 +162,14 @@ exists(struct db *db, enum q q, const char *arg, struct err *e)
 static int
 free_extension(struct db *db, char *buf, size_t size, struct err *e)
 {
-	int n, r;
+	int n;
 
 	for (n = 1000; n <= 9999; n++) {
 		snprintf(buf, size, "%d", n);
-		if ((r = exists(db, Q_EXTENSION_TAKEN, buf, e)) == -1)
-			return -1;
-		if (r == 0)
+		if (users_conflicts(db, 0, NULL, NULL, buf, e) == 0)
 			return 0;
+		if (e->code != ERR_CONFLICT)
+			return -1;
 	}
 	return err_set(e, ERR_CONFLICT, "no free four-digit extension");
 }
@@ -182,19 +177,23 @@ free_extension(struct db *db, char *buf, size_t size, struct err *e)
 static int
 first_admin(struct db *db)
 {
-	char pw[FIRST_ADMIN_PASSWORD_LEN + 1], hash[PASSWORD_HASH_MAX];
-	char ext[16];
+	char pw[FIRST_ADMIN_PASSWORD_LEN + 1], ext[16];
+	struct users_new u = { .username = "admin",
+		.email = "admin@localhost",
+		.password = pw,
+		.extension = ext,
+		.role = "admin" };
 	struct err e = { 0 };
 	int64_t id;
 	int r, rc = -1;
 
-	if ((r = exists(db, Q_HAS_ADMIN, NULL, &e)) != 0) {
+	if ((r = has_admin(db, &e)) != 0) {
 		if (r == -1)
 			cli_fail("%s", e.msg);
 		return r == -1 ? -1 : 0;
 	}
 	if (password_random(pw, FIRST_ADMIN_PASSWORD_LEN, &e) == -1 ||
-	    password_hash(pw, hash, sizeof(hash), &e) == -1) {
+	    users_hash(&u, &e) == -1) {
 		cli_fail("first admin password: %s", e.msg);
 		goto out;
 	}
@@ -203,7 +202,7 @@ first_admin(struct db *db)
 		goto out;
 	}
 	/* Again under the lock: another init may have won the race. */
-	if ((r = exists(db, Q_HAS_ADMIN, NULL, &e)) != 0) {
+	if ((r = has_admin(db, &e)) != 0) {
 		db_rollback(db);
 		if (r == -1)
 			cli_fail("%s", e.msg);
@@ -211,9 +210,7 @@ first_admin(struct db *db)
 		goto out;
 	}
 	if (free_extension(db, ext, sizeof(ext), &e) == -1 ||
-	    cli_user_insert(db, "admin", "admin@localhost", ext, "admin", hash,
-		&id, &e) == -1 ||
-	    db_commit(db, &e) == -1) {
+	    cli_user_insert(db, &u, &id, &e) == -1 || db_commit(db, &e) == -1) {
 		db_rollback(db);
 		if (e.code == ERR_CONFLICT && strcmp(e.field, "username") == 0)
 			cli_fail(
@@ -230,39 +227,41 @@ first_admin(struct db *db)
 	rc = 0;
 out:
 	explicit_bzero(pw, sizeof(pw));
-	explicit_bzero(hash, sizeof(hash));
+	explicit_bzero(u.hash, sizeof(u.hash));
 	return rc;
 }
 
 static int
 demo_seed(struct db *db)
 {
-	char hash[PASSWORD_HASH_MAX];
+	struct users_new u;
 	struct err e = { 0 };
 	int64_t id;
 	size_t i;
-	int r;
 
 	for (i = 0; i < sizeof(demo_users) / sizeof(demo_users[0]); i++) {
-		if ((r = exists(db, Q_USERNAME_TAKEN, demo_users[i].username,
-			 &e)) == -1) {
+		/* A name taken is an account of an earlier run: kept. */
+		if (users_conflicts(db, 0, demo_users[i].username, NULL, NULL,
+			&e) == -1) {
+			if (e.code == ERR_CONFLICT)
+				continue;
 			cli_fail("%s", e.msg);
 			return -1;
 		}
-		if (r == 1)
-			continue;
-		if (password_hash(DEMO_PASSWORD, hash, sizeof(hash), &e) ==
-		    -1) {
+		u = (struct users_new){ .username = demo_users[i].username,
+			.email = demo_users[i].email,
+			.password = DEMO_PASSWORD,
+			.extension = demo_users[i].extension,
+			.role = demo_users[i].role };
+		if (users_hash(&u, &e) == -1) {
 			cli_fail("demo password: %s", e.msg);
 			return -1;
 		}
 		if (db_begin(db, &e) == -1 ||
-		    cli_user_insert(db, demo_users[i].username,
-			demo_users[i].email, demo_users[i].extension,
-			demo_users[i].role, hash, &id, &e) == -1 ||
+		    cli_user_insert(db, &u, &id, &e) == -1 ||
 		    db_commit(db, &e) == -1) {
 			db_rollback(db);
-			explicit_bzero(hash, sizeof(hash));
+			explicit_bzero(u.hash, sizeof(u.hash));
 			/* Someone else holds the address or extension: the
 			 * demo goes on without this account. */
 			if (e.code == ERR_CONFLICT) {
@@ -276,7 +275,7 @@ demo_seed(struct db *db)
 			    e.msg);
 			return -1;
 		}
-		explicit_bzero(hash, sizeof(hash));
+		explicit_bzero(u.hash, sizeof(u.hash));
 		printf("created demo user %s (extension %s, role %s)\n",
 		    demo_users[i].username, demo_users[i].extension,
 		    demo_users[i].role);

@@ -16,67 +16,33 @@
 #include <json-c/json.h>
 #include <sqlite3.h>
 
+#include "lib/audit.h"
 #include "lib/auth.h"
 #include "lib/config.h"
 #include "lib/ctl.h"
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
-#include "lib/notify.h"
 #include "lib/password.h"
+#include "lib/users.h"
 #include "cli/cli.h"
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
-enum q {
-	Q_CONFLICTS,
-	Q_INSERT,
-	Q_AUDIT,
-	Q_BY_NAME,
-	Q_SET_PASSWORD,
-	Q_CALL_LOGS_DELETE,
-	Q_ACTIVE_CALLS_DELETE,
-	Q_DELETE,
-	Q_LIST,
-	Q__MAX
-};
+enum q { Q_BY_NAME, Q_SET_PASSWORD, Q_LIST, Q__MAX };
 static const char *const sql[Q__MAX] = {
-	[Q_CONFLICTS] =
-	    "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?1), "
-	    "EXISTS (SELECT 1 FROM users WHERE email = ?2), "
-	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3)",
-	[Q_INSERT] =
-	    "INSERT INTO users (username, email, password, extension, status, "
-	    "role, created_at, updated_at, is_online) "
-	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
-	[Q_AUDIT] = "INSERT INTO audit_log (at, actor_id, action, target, "
-		    "details) VALUES (?1, NULL, ?2, ?3, ?4)",
 	[Q_BY_NAME] = "SELECT id, role FROM users WHERE username = ?1",
 	[Q_SET_PASSWORD] =
 	    "UPDATE users SET password = ?2, updated_at = ?3 WHERE id = ?1",
-	[Q_CALL_LOGS_DELETE] =
-	    "DELETE FROM call_logs WHERE caller_id = ?1 OR callee_id = ?1",
-	[Q_ACTIVE_CALLS_DELETE] =
-	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
-	[Q_DELETE] = "DELETE FROM users WHERE id = ?1",
 	[Q_LIST] = "SELECT id, username, email, extension, role, status "
 		   "FROM users ORDER BY id",
 };
 
 /* The same limits as the REST routes, through the same field decoder. */
-struct user_args {
-	const char *username;
-	const char *email;
-	const char *extension;
-};
-
 static const struct jh_field user_fields[] = {
-	{ "username", JH_TEXT, true, CLI_USERNAME_MIN, CLI_USERNAME_MAX,
-	    offsetof(struct user_args, username), 0 },
-	{ "email", JH_EMAIL, true, 3, CLI_EMAIL_MAX,
-	    offsetof(struct user_args, email), 0 },
-	{ "extension", JH_DIGITS, true, CLI_EXTENSION_MIN, CLI_EXTENSION_MAX,
-	    offsetof(struct user_args, extension), 0 },
+	USERS_FIELD_USERNAME(struct users_new, true),
+	USERS_FIELD_EMAIL(struct users_new, true),
+	USERS_FIELD_EXTENSION(struct users_new, true),
 };
 
 static void
@@ -162,7 +128,7 @@ cli_password_read(const char *prompt, char *buf, size_t size, struct err *e)
 static int
 new_password(char *buf, size_t size)
 {
-	char again[CLI_PASSWORD_MAX + 2];
+	char again[USERS_PASSWORD_MAX + 2];
 	struct err e = { 0 };
 	size_t n;
 	int rc = -1;
@@ -172,9 +138,9 @@ new_password(char *buf, size_t size)
 		return -1;
 	}
 	n = strlen(buf);
-	if (n < CLI_PASSWORD_MIN || n > CLI_PASSWORD_MAX) {
+	if (n < USERS_PASSWORD_MIN || n > USERS_PASSWORD_MAX) {
 		cli_fail("the password must be %d to %d characters",
-		    CLI_PASSWORD_MIN, CLI_PASSWORD_MAX);
+		    USERS_PASSWORD_MIN, USERS_PASSWORD_MAX);
 		goto out;
 	}
 	if (isatty(STDIN_FILENO) == 1) {
@@ -196,78 +162,51 @@ out:
 	return rc;
 }
 
-int
+/* An audit_log row about user_id, made by no account (actor NULL). */
+static int
 cli_audit(struct db *db, const char *action, int64_t user_id,
     const char *username, struct err *e)
 {
 	struct json_object *d;
-	sqlite3_stmt *st;
-	char now[40], target[32];
 	int rc;
 
 	if ((d = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	jh_add_str(d, "username", username);
 	jh_add_str(d, "via", "cli");
-	db_now(now, sizeof(now));
-	snprintf(target, sizeof(target), "user:%" PRId64, user_id);
-	if ((st = db_stmt(db, sql[Q_AUDIT], e)) == NULL) {
-		json_object_put(d);
-		return -1;
-	}
-	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, jh_text(d, NULL), -1, SQLITE_STATIC);
-	rc = db_done(db, st, e);
+	rc = audit_user(db, 0, action, user_id, d, e);
 	json_object_put(d);
 	return rc;
 }
 
+/*
+ * The tool names the taken value ("extension '1000' already exists") and
+ * the field, which tells init a taken "admin" username apart.
+ */
+static int
+conflict_named(const struct users_new *u, struct err *e)
+{
+	if (e->code != ERR_CONFLICT)
+		return -1;
+	if (strcmp(e->msg, USERS_USERNAME_TAKEN) == 0)
+		return err_set_field(e, ERR_CONFLICT, "username",
+		    "username '%s' already exists", u->username);
+	if (strcmp(e->msg, USERS_EMAIL_TAKEN) == 0)
+		return err_set_field(e, ERR_CONFLICT, "email",
+		    "email '%s' already exists", u->email);
+	if (strcmp(e->msg, USERS_EXTENSION_TAKEN) == 0)
+		return err_set_field(e, ERR_CONFLICT, "extension",
+		    "extension '%s' already exists", u->extension);
+	return -1;
+}
+
 int
-cli_user_insert(struct db *db, const char *username, const char *email,
-    const char *extension, const char *role, const char *hash, int64_t *id,
+cli_user_insert(struct db *db, const struct users_new *u, int64_t *id,
     struct err *e)
 {
-	sqlite3_stmt *st;
-	char now[40];
-	int r, taken[3], i;
-
-	if ((st = db_stmt(db, sql[Q_CONFLICTS], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, extension, -1, SQLITE_STATIC);
-	if ((r = db_row(db, st, e)) == -1)
-		return -1;
-	if (r == 0)
-		return err_set(e, ERR_INTERNAL, "conflict check gave no row");
-	for (i = 0; i < 3; i++)
-		taken[i] = sqlite3_column_int(st, i);
-	sqlite3_reset(st);
-	if (taken[0])
-		return err_set_field(e, ERR_CONFLICT, "username",
-		    "username '%s' already exists", username);
-	if (taken[1])
-		return err_set_field(e, ERR_CONFLICT, "email",
-		    "email '%s' already exists", email);
-	if (taken[2])
-		return err_set_field(e, ERR_CONFLICT, "extension",
-		    "extension '%s' already exists", extension);
-
-	db_now(now, sizeof(now));
-	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, extension, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, role, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-	if (db_done(db, st, e) == -1)
-		return -1;
-	*id = db_last_id(db);
-	return cli_audit(db, "user.create", *id, username, e);
+	if (users_insert(db, u, id, e) == -1)
+		return conflict_named(u, e);
+	return cli_audit(db, "user.create", *id, u->username, e);
 }
 
 /* The id and role of username: 1 found, 0 absent, -1 error. */
@@ -292,25 +231,14 @@ user_find(struct db *db, const char *username, int64_t *id, char *role,
 }
 
 static int
-exec_id(struct db *db, enum q q, int64_t id, struct err *e)
-{
-	sqlite3_stmt *st;
-
-	if ((st = db_stmt(db, sql[q], e)) == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	return db_done(db, st, e);
-}
-
-static int
 user_add(int argc, char **argv)
 {
 	struct json_object *o;
-	struct user_args in = { 0 };
+	struct users_new in = { 0 };
 	struct err e = { 0 };
 	struct cli cli;
 	const char *pos[3], *role = "user";
-	char pw[CLI_PASSWORD_MAX + 2], hash[PASSWORD_HASH_MAX];
+	char pw[USERS_PASSWORD_MAX + 2];
 	int64_t id = 0;
 	int i, npos = 0, rc = 1;
 
@@ -333,7 +261,7 @@ user_add(int argc, char **argv)
 		user_usage();
 		return 1;
 	}
-	if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
+	if (!users_role_valid(role)) {
 		cli_fail("the role must be 'user' or 'admin'");
 		return 1;
 	}
@@ -347,34 +275,34 @@ user_add(int argc, char **argv)
 	if (jh_decode(o, user_fields, nitems(user_fields), &in, &e) == -1) {
 		if (strcmp(e.field, "username") == 0)
 			cli_fail("the username must be %d to %d characters",
-			    CLI_USERNAME_MIN, CLI_USERNAME_MAX);
+			    USERS_USERNAME_MIN, USERS_USERNAME_MAX);
 		else if (strcmp(e.field, "email") == 0)
 			cli_fail("'%s' is not an email address", pos[1]);
 		else
 			cli_fail("the extension must be %d to %d digits",
-			    CLI_EXTENSION_MIN, CLI_EXTENSION_MAX);
+			    USERS_EXTENSION_MIN, USERS_EXTENSION_MAX);
 		json_object_put(o);
 		return 1;
 	}
-	for (i = 0; pos[0][i] != '\0'; i++)
-		if ((unsigned char)pos[0][i] < 0x20 || pos[0][i] == 0x7f) {
-			cli_fail("the username has control characters");
-			json_object_put(o);
-			return 1;
-		}
+	if (!users_username_valid(in.username)) {
+		cli_fail("the username has control characters");
+		json_object_put(o);
+		return 1;
+	}
+	in.role = role;
 	if (cli_open(&cli, false, false) == -1) {
 		json_object_put(o);
 		return 1;
 	}
 	if (new_password(pw, sizeof(pw)) == -1)
 		goto out;
-	if (password_hash(pw, hash, sizeof(hash), &e) == -1) {
+	in.password = pw;
+	if (users_hash(&in, &e) == -1) {
 		cli_fail("hashing the password: %s", e.msg);
 		goto out;
 	}
 	if (db_begin(cli.db, &e) == -1 ||
-	    cli_user_insert(cli.db, in.username, in.email, in.extension, role,
-		hash, &id, &e) == -1 ||
+	    cli_user_insert(cli.db, &in, &id, &e) == -1 ||
 	    db_commit(cli.db, &e) == -1) {
 		db_rollback(cli.db);
 		cli_fail("%s", e.msg);
@@ -388,7 +316,7 @@ out:
 	cli_close(&cli);
 	json_object_put(o);
 	explicit_bzero(pw, sizeof(pw));
-	explicit_bzero(hash, sizeof(hash));
+	explicit_bzero(in.hash, sizeof(in.hash));
 	return rc;
 }
 
@@ -398,7 +326,7 @@ user_passwd(int argc, char **argv)
 	struct err e = { 0 };
 	struct cli cli;
 	sqlite3_stmt *st;
-	char pw[CLI_PASSWORD_MAX + 2], hash[PASSWORD_HASH_MAX], role[16];
+	char pw[USERS_PASSWORD_MAX + 2], hash[PASSWORD_HASH_MAX], role[16];
 	char now[40];
 	int64_t id;
 	int found, rc = 1;
@@ -464,23 +392,6 @@ out:
 }
 
 static int
-notify_deleted(struct db *db, int64_t id, const char *username, struct err *e)
-{
-	struct json_object *p;
-	int rc;
-
-	if ((p = json_object_new_object()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_null(p, "deleted_by"); /* no admin account did it */
-	jh_add_str(p, "type", "user_deleted");
-	jh_add_int(p, "user_id", id);
-	jh_add_str(p, "username", username);
-	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
-	json_object_put(p);
-	return rc;
-}
-
-static int
 user_del(int argc, char **argv)
 {
 	struct err e = { 0 };
@@ -504,11 +415,7 @@ user_del(int argc, char **argv)
 		err_set(&e, ERR_NOTFOUND, "no user '%s'", argv[1]);
 		goto rollback;
 	}
-	if (auth_revoke_user(cli.db, id, &e) == -1 ||
-	    exec_id(cli.db, Q_CALL_LOGS_DELETE, id, &e) == -1 ||
-	    exec_id(cli.db, Q_ACTIVE_CALLS_DELETE, id, &e) == -1 ||
-	    exec_id(cli.db, Q_DELETE, id, &e) == -1 ||
-	    notify_deleted(cli.db, id, argv[1], &e) == -1 ||
+	if (users_delete(cli.db, id, argv[1], 0, &e) == -1 ||
 	    cli_audit(cli.db, "user.delete", id, argv[1], &e) == -1 ||
 	    db_commit(cli.db, &e) == -1)
 		goto rollback;

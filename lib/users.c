@@ -1,0 +1,198 @@
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "lib/auth.h"
+#include "lib/db.h"
+#include "lib/err.h"
+#include "lib/json.h"
+#include "lib/notify.h"
+#include "lib/password.h"
+#include "lib/users.h"
+
+enum q {
+	Q_CONFLICTS,
+	Q_INSERT,
+	Q_CALL_LOGS_DELETE,
+	Q_ACTIVE_CALLS_DELETE,
+	Q_DELETE,
+	Q__MAX
+};
+static const char *const sql[Q__MAX] = {
+	[Q_CONFLICTS] =
+	    "SELECT EXISTS (SELECT 1 FROM users "
+	    "WHERE username = ?1 AND id != ?4), "
+	    "EXISTS (SELECT 1 FROM users WHERE email = ?2 AND id != ?4), "
+	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
+	[Q_INSERT] =
+	    "INSERT INTO users (username, email, password, extension, status, "
+	    "role, created_at, updated_at, is_online) "
+	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
+	[Q_CALL_LOGS_DELETE] =
+	    "DELETE FROM call_logs WHERE caller_id = ?1 OR callee_id = ?1",
+	[Q_ACTIVE_CALLS_DELETE] =
+	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
+	[Q_DELETE] = "DELETE FROM users WHERE id = ?1",
+};
+
+/* In the order the contract checks them, which is the columns' order. */
+static const struct {
+	const char *column;
+	const char *taken;
+} unique[] = {
+	{ "users.username", USERS_USERNAME_TAKEN },
+	{ "users.email", USERS_EMAIL_TAKEN },
+	{ "users.extension", USERS_EXTENSION_TAKEN },
+};
+#define NUNIQUE (sizeof(unique) / sizeof(unique[0]))
+
+bool
+users_username_valid(const char *s)
+{
+	const unsigned char *p;
+
+	if (s == NULL)
+		return false;
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+bool
+users_role_valid(const char *s)
+{
+	return s != NULL && (strcmp(s, "user") == 0 || strcmp(s, "admin") == 0);
+}
+
+bool
+users_status_valid(const char *s)
+{
+	return s != NULL &&
+	       (strcmp(s, "online") == 0 || strcmp(s, "offline") == 0 ||
+		   strcmp(s, "busy") == 0 || strcmp(s, "away") == 0);
+}
+
+int
+users_hash(struct users_new *u, struct err *e)
+{
+	return password_hash(u->password, u->hash, sizeof(u->hash), e);
+}
+
+int
+users_conflicts(struct db *db, int64_t self_id, const char *username,
+    const char *email, const char *extension, struct err *e)
+{
+	sqlite3_stmt *st;
+	int r, taken[NUNIQUE];
+	size_t i;
+
+	if ((st = db_stmt(db, sql[Q_CONFLICTS], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, extension, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, self_id);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 0)
+		return err_set(e, ERR_INTERNAL, "conflict check gave no row");
+	for (i = 0; i < NUNIQUE; i++)
+		taken[i] = sqlite3_column_int(st, (int)i);
+	sqlite3_reset(st);
+	for (i = 0; i < NUNIQUE; i++)
+		if (taken[i])
+			return err_set(e, ERR_CONFLICT, "%s", unique[i].taken);
+	return 0;
+}
+
+int
+users_unique_text(struct err *e)
+{
+	size_t i;
+
+	if (e->code != ERR_CONFLICT)
+		return -1;
+	for (i = 0; i < NUNIQUE; i++)
+		if (strstr(e->msg, unique[i].column) != NULL)
+			return err_set(e, ERR_CONFLICT, "%s", unique[i].taken);
+	return -1;
+}
+
+int
+users_insert(struct db *db, const struct users_new *u, int64_t *id,
+    struct err *e)
+{
+	sqlite3_stmt *st;
+	char now[40];
+
+	if (users_conflicts(db, 0, u->username, u->email, u->extension, e) ==
+	    -1)
+		return -1;
+	db_now(now, sizeof(now));
+	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, u->username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, u->email, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, u->hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, u->extension, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, u->role != NULL ? u->role : "user", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+	/* Past the check only if a writer outside our lock (a tool on the
+	 * same file) took the value meanwhile. */
+	if (db_done(db, st, e) == -1)
+		return users_unique_text(e);
+	*id = db_last_id(db);
+	return 0;
+}
+
+static int
+exec_id(struct db *db, enum q q, int64_t id, struct err *e)
+{
+	sqlite3_stmt *st;
+
+	if ((st = db_stmt(db, sql[q], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return db_done(db, st, e);
+}
+
+static int
+notify_deleted(struct db *db, int64_t id, const char *username, int64_t by,
+    struct err *e)
+{
+	struct json_object *p;
+	int rc;
+
+	if ((p = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	if (by > 0)
+		jh_add_int(p, "deleted_by", by);
+	else
+		jh_add_null(p, "deleted_by"); /* no account did it */
+	jh_add_str(p, "type", "user_deleted");
+	jh_add_int(p, "user_id", id);
+	jh_add_str(p, "username", username);
+	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
+	json_object_put(p);
+	return rc;
+}
+
+int
+users_delete(struct db *db, int64_t id, const char *username, int64_t by,
+    struct err *e)
+{
+	/* token_generations has no foreign key, so the bump outlives the
+	 * row: a token of the deleted id stays dead even if the id is ever
+	 * reused. */
+	if (auth_revoke_user(db, id, e) == -1 ||
+	    exec_id(db, Q_CALL_LOGS_DELETE, id, e) == -1 ||
+	    exec_id(db, Q_ACTIVE_CALLS_DELETE, id, e) == -1 ||
+	    exec_id(db, Q_DELETE, id, e) == -1)
+		return -1;
+	return notify_deleted(db, id, username, by, e);
+}
