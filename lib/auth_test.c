@@ -9,22 +9,12 @@
 #include <jwt.h>
 #include <sqlite3.h>
 
+#include "lib/check.h"
 #include "lib/auth.h"
 #include "lib/config.h"
 #include "lib/db.h"
 #include "lib/err.h"
 
-static int checks;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #c);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 /* Longer than any token auth.c agrees to parse. */
 #define AUTH_TOKEN_LEN_OVER 10000

@@ -8,20 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/check.h"
 #include "lib/config.h"
 #include "lib/err.h"
 
-static int checks;
-
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #x);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 #define GOOD_SECRET "0123456789abcdef-good-secret"
 

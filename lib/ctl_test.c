@@ -12,22 +12,12 @@
 
 #include <json-c/json.h>
 
+#include "lib/check.h"
 #include "lib/config.h"
 #include "lib/ctl.h"
 #include "lib/err.h"
 #include "lib/json.h"
 
-static int checks;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #c);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 /* What the fake relay does with its one connection. */
 enum mode {

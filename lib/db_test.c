@@ -8,20 +8,10 @@
 
 #include <sqlite3.h>
 
+#include "lib/check.h"
 #include "lib/db.h"
 #include "lib/err.h"
 
-static int checks;
-
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #x);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 /* As sql/embed.sh declares it. */
 struct db_migration {

@@ -8,20 +8,10 @@
 
 #include <json-c/json.h>
 
+#include "lib/check.h"
 #include "lib/err.h"
 #include "lib/json.h"
 
-static int checks;
-
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #x);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -10,20 +10,10 @@
 
 #include <json-c/json.h>
 
+#include "lib/check.h"
 #include "lib/json.h"
 #include "lib/log.h"
 
-static int checks;
-
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #x);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 static char path[64];
 static int saved_stderr = -1;

@@ -7,22 +7,12 @@
 #include <json-c/json.h>
 #include <sqlite3.h>
 
+#include "lib/check.h"
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/notify.h"
 
-static int checks;
-
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #x);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 enum q { Q_ROWS, Q_COUNT, Q__MAX };
 static const char *const sql[Q__MAX] = {

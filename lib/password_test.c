@@ -4,20 +4,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/check.h"
 #include "lib/err.h"
 #include "lib/password.h"
 
-static int checks;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			    __LINE__, #c);                                     \
-			exit(1);                                               \
-		}                                                              \
-	} while (0)
 
 /* voip-application's seeded users: bcrypt cost 10 of "password". */
 static const char upstream[] =
