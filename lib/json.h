@@ -55,6 +55,10 @@ void jh_add_double(struct json_object *o, const char *key, double val);
 /* Borrowed string member or NULL when absent or not a string. */
 const char *jh_get_str(struct json_object *o, const char *key);
 
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes; n > 0):
+ * 1 to 4, or 0 for an invalid, overlong or surrogate one. */
+size_t jh_utf8_seq(const unsigned char *s, size_t n);
+
 /* Serialize without spaces; the string lives as long as o. */
 const char *jh_text(struct json_object *o, size_t *len);
 

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "lib/json.h"
 #include "lib/log.h"
 
 #define LOG_MSG_MAX 4096
@@ -40,40 +41,6 @@ log_program_name(void)
 	return program_invocation_short_name;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len, i;
-	unsigned long cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
-
 /*
  * A JSON string member from arbitrary bytes: json-c escapes quotes and
  * control characters but copies invalid UTF-8 through, which would make the
@@ -87,7 +54,7 @@ add_text(struct json_object *o, const char *key, const char *s)
 	char *clean;
 
 	for (i = 0; i < n; i += k)
-		if ((k = utf8_seq(p + i, n - i)) == 0)
+		if ((k = jh_utf8_seq(p + i, n - i)) == 0)
 			break;
 	if (i == n) {
 		json_object_object_add(o, key, json_object_new_string(s));
@@ -99,7 +66,7 @@ add_text(struct json_object *o, const char *key, const char *s)
 		return;
 	}
 	for (i = 0; i < n; i += k) {
-		if ((k = utf8_seq(p + i, n - i)) == 0) {
+		if ((k = jh_utf8_seq(p + i, n - i)) == 0) {
 			memcpy(clean + j, "\xef\xbf\xbd", 3);
 			j += 3;
 			k = 1;
