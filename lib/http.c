@@ -10,10 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,16 +25,14 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "lib/prefork.h"
 
 #define HTTP_PATH_MAX       2048
 #define HTTP_SEGS_MAX       32
 #define HTTP_PARAMS_MAX     8
 #define HTTP_HEADERS_MAX    4096
-#define HTTP_CHILDREN_MAX   64
+#define HTTP_CHILDREN_MAX   PREFORK_MAX
 #define HTTP_CHILDREN_DEF   2
-#define HTTP_RESPAWN_MS     1000
-#define HTTP_RESPAWN_MAX_MS 30000
-#define HTTP_STOP_WAIT_MS   10000
 #define HTTP_DRAIN_MS       250
 
 #define JSON_TYPE     "application/json; charset=utf-8"
@@ -482,175 +478,6 @@ worker_signals(struct http *h, struct err *e)
 	return 0;
 }
 
-/* In the new worker: 0. In the supervisor: the pid, or -1. */
-static pid_t
-spawn(struct http *h, pid_t supervisor)
-{
-	sigset_t mask;
-	size_t i;
-	pid_t pid;
-
-	if ((pid = fork()) != 0)
-		return pid;
-	/* The supervisor's mask, less SIGCHLD: stop signals stay blocked. */
-	mask = h->orig_mask;
-	for (i = 0; i < nitems(stop_signals); i++)
-		sigaddset(&mask, stop_signals[i]);
-	sigprocmask(SIG_SETMASK, &mask, NULL);
-	/* A worker must not outlive its supervisor and keep the socket. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != supervisor)
-		raise(SIGTERM); /* pending until the first wait */
-	return 0;
-}
-
-struct worker {
-	pid_t pid;        /* 0: none running */
-	int64_t started;  /* ms */
-	int64_t due;      /* ms: restart then; 0: not scheduled */
-	int64_t delay_ms; /* the last restart delay */
-};
-
-static void
-supervise_reap(struct worker *w, int n, bool stopping)
-{
-	int64_t now;
-	pid_t pid;
-	int st, i;
-
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (i = 0; i < n && w[i].pid != pid; i++)
-			;
-		if (i == n)
-			continue;
-		w[i].pid = 0;
-		if (WIFSIGNALED(st))
-			log_msg(stopping ? LOG_WARN : LOG_ERROR,
-			    "http: worker %d killed by signal %d%s", (int)pid,
-			    WTERMSIG(st), stopping ? "" : ", restarting");
-		else if (WEXITSTATUS(st) != 0 || !stopping)
-			log_msg(stopping ? LOG_WARN : LOG_ERROR,
-			    "http: worker %d exited with status %d%s", (int)pid,
-			    WEXITSTATUS(st), stopping ? "" : ", restarting");
-		if (stopping)
-			continue;
-		/* Delayed, and more so each time it dies young: no spin. */
-		now = now_ms();
-		if (now - w[i].started >= HTTP_RESPAWN_MAX_MS ||
-		    w[i].delay_ms == 0)
-			w[i].delay_ms = HTTP_RESPAWN_MS;
-		else if ((w[i].delay_ms *= 2) > HTTP_RESPAWN_MAX_MS)
-			w[i].delay_ms = HTTP_RESPAWN_MAX_MS;
-		w[i].due = now + w[i].delay_ms;
-	}
-}
-
-/* Start worker slot i: 0 in the new worker, 1 in the supervisor. */
-static int
-supervise_start(struct http *h, struct worker *w, pid_t self)
-{
-	pid_t pid;
-
-	w->due = 0;
-	if ((pid = spawn(h, self)) == 0)
-		return 0;
-	if (pid == -1) {
-		log_msg(LOG_ERROR, "http: fork: %s", strerror(errno));
-		w->delay_ms = HTTP_RESPAWN_MS;
-		w->due = now_ms() + w->delay_ms;
-		return 1;
-	}
-	w->pid = pid;
-	w->started = now_ms();
-	return 1;
-}
-
-/*
- * The supervisor: forks n workers, restarts any that dies while not
- * stopping, and on a stop signal passes SIGTERM on, waits for them (SIGKILL
- * after HTTP_STOP_WAIT_MS) and exits 0. Returns 0 only in a new worker,
- * -1 when not even the first worker could be forked.
- */
-static int
-supervise(struct http *h, int n, struct err *e)
-{
-	struct worker w[HTTP_CHILDREN_MAX];
-	int64_t deadline = 0, now, wait_ms;
-	bool stopping = false, killed = false;
-	pid_t self = getpid();
-	struct sigaction sa;
-	struct timespec ts;
-	sigset_t set;
-	int i, sig, live;
-
-	sigemptyset(&set);
-	for (i = 0; i < (int)nitems(stop_signals); i++)
-		sigaddset(&set, stop_signals[i]);
-	sigaddset(&set, SIGCHLD);
-	/* SIGCHLD must not be ignored, or children are reaped unseen. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
-	    sigaction(SIGCHLD, &sa, NULL) == -1)
-		return err_set(e, ERR_INTERNAL, "signals: %s", strerror(errno));
-	memset(w, 0, sizeof(w));
-	for (i = 0; i < n; i++) {
-		if (supervise_start(h, &w[i], self) == 0)
-			return 0;
-		if (i == 0 && w[0].pid == 0) {
-			sigprocmask(SIG_SETMASK, &h->orig_mask, NULL);
-			return err_set(e, ERR_INTERNAL, "fork: %s",
-			    strerror(errno));
-		}
-	}
-	log_msg(LOG_INFO, "http: %s supervising %d workers", h->program, n);
-	for (;;) {
-		supervise_reap(w, n, stopping);
-		now = now_ms();
-		wait_ms = -1;
-		live = 0;
-		for (i = 0; i < n; i++) {
-			if (w[i].pid == 0 && !stopping && w[i].due != 0 &&
-			    w[i].due <= now &&
-			    supervise_start(h, &w[i], self) == 0)
-				return 0;
-			if (w[i].pid != 0)
-				live++;
-			else if (!stopping && w[i].due != 0 &&
-				 (wait_ms == -1 || w[i].due - now < wait_ms))
-				wait_ms = w[i].due - now;
-		}
-		if (stopping) {
-			if (live == 0)
-				_exit(0);
-			if (!killed && now >= deadline) {
-				log_msg(LOG_WARN, "http: killing %d workers",
-				    live);
-				for (i = 0; i < n; i++)
-					if (w[i].pid != 0)
-						kill(w[i].pid, SIGKILL);
-				killed = true;
-			}
-			wait_ms = killed ? 1000 : deadline - now;
-		}
-		if (wait_ms >= 0) {
-			ts.tv_sec = wait_ms / 1000;
-			ts.tv_nsec = (wait_ms % 1000) * 1000000;
-		}
-		sig = sigtimedwait(&set, NULL, wait_ms >= 0 ? &ts : NULL);
-		if (sig == -1 || sig == SIGCHLD || stopping)
-			continue;
-		log_msg(LOG_INFO, "http: %s stopping on signal %d", h->program,
-		    sig);
-		stopping = true;
-		deadline = now_ms() + HTTP_STOP_WAIT_MS;
-		for (i = 0; i < n; i++)
-			if (w[i].pid != 0)
-				kill(w[i].pid, SIGTERM);
-	}
-}
-
 static int
 children(int *n, struct err *e)
 {
@@ -735,7 +562,8 @@ http_open(const char *program, const struct config *cfg, struct db *db,
 		err_set(e, ERR_INTERNAL, "listen socket: %s", strerror(errno));
 		goto fail;
 	}
-	if (n > 1 && supervise(h, n, e) == -1)
+	if (n > 1 && prefork_run(h->program, n, &h->orig_mask, stop_signals,
+			 nitems(stop_signals), e) == -1)
 		goto fail;
 	if (worker_signals(h, e) == -1)
 		goto fail;
