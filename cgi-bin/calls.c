@@ -369,7 +369,8 @@ hangup(struct http_req *req, struct err *e)
 	int64_t duration = 0;
 	int r;
 
-	if ((u = cgi_me(req, e)) == NULL || (body = http_body_json(req, e)) == NULL)
+	if ((u = cgi_me(req, e)) == NULL ||
+	    (body = http_body_json(req, e)) == NULL)
 		return -1;
 	channel = jh_get_str(body, "channel");
 	if (channel == NULL || channel[0] == '\0')

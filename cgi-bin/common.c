@@ -77,8 +77,7 @@ fail:
 }
 
 int
-cgi_serve(const char *program, const struct http_route *routes,
-    size_t nroutes)
+cgi_serve(const char *program, const struct http_route *routes, size_t nroutes)
 {
 	struct cgi cgi;
 	struct http_req *req;
@@ -125,8 +124,7 @@ col_text(sqlite3_stmt *st, int i)
 }
 
 void
-cgi_add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st,
-    int i)
+cgi_add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
 {
 	const char *s = col_text(st, i);
 

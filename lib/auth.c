@@ -401,7 +401,7 @@ claims_read(struct json_object *o, struct auth_claims *c, char *reason,
  * every use and revocation is the caller's database check, so a cached token
  * is never trusted longer than an uncached one.
  */
-#define CACHE_SLOTS	32
+#define CACHE_SLOTS     32
 #define CACHE_TOKEN_MAX 1024
 
 struct cache_slot {

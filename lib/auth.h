@@ -82,6 +82,6 @@ int auth_login_succeeded(struct db *db, const char *username, struct err *e);
 
 #define AUTH_LOGIN_MAX_PER_USER 5
 #define AUTH_LOGIN_MAX_PER_ADDR 20
-#define AUTH_LOGIN_WINDOW_S 300
+#define AUTH_LOGIN_WINDOW_S     300
 
 #endif

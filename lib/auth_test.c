@@ -15,7 +15,6 @@
 #include "lib/db.h"
 #include "lib/err.h"
 
-
 /* Longer than any token auth.c agrees to parse. */
 #define AUTH_TOKEN_LEN_OVER 10000
 
@@ -655,7 +654,7 @@ test_cache(int64_t id)
 	other.jwt_secret_len = strlen(other.jwt_secret);
 	e = (struct err){ 0 };
 	CHECK(auth_token_decode(&other, t, &c, &e) == -1 &&
-	    strcmp(e.msg, "Invalid token: signature is invalid") == 0);
+	      strcmp(e.msg, "Invalid token: signature is invalid") == 0);
 	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0);
 	free(t);
 
@@ -668,7 +667,7 @@ test_cache(int64_t id)
 	CHECK(auth_token_decode(&cfg, t, &c, &e) == 0);
 	sleep(2);
 	CHECK(auth_token_decode(&cfg, t, &c, &e) == -1 &&
-	    strcmp(e.msg, "Invalid token: token is expired") == 0);
+	      strcmp(e.msg, "Invalid token: token is expired") == 0);
 	free(t);
 }
 

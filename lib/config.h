@@ -31,9 +31,9 @@ struct config {
 	char service_name[64];
 	char public_host[256];
 	bool debug;
-	bool demo;			/* SWITCHBOARD_DEMO=1 */
-	bool ws_legacy_extension_auth;	/* WS_LEGACY_EXTENSION_AUTH=true */
-	int call_ring_timeout_s;	/* CALL_RING_TIMEOUT_S, default 60 */
+	bool demo;                     /* SWITCHBOARD_DEMO=1 */
+	bool ws_legacy_extension_auth; /* WS_LEGACY_EXTENSION_AUTH=true */
+	int call_ring_timeout_s;       /* CALL_RING_TIMEOUT_S, default 60 */
 };
 
 /* The default secret of voip-application, refused outside debug/demo. */

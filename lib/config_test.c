@@ -12,7 +12,6 @@
 #include "lib/config.h"
 #include "lib/err.h"
 
-
 #define GOOD_SECRET "0123456789abcdef-good-secret"
 
 static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",

@@ -18,7 +18,6 @@
 #include "lib/err.h"
 #include "lib/json.h"
 
-
 /* What the fake relay does with its one connection. */
 enum mode {
 	M_WHO,        /* expects {"op":"who"}, answers, then junk */

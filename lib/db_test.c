@@ -12,7 +12,6 @@
 #include "lib/db.h"
 #include "lib/err.h"
 
-
 /* As sql/embed.sh declares it. */
 struct db_migration {
 	const char *name;
@@ -451,9 +450,9 @@ test_time_parse(void)
 	CHECK(db_time_parse(buf, &us) == 0 && us == now);
 	CHECK(db_time_parse("1970-01-01T00:00:01Z", &us) == 0 && us == 1000000);
 	CHECK(db_time_parse("2026-11-21T06:07:28.5Z", &us) == 0 &&
-	    us % 1000000 == 500000);
+	      us % 1000000 == 500000);
 	CHECK(db_time_parse("2026-11-21T06:07:28.1234567Z", &us) == 0 &&
-	    us % 1000000 == 123456);
+	      us % 1000000 == 123456);
 	us = 42;
 	CHECK(db_time_parse("2026-11-21 06:07:28", &us) == -1 && us == 42);
 	CHECK(db_time_parse("2026-11-21T06:07:28+03:00", &us) == -1);

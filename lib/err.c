@@ -23,8 +23,8 @@ static const struct {
 };
 
 static int
-err_vset(struct err *e, enum err_code code, const char *field,
-    const char *fmt, va_list ap)
+err_vset(struct err *e, enum err_code code, const char *field, const char *fmt,
+    va_list ap)
 {
 	if (e == NULL)
 		return -1;

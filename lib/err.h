@@ -9,24 +9,24 @@
 
 enum err_code {
 	ERR_OK = 0,
-	ERR_INVALID,	 /* 400: bad input; field names it when known */
-	ERR_AUTH,	 /* 401: no or bad credentials */
-	ERR_FORBIDDEN,	 /* 403 */
-	ERR_NOTFOUND,	 /* 404 */
-	ERR_METHOD,	 /* 405 */
-	ERR_CONFLICT,	 /* 409 */
-	ERR_TOO_LARGE,	 /* 413 */
+	ERR_INVALID,      /* 400: bad input; field names it when known */
+	ERR_AUTH,         /* 401: no or bad credentials */
+	ERR_FORBIDDEN,    /* 403 */
+	ERR_NOTFOUND,     /* 404 */
+	ERR_METHOD,       /* 405 */
+	ERR_CONFLICT,     /* 409 */
+	ERR_TOO_LARGE,    /* 413 */
 	ERR_RATE_LIMITED, /* 429: retry_after_s says when */
-	ERR_INTERNAL,	 /* 500: msg goes to the log, never to the client */
-	ERR_UPSTREAM,	 /* 502: relay or Asterisk unreachable */
-	ERR_BUSY,	 /* 503: database locked past the timeout */
+	ERR_INTERNAL,     /* 500: msg goes to the log, never to the client */
+	ERR_UPSTREAM,     /* 502: relay or Asterisk unreachable */
+	ERR_BUSY,         /* 503: database locked past the timeout */
 	ERR__MAX
 };
 
 struct err {
 	enum err_code code;
-	char field[32];	 /* offending input field, or "" */
-	char msg[256];	 /* client text for 4xx; log text for 5xx */
+	char field[32];    /* offending input field, or "" */
+	char msg[256];     /* client text for 4xx; log text for 5xx */
 	int retry_after_s; /* with ERR_RATE_LIMITED */
 };
 

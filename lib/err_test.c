@@ -35,7 +35,7 @@ test_table(void)
 		CHECK(strcmp(err_code_name(want[i].code), want[i].name) == 0);
 	}
 	CHECK(err_http_status(ERR__MAX) == 500);
-	CHECK(err_http_status((enum err_code)-1) == 500);
+	CHECK(err_http_status((enum err_code) - 1) == 500);
 	CHECK(strcmp(err_code_name(ERR__MAX), "internal") == 0);
 }
 
@@ -47,8 +47,8 @@ test_set(void)
 
 	err_clear(&e);
 	CHECK(e.code == ERR_OK && e.msg[0] == '\0' && e.field[0] == '\0');
-	CHECK(err_set(&e, ERR_CONFLICT, "extension '%s' is taken", "1001") ==
-	    -1);
+	CHECK(
+	    err_set(&e, ERR_CONFLICT, "extension '%s' is taken", "1001") == -1);
 	CHECK(e.code == ERR_CONFLICT && e.field[0] == '\0');
 	CHECK(strcmp(e.msg, "extension '1001' is taken") == 0);
 

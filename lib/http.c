@@ -27,13 +27,13 @@
 #include "lib/log.h"
 #include "lib/prefork.h"
 
-#define HTTP_PATH_MAX       2048
-#define HTTP_SEGS_MAX       32
-#define HTTP_PARAMS_MAX     8
-#define HTTP_HEADERS_MAX    4096
-#define HTTP_CHILDREN_MAX   PREFORK_MAX
-#define HTTP_CHILDREN_DEF   2
-#define HTTP_DRAIN_MS       250
+#define HTTP_PATH_MAX     2048
+#define HTTP_SEGS_MAX     32
+#define HTTP_PARAMS_MAX   8
+#define HTTP_HEADERS_MAX  4096
+#define HTTP_CHILDREN_MAX PREFORK_MAX
+#define HTTP_CHILDREN_DEF 2
+#define HTTP_DRAIN_MS     250
 
 #define JSON_TYPE     "application/json; charset=utf-8"
 #define INTERNAL_BODY "{\"error\":\"Internal server error\"}"
@@ -1101,7 +1101,8 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 	}
 done:
 	if (snapshot)
-		db_rollback(r->h->db); /* nothing to keep: GET handlers never write */
+		db_rollback(
+		    r->h->db); /* nothing to keep: GET handlers never write */
 	req_finish(r);
 }
 

@@ -120,12 +120,10 @@ struct db *http_db(const struct http_req *req);
 const struct config *http_config(const struct http_req *req);
 
 /* Add a response header before replying. */
-void http_set_header(struct http_req *req, const char *name,
-    const char *value);
+void http_set_header(struct http_req *req, const char *name, const char *value);
 
 /* Reply with obj serialized; takes ownership of obj. */
-void http_reply_json(struct http_req *req, int status,
-    struct json_object *obj);
+void http_reply_json(struct http_req *req, int status, struct json_object *obj);
 
 /* Reply with a raw body (CSV, downloads). The caller keeps buf. */
 void http_reply_raw(struct http_req *req, int status, const char *type,

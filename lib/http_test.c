@@ -1223,7 +1223,8 @@ test_auth(void)
 	CHECK(jint(&r, "id") == admin_id);
 	resp_free(&r);
 
-	/* HTTP_SUCCESS_FALSE: "success": false (keys sorted), on every error. */
+	/* HTTP_SUCCESS_FALSE: "success": false (keys sorted), on every error.
+	 */
 	cgi(&r, NULL, ENV("REQUEST_METHOD=DELETE", "DOCUMENT_URI=/sf/5"));
 	CHECK(r.status == 401);
 	CHECK(strcmp(r.body, "{\"error\":\"Authorization header required\","

@@ -14,10 +14,11 @@ struct json_object;
  */
 enum jh_type {
 	JH_TEXT,   /* const char *: string, length in [min, max] bytes */
-	JH_DIGITS, /* const char *: string of ASCII digits, length in [min, max] */
-	JH_EMAIL,  /* const char *: string shaped local@domain.tld, len <= max */
-	JH_INT,	   /* int64_t: integer in [min, max] */
-	JH_BOOL,   /* bool */
+	JH_DIGITS, /* const char *: string of ASCII digits, length in [min, max]
+		    */
+	JH_EMAIL, /* const char *: string shaped local@domain.tld, len <= max */
+	JH_INT,   /* int64_t: integer in [min, max] */
+	JH_BOOL,  /* bool */
 };
 
 struct jh_field {
@@ -25,7 +26,7 @@ struct jh_field {
 	enum jh_type type;
 	bool required;
 	int64_t min, max;
-	size_t offset; /* offsetof(struct ..., member) */
+	size_t offset;         /* offsetof(struct ..., member) */
 	size_t present_offset; /* offsetof a bool set when given; 0 = none */
 };
 

@@ -12,7 +12,6 @@
 #include "lib/err.h"
 #include "lib/json.h"
 
-
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 struct in {

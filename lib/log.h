@@ -23,7 +23,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * (not the raw path, so ids stay out of the log), status, duration, and
  * err_msg when the request failed (NULL otherwise).
  */
-void log_request(const char *request_id, const char *method,
-    const char *route, int status, double duration_ms, const char *err_msg);
+void log_request(const char *request_id, const char *method, const char *route,
+    int status, double duration_ms, const char *err_msg);
 
 #endif

@@ -14,7 +14,6 @@
 #include "lib/json.h"
 #include "lib/log.h"
 
-
 static char path[64];
 static int saved_stderr = -1;
 

@@ -13,7 +13,6 @@
 #include "lib/json.h"
 #include "lib/notify.h"
 
-
 enum q { Q_ROWS, Q_COUNT, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_ROWS] = "SELECT id, created_at, target_kind, target_value, payload "

@@ -8,7 +8,6 @@
 #include "lib/err.h"
 #include "lib/password.h"
 
-
 /* voip-application's seeded users: bcrypt cost 10 of "password". */
 static const char upstream[] =
     "$2a$10$92IXUNpkjO0rOQ5byMi.Ye4oKoEa3Ro9llC/.og/at2.uheWG/igi";

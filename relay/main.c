@@ -24,13 +24,13 @@
 #include "lib/log.h"
 #include "relay/relay.h"
 
-#define MAIN_HEADER_MAX 8192 /* request headers of an upgrade, token included  \
-			      */
+#define MAIN_HEADER_MAX                                                        \
+	8192 /* request headers of an upgrade, token included                  \
+	      */
 #define MAIN_FD_MAX (1 << 20)
 
 static volatile sig_atomic_t stop;
 static struct lws_context *volatile signal_ctx;
-
 
 struct relay *
 relay_from_wsi(struct lws *wsi)

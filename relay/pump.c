@@ -226,8 +226,7 @@ pump_prune(lws_sorted_usec_list_t *sul)
 	char cutoff[40];
 	int64_t next = PUMP_PRUNE_US;
 
-	db_time_format(db_now_us() - PUMP_PRUNE_KEEP, cutoff,
-	    sizeof(cutoff));
+	db_time_format(db_now_us() - PUMP_PRUNE_KEEP, cutoff, sizeof(cutoff));
 	if ((st = db_stmt(r->db, sql[Q_PRUNE], &e)) == NULL)
 		goto out;
 	sqlite3_bind_int64(st, 1, r->cursor);
