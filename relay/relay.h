@@ -23,7 +23,7 @@ struct json_object;
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 #define RELAY_WS_MSG_MAX     (64 * 1024)  /* one inbound message, reassembled */
-#define RELAY_WS_RX_BUF      4096         /* lws rx buffer per socket */
+#define RELAY_WS_RX_BUF      2048         /* lws rx buffer per socket */
 #define RELAY_WS_TX_PACKET   (256 * 1024) /* one send() per frame */
 #define RELAY_Q_MAX          1024         /* messages queued per socket */
 #define RELAY_Q_BYTES_MAX    (1024 * 1024) /* bytes queued per socket */
