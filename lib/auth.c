@@ -81,19 +81,25 @@ secret_ok(const struct config *cfg, struct err *e)
 	return 0;
 }
 
-/* Copy a text column; -1 when it does not fit (never truncate names). */
+/* Copy src; -1 when it does not fit (never truncate names). */
+static int
+copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size)
+		return -1;
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+/* A text column as copy_str; dflt when it is NULL. */
 static int
 copy_col(sqlite3_stmt *st, int col, char *dst, size_t size, const char *dflt)
 {
-	const unsigned char *s = sqlite3_column_text(st, col);
-	size_t n;
+	const char *s = (const char *)sqlite3_column_text(st, col);
 
-	if (s == NULL)
-		s = (const unsigned char *)dflt;
-	if ((n = strlen((const char *)s)) >= size)
-		return -1;
-	memcpy(dst, s, n + 1);
-	return 0;
+	return copy_str(dst, size, s != NULL ? s : dflt);
 }
 
 /* 1 with u and *gen filled, 0 when there is no such user, -1 on error. */
@@ -168,17 +174,6 @@ make_jti(char *out, size_t size, struct err *e)
 		out[2 * i + 1] = hex[r[i] & 15];
 	}
 	out[2 * sizeof(r)] = '\0';
-	return 0;
-}
-
-static int
-copy_str(char *dst, size_t size, const char *src)
-{
-	size_t n = strlen(src);
-
-	if (n >= size)
-		return -1;
-	memcpy(dst, src, n + 1);
 	return 0;
 }
 

@@ -22,8 +22,6 @@
 
 static struct config cfg;
 static struct db *db;
-static char dir[] = "/tmp/auth_test.XXXXXX";
-static char path[sizeof(dir) + 16];
 
 /* Run one statement with ?1 text, ?2 and ?3 integers (as many as it has);
  * the first column of its first row, or -1 when it returns none. */
@@ -674,14 +672,10 @@ test_cache(int64_t id)
 int
 main(void)
 {
-	struct err e = { 0 };
+	char dir[64];
 	int64_t alice;
-	char f[sizeof(path) + 8];
 
-	CHECK(mkdtemp(dir) != NULL);
-	snprintf(path, sizeof(path), "%s/test.db", dir);
-	CHECK((db = db_open(path, 1000, &e)) != NULL);
-	CHECK(db_migrate(db, NULL, &e) == 0);
+	db = check_db_open(dir, sizeof(dir), "test.db");
 
 	memset(&cfg, 0, sizeof(cfg));
 	snprintf(cfg.jwt_secret, sizeof(cfg.jwt_secret), "%s", SECRET);
@@ -699,13 +693,7 @@ main(void)
 	test_roles_and_users();
 	test_throttle();
 
-	db_close(db);
-	snprintf(f, sizeof(f), "%s-wal", path);
-	unlink(f);
-	snprintf(f, sizeof(f), "%s-shm", path);
-	unlink(f);
-	unlink(path);
-	rmdir(dir);
+	check_db_close(db, dir);
 	printf("auth: %d checks passed\n", checks);
 	return 0;
 }

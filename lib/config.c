@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/config.h"
 #include "lib/err.h"
+#include "lib/password.h"
 
 #define ENV_FILE_MAX     (1024 * 1024)
 #define SECRET_MIN       16
@@ -178,6 +178,26 @@ envf_path(void)
 	return p != NULL && *p != '\0' ? p : "./.env";
 }
 
+/* Read fd until size bytes or EOF: how many it got, or -1 (errno set). */
+static ssize_t
+read_full(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < size) {
+		n = read(fd, buf + got, size - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
 /* Read and parse the .env file, again when force or when its path moved. */
 static void
 envf_load(bool force)
@@ -186,7 +206,6 @@ envf_load(bool force)
 	struct stat sb;
 	char *p, *eol;
 	ssize_t n;
-	size_t got = 0;
 	int fd, line;
 
 	if (envf.loaded && !force && strcmp(envf.path, path) == 0)
@@ -217,20 +236,12 @@ envf_load(bool force)
 		close(fd);
 		return;
 	}
-	while (got < envf.bufsize - 1) {
-		n = read(fd, envf.buf + got, envf.bufsize - 1 - got);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			envf.read_errno = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	if ((n = read_full(fd, envf.buf, envf.bufsize - 1)) == -1) {
+		envf.read_errno = errno;
+		n = 0;
 	}
 	close(fd);
-	envf.buf[got] = '\0';
+	envf.buf[n] = '\0';
 	if (envf.read_errno != 0)
 		return;
 	for (p = envf.buf, line = 1; p != NULL; p = eol, line++) {
@@ -369,7 +380,7 @@ secret_read(const char *path, struct config *c, struct err *e)
 {
 	char buf[sizeof(c->jwt_secret) + 1];
 	struct stat sb;
-	size_t got = 0;
+	size_t got;
 	ssize_t n;
 	int fd;
 
@@ -385,15 +396,10 @@ secret_read(const char *path, struct config *c, struct err *e)
 		return err_set_field(e, ERR_INVALID, "JWT_SECRET",
 		    "'%s' must be a regular file of mode 0600", path);
 	}
-	while (got < sizeof(buf)) {
-		n = read(fd, buf + got, sizeof(buf) - got);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	if ((n = read_full(fd, buf, sizeof(buf))) == -1)
+		n = 0; /* refused below as holding no usable secret */
 	close(fd);
+	got = (size_t)n;
 	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r' ||
 			      is_blank(buf[got - 1])))
 		got--;
@@ -410,31 +416,6 @@ secret_read(const char *path, struct config *c, struct err *e)
 	c->jwt_secret_len = got;
 	explicit_bzero(buf, sizeof(buf));
 	return 1;
-}
-
-static int
-secret_random(char *out, size_t n, struct err *e)
-{
-	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789-_";
-	unsigned char r[SECRET_GENERATED];
-	size_t got = 0, i;
-	ssize_t k;
-
-	while (got < n) {
-		k = getrandom(r + got, n - got, 0);
-		if (k == -1 && errno == EINTR)
-			continue;
-		if (k == -1)
-			return err_set(e, ERR_INTERNAL, "getrandom: %s",
-			    strerror(errno));
-		got += (size_t)k;
-	}
-	/* 64 symbols: each byte's low six bits, without bias. */
-	for (i = 0; i < n; i++)
-		out[i] = abc[r[i] & 63];
-	explicit_bzero(r, sizeof(r));
-	return 0;
 }
 
 /*
@@ -460,7 +441,7 @@ secret_generated(struct config *c, struct err *e)
 		return -1;
 	if ((rc = secret_read(path, c, e)) != 0)
 		return rc == 1 ? 0 : -1;
-	if (secret_random(sec, SECRET_GENERATED, e) == -1)
+	if (password_random(sec, SECRET_GENERATED, e) == -1)
 		return -1;
 	sec[SECRET_GENERATED] = '\n';
 	if ((fd = mkstemp(tmp)) == -1)

@@ -367,10 +367,11 @@ read_file(const char *path, char *buf, size_t size)
 static void
 test_secret_generated(void)
 {
-	char run[128], file[160], content[128], first[512];
+	char run[128], file[160], other[160], content[128], first[512];
 	struct config c;
 	struct stat sb;
 	size_t i;
+	FILE *f;
 
 	reset();
 	snprintf(run, sizeof(run), "%s/run/nested", dir);
@@ -416,6 +417,21 @@ test_secret_generated(void)
 	CHECK(chmod(file, 0644) == 0);
 	CHECK(load_fails("JWT_SECRET"));
 	CHECK(chmod(file, 0600) == 0);
+	/* a symbolic link is refused, even to a good file */
+	snprintf(other, sizeof(other), "%s/real", run);
+	CHECK(rename(file, other) == 0);
+	CHECK(symlink(other, file) == 0);
+	CHECK(load_fails("JWT_SECRET"));
+	CHECK(unlink(file) == 0);
+	CHECK(rename(other, file) == 0);
+	load_ok(&c);
+	CHECK(strcmp(c.jwt_secret, first) == 0);
+	/* a secret longer than the configuration holds is refused */
+	CHECK((f = fopen(file, "w")) != NULL);
+	for (i = 0; i < sizeof(c.jwt_secret) + 64; i++)
+		CHECK(fputc('s', f) == 's');
+	CHECK(fclose(f) == 0);
+	CHECK(load_fails("JWT_SECRET"));
 	/* a truncated file is refused, not silently replaced */
 	CHECK(truncate(file, 5) == 0);
 	CHECK(load_fails("JWT_SECRET"));

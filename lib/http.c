@@ -197,15 +197,6 @@ io_write(struct http_req *r, const char *buf, size_t len)
 	return 0;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const struct {
 	int status;
 	const char *text;
@@ -393,7 +384,8 @@ req_id(struct http_req *r)
 	}
 	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
 		/* Only an id for logs: uniqueness matters, not secrecy. */
-		fallback += (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+		fallback +=
+		    (uint64_t)prefork_now_ms() ^ ((uint64_t)getpid() << 32);
 		fallback =
 		    fallback * 6364136223846793005ULL + 1442695040888963407ULL;
 		for (i = 0; i < sizeof(rnd); i++)
@@ -608,8 +600,8 @@ fcgi_next(struct http *h)
 		 * socket closes, which nginx turns into 502s.
 		 */
 		if (http_stop && h->drain_until == 0)
-			h->drain_until = now_ms() + HTTP_DRAIN_MS;
-		if (http_stop && now_ms() >= h->drain_until)
+			h->drain_until = prefork_now_ms() + HTTP_DRAIN_MS;
+		if (http_stop && prefork_now_ms() >= h->drain_until)
 			return -1;
 		/*
 		 * With fastcgi_keep_conn the next request comes on the kept
@@ -975,9 +967,6 @@ static int
 req_auth(struct http_req *r, struct err *e)
 {
 	const char *hdr = param(r, "HTTP_AUTHORIZATION"), *token;
-	struct auth_claims c;
-	struct auth_user u;
-	int rc;
 
 	if (hdr == NULL || *hdr == '\0')
 		return err_set(e, ERR_AUTH, "Authorization header required");
@@ -992,15 +981,11 @@ req_auth(struct http_req *r, struct err *e)
 		return err_set(e, ERR_AUTH, "Token required");
 	if (r->h->db == NULL || r->h->cfg == NULL)
 		return err_set(e, ERR_INTERNAL, "no database to authenticate");
-	rc = auth_token_verify(r->h->db, r->h->cfg, token, &c, &u, e);
-	if (rc == -1) {
-		explicit_bzero(&c, sizeof(c));
+	/* Fills claims and user only on success; req_finish wipes them. */
+	if (auth_token_verify(r->h->db, r->h->cfg, token, &r->claims, &r->user,
+		e) == -1)
 		return -1;
-	}
-	r->claims = c;
-	r->user = u;
 	r->authed = true;
-	explicit_bzero(&c, sizeof(c));
 	return 0;
 }
 

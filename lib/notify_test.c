@@ -173,28 +173,13 @@ test_enqueue(struct db *db)
 int
 main(void)
 {
-	char dir[] = "/tmp/notify_test.XXXXXX", path[64], wal[80];
-	struct err e = { 0 };
+	char dir[64];
 	struct db *db;
 
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	snprintf(path, sizeof(path), "%s/n.db", dir);
-	db = db_open(path, 100, &e);
-	CHECK(db != NULL);
-	CHECK(db_migrate(db, NULL, &e) == 0);
+	db = check_db_open(dir, sizeof(dir), "n.db");
 	test_names();
 	test_enqueue(db);
-	db_close(db);
-
-	unlink(path);
-	snprintf(wal, sizeof(wal), "%s-wal", path);
-	unlink(wal);
-	snprintf(wal, sizeof(wal), "%s-shm", path);
-	unlink(wal);
-	CHECK(rmdir(dir) == 0);
+	check_db_close(db, dir);
 	printf("notify: %d checks passed\n", checks);
 	return 0;
 }

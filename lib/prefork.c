@@ -24,8 +24,8 @@ struct prefork {
 	size_t nstop;
 };
 
-static int64_t
-now_ms(void)
+int64_t
+prefork_now_ms(void)
 {
 	struct timespec ts;
 
@@ -88,7 +88,7 @@ supervise_reap(struct worker *w, int n, bool stopping)
 		if (stopping)
 			continue;
 		/* Delayed, and more so each time it dies young: no spin. */
-		now = now_ms();
+		now = prefork_now_ms();
 		if (now - w[i].started >= PREFORK_RESPAWN_MAX_MS ||
 		    w[i].delay_ms == 0)
 			w[i].delay_ms = PREFORK_RESPAWN_MS;
@@ -110,11 +110,11 @@ supervise_start(const struct prefork *p, struct worker *w, pid_t self)
 	if (pid == -1) {
 		log_msg(LOG_ERROR, "prefork: fork: %s", strerror(errno));
 		w->delay_ms = PREFORK_RESPAWN_MS;
-		w->due = now_ms() + w->delay_ms;
+		w->due = prefork_now_ms() + w->delay_ms;
 		return 1;
 	}
 	w->pid = pid;
-	w->started = now_ms();
+	w->started = prefork_now_ms();
 	return 1;
 }
 
@@ -162,7 +162,7 @@ prefork_run(const char *program, int n, const sigset_t *orig_mask,
 	log_msg(LOG_INFO, "prefork: %s supervising %d workers", program, n);
 	for (;;) {
 		supervise_reap(w, n, stopping);
-		now = now_ms();
+		now = prefork_now_ms();
 		wait_ms = -1;
 		live = 0;
 		for (i = 0; i < n; i++) {
@@ -199,7 +199,7 @@ prefork_run(const char *program, int n, const sigset_t *orig_mask,
 		log_msg(LOG_INFO, "prefork: %s stopping on signal %d", program,
 		    sig);
 		stopping = true;
-		deadline = now_ms() + PREFORK_STOP_WAIT_MS;
+		deadline = prefork_now_ms() + PREFORK_STOP_WAIT_MS;
 		for (i = 0; i < n; i++)
 			if (w[i].pid != 0)
 				kill(w[i].pid, SIGTERM);

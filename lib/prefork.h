@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct err;
 
@@ -25,5 +26,9 @@ struct err;
  */
 int prefork_run(const char *program, int n, const sigset_t *orig_mask,
     const int *stop, size_t nstop, struct err *e);
+
+/* The monotonic clock in milliseconds, which the supervisor's timers and a
+ * worker's drain deadline run on. */
+int64_t prefork_now_ms(void);
 
 #endif

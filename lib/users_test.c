@@ -481,18 +481,10 @@ test_delete(struct db *db)
 int
 main(void)
 {
-	char dir[] = "/tmp/users_test.XXXXXX", path[64], wal[80];
-	struct err e = { 0 };
+	char dir[64];
 	struct db *db;
 
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	snprintf(path, sizeof(path), "%s/u.db", dir);
-	db = db_open(path, 100, &e);
-	CHECK(db != NULL);
-	CHECK(db_migrate(db, NULL, &e) == 0);
+	db = check_db_open(dir, sizeof(dir), "u.db");
 	test_valid();
 	test_limits();
 	test_insert(db);
@@ -500,14 +492,7 @@ main(void)
 	test_unique_text();
 	test_audit(db);
 	test_delete(db);
-	db_close(db);
-
-	unlink(path);
-	snprintf(wal, sizeof(wal), "%s-wal", path);
-	unlink(wal);
-	snprintf(wal, sizeof(wal), "%s-shm", path);
-	unlink(wal);
-	CHECK(rmdir(dir) == 0);
+	check_db_close(db, dir);
 	printf("users: %d checks passed\n", checks);
 	return 0;
 }
