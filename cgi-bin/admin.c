@@ -23,10 +23,9 @@
 #include "lib/users.h"
 #include "cgi-bin/common.h"
 
-enum q { Q_USERS_LIST, Q_USER_GET, Q_USER_UPDATE, Q_SETTING_PUT, Q__MAX };
+enum q { Q_USERS_LIST, Q_USER_UPDATE, Q_SETTING_PUT, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_USERS_LIST] = "SELECT " CGI_USER_COLUMNS " FROM users ORDER BY id",
-	[Q_USER_GET] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
 	[Q_USER_UPDATE] =
 	    "UPDATE users SET username = COALESCE(?2, username), "
 	    "email = COALESCE(?3, email), "
@@ -39,9 +38,6 @@ static const char *const sql[Q__MAX] = {
 	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
 	    "updated_at = excluded.updated_at",
 };
-
-/* Columns of CGI_USER_COLUMNS that the handlers read back. */
-enum { COL_ID, COL_USERNAME, COL_EMAIL, COL_EXTENSION, COL_STATUS, COL_ROLE };
 
 static const struct jh_field create_fields[] = {
 	USERS_FIELD_USERNAME(struct users_new, true),
@@ -100,7 +96,7 @@ list_users(struct http_req *req, struct err *e)
 			users = json_object_new_array();
 			exts = json_object_new_array();
 		}
-		ext = (const char *)sqlite3_column_text(st, COL_EXTENSION);
+		ext = (const char *)sqlite3_column_text(st, CGI_COL_EXTENSION);
 		if (users == NULL || exts == NULL ||
 		    (user = cgi_user_render(st, 0, false)) == NULL) {
 			sqlite3_reset(st);
@@ -160,20 +156,14 @@ user_get(struct db *db, int64_t id, struct user_old *old,
 {
 	sqlite3_stmt *st;
 	const char *s;
-	int r;
 
-	if ((st = db_stmt(db, sql[Q_USER_GET], e)) == NULL)
+	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	if ((r = db_row(db, st, e)) == -1)
-		return -1;
-	if (r == 0)
-		return err_set(e, ERR_NOTFOUND, "User not found");
-	s = (const char *)sqlite3_column_text(st, COL_USERNAME);
+	s = (const char *)sqlite3_column_text(st, CGI_COL_USERNAME);
 	snprintf(old->username, sizeof(old->username), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, COL_EXTENSION);
+	s = (const char *)sqlite3_column_text(st, CGI_COL_EXTENSION);
 	snprintf(old->extension, sizeof(old->extension), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, COL_ROLE);
+	s = (const char *)sqlite3_column_text(st, CGI_COL_ROLE);
 	snprintf(old->role, sizeof(old->role), "%s", s ? s : "");
 	if (rendered != NULL &&
 	    (*rendered = cgi_user_render(st, 0, false)) == NULL) {
@@ -223,6 +213,7 @@ update_user(struct http_req *req, struct err *e)
 	struct json_object *details = NULL, *user = NULL;
 	int64_t id;
 	bool revoke;
+	int rc;
 
 	if (cgi_parse_id(http_param(req, "id"), &id) == -1)
 		return err_set_field(e, ERR_INVALID, "id", "Invalid user ID");
@@ -270,10 +261,14 @@ update_user(struct http_req *req, struct err *e)
 		 changed(in.username, old.username) ||
 		 changed(in.extension, old.extension);
 	if ((revoke && auth_revoke_user(db, id, e) == -1) ||
-	    (in.status != NULL && cgi_notify_user_status(db, id, e) == -1) ||
-	    audit_user(db, u->id, "user.update", id, details, e) == -1 ||
-	    (user = cgi_user_by_id(db, id, e)) == NULL ||
-	    db_commit(db, e) == -1)
+	    audit_user(db, u->id, "user.update", id, details, e) == -1)
+		goto rollback;
+	/* The reply and a status event are made from one read of the row. */
+	if (in.status != NULL)
+		rc = cgi_notify_user_status(db, id, &user, e);
+	else
+		rc = (user = cgi_user_by_id(db, id, e)) == NULL ? -1 : 0;
+	if (rc == -1 || db_commit(db, e) == -1)
 		goto rollback;
 	json_object_put(details);
 	if (in.status != NULL)

@@ -162,8 +162,7 @@ login(struct http_req *req, struct err *e)
 		goto out;
 	if (auth_login_succeeded(db, in.username, e) == -1 ||
 	    login_set_online(db, u.id, e) == -1 ||
-	    cgi_notify_user_status(db, u.id, e) == -1 ||
-	    (user = cgi_user_by_id(db, u.id, e)) == NULL ||
+	    cgi_notify_user_status(db, u.id, &user, e) == -1 ||
 	    auth_token_issue(db, cfg, &u, &token, NULL, e) == -1 ||
 	    db_commit(db, e) == -1) {
 		db_rollback(db);
@@ -195,32 +194,24 @@ out:
 static int
 register_user(struct http_req *req, struct err *e)
 {
-	struct users_new in = { 0 };
-	struct json_object *user, *o;
-	int rc;
+	struct users_new in = { .role = "user" };
+	struct json_object *user = NULL;
+	int rc = -1;
 
 	if (cgi_decode(req, register_fields, nitems(register_fields), &in, e) ==
 	    -1)
 		return -1;
-	if (!users_username_valid(in.username)) {
-		cgi_wipe(in.password);
-		return err_set_field(e, ERR_INVALID, "username",
+	if (!users_username_valid(in.username))
+		err_set_field(e, ERR_INVALID, "username",
 		    "Invalid request format");
-	}
-	in.role = "user";
-	rc = cgi_user_create(http_db(req), &in, 0, "user.register", &user, e);
+	else
+		rc = cgi_user_create(http_db(req), &in, 0, "user.register",
+		    &user, e);
 	cgi_wipe(in.password);
 	if (rc == -1)
 		return -1;
-	if ((o = json_object_new_object()) == NULL) {
-		json_object_put(user);
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	}
-	jh_add_str(o, "message", "User registered successfully");
-	jh_add_bool(o, "success", true);
-	json_object_object_add(o, "user", user);
-	http_reply_json(req, 201, o);
-	return 0;
+	return cgi_reply_user(req, 201, "User registered successfully", user,
+	    e);
 }
 
 static int

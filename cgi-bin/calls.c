@@ -48,8 +48,7 @@ enum q {
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
-	[Q_TARGET] =
-	    "SELECT id, username, extension FROM users WHERE extension = ?1",
+	[Q_TARGET] = "SELECT id FROM users WHERE extension = ?1",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
@@ -202,7 +201,7 @@ static int
 initiate(struct http_req *req, struct err *e)
 {
 	struct initiate_in in = { 0 };
-	char call_id[CALL_ID_MAX], now[40], target[16];
+	char call_id[CALL_ID_MAX], now[40];
 	struct db *db = http_db(req);
 	const struct auth_user *u;
 	int64_t target_id, log_id, delivered;
@@ -224,7 +223,6 @@ initiate(struct http_req *req, struct err *e)
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "Target extension not found");
 	target_id = sqlite3_column_int64(st, 0);
-	snprintf(target, sizeof(target), "%s", in.target_extension);
 	sqlite3_reset(st);
 	if (target_id == u->id)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
@@ -243,7 +241,8 @@ initiate(struct http_req *req, struct err *e)
 	log_id = db_last_id(db);
 
 	/* The row is committed first: the relay reads it to track the call. */
-	if (ring(http_config(req), u, call_id, target, now, &delivered) == -1 ||
+	if (ring(http_config(req), u, call_id, in.target_extension, now,
+		&delivered) == -1 ||
 	    delivered <= 0) {
 		if (log_failed(db, log_id, e) == -1)
 			return -1;
@@ -261,7 +260,7 @@ initiate(struct http_req *req, struct err *e)
 	jh_add_str(o, "method", "webrtc");
 	jh_add_str(o, "priority", "1");
 	jh_add_bool(o, "success", true);
-	jh_add_str(o, "target", target);
+	jh_add_str(o, "target", in.target_extension);
 	http_reply_json(req, 200, o);
 	return 0;
 }
@@ -406,33 +405,22 @@ hangup(struct http_req *req, struct err *e)
 
 /* ---- connected extensions ---- */
 
-/* The relay's {"extensions":{...},"total_clients":n}; *reply is owned by
- * the caller. ERR_UPSTREAM when the relay is not there. */
-static int
-who(const struct config *cfg, struct json_object **reply,
-    struct json_object **exts, int64_t *total, struct err *e)
-{
-	struct json_object *rq, *v;
-	int rc;
+/* What the relay says of the live sockets: its reply (owned), the
+ * "extensions" object in it, their names sorted (borrowed from it), and
+ * "total_clients". */
+struct who {
+	struct json_object *reply, *exts;
+	const char **names;
+	size_t n;
+	int64_t total;
+};
 
-	*reply = NULL;
-	if ((rq = json_object_new_object()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(rq, "op", "who");
-	rc = ctl_call(cfg, rq, reply, CTL_TIMEOUT_MS, e);
-	json_object_put(rq);
-	if (rc == -1)
-		return -1;
-	if (!json_object_object_get_ex(*reply, "extensions", exts) ||
-	    !json_object_is_type(*exts, json_type_object)) {
-		json_object_put(*reply);
-		*reply = NULL;
-		return err_set(e, ERR_UPSTREAM, "relay sent an invalid reply");
-	}
-	*total = json_object_object_get_ex(*reply, "total_clients", &v)
-		     ? json_object_get_int64(v)
-		     : 0;
-	return 0;
+static void
+who_free(struct who *w)
+{
+	free(w->names);
+	json_object_put(w->reply);
+	memset(w, 0, sizeof(*w));
 }
 
 static int
@@ -441,88 +429,115 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The extensions with sockets, sorted: a borrowed array of n (free it). */
-static const char **
-ext_names(struct json_object *exts, size_t *n)
+/* ERR_UPSTREAM when the relay is not there or answers nonsense. */
+static int
+who(const struct config *cfg, struct who *w, struct err *e)
 {
-	const char **names;
+	struct json_object *rq, *v;
 	size_t i = 0;
+	int rc;
 
-	*n = (size_t)json_object_object_length(exts);
-	if ((names = calloc(*n + 1, sizeof(*names))) == NULL)
-		return NULL;
-	json_object_object_foreach(exts, key, val)
+	memset(w, 0, sizeof(*w));
+	if ((rq = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(rq, "op", "who");
+	rc = ctl_call(cfg, rq, &w->reply, CTL_TIMEOUT_MS, e);
+	json_object_put(rq);
+	if (rc == -1)
+		return -1;
+	if (!json_object_object_get_ex(w->reply, "extensions", &w->exts) ||
+	    !json_object_is_type(w->exts, json_type_object)) {
+		who_free(w);
+		return err_set(e, ERR_UPSTREAM, "relay sent an invalid reply");
+	}
+	if (json_object_object_get_ex(w->reply, "total_clients", &v))
+		w->total = json_object_get_int64(v);
+	w->n = (size_t)json_object_object_length(w->exts);
+	if ((w->names = calloc(w->n + 1, sizeof(*w->names))) == NULL) {
+		who_free(w);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	json_object_object_foreach(w->exts, key, val)
 	{
 		(void)val;
-		if (i < *n)
-			names[i++] = key;
+		if (i < w->n)
+			w->names[i++] = key;
 	}
-	*n = i;
-	qsort(names, *n, sizeof(*names), cmp_str);
-	return names;
+	w->n = i;
+	qsort(w->names, w->n, sizeof(*w->names), cmp_str);
+	return 0;
+}
+
+/* The sockets of extension (0 when it has none). */
+static int64_t
+who_count(const struct who *w, const char *extension)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(w->exts, extension, &v)
+		   ? json_object_get_int64(v)
+		   : 0;
+}
+
+/* Both replies end alike (gin.H sorts the keys); takes o, frees w. */
+static int
+who_reply(struct http_req *req, struct who *w, struct json_object *o)
+{
+	jh_add_bool(o, "success", true);
+	jh_add_int(o, "total_clients", w->total);
+	who_free(w);
+	http_reply_json(req, 200, o);
+	return 0;
 }
 
 static int
 extensions_connected(struct http_req *req, struct err *e)
 {
-	struct json_object *reply, *exts, *o, *details, *list, *d, *v;
-	const char **names;
-	int64_t total;
-	size_t n, i;
+	struct json_object *o, *details, *list, *d;
+	struct who w;
+	size_t i;
 
-	if (who(http_config(req), &reply, &exts, &total, e) == -1)
+	if (who(http_config(req), &w, e) == -1)
 		return -1;
-	if ((names = ext_names(exts, &n)) == NULL) {
-		json_object_put(reply);
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	}
 	o = json_object_new_object();
 	details = json_object_new_object();
 	list = json_object_new_array();
 	if (o == NULL || details == NULL || list == NULL)
 		goto oom;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < w.n; i++) {
 		if ((d = json_object_new_object()) == NULL)
 			goto oom;
-		json_object_object_get_ex(exts, names[i], &v);
-		jh_add_int(d, "client_count", json_object_get_int64(v));
+		jh_add_int(d, "client_count", who_count(&w, w.names[i]));
 		jh_add_bool(d, "connected", true);
-		json_object_object_add(details, names[i], d);
-		json_object_array_add(list, json_object_new_string(names[i]));
+		json_object_object_add(details, w.names[i], d);
+		json_object_array_add(list, json_object_new_string(w.names[i]));
 	}
-	jh_add_int(o, "count", (int64_t)n);
+	jh_add_int(o, "count", (int64_t)w.n);
 	json_object_object_add(o, "details", details);
 	json_object_object_add(o, "extensions", list);
-	jh_add_bool(o, "success", true);
-	jh_add_int(o, "total_clients", total);
-	free(names);
-	json_object_put(reply);
-	http_reply_json(req, 200, o);
-	return 0;
+	return who_reply(req, &w, o);
 oom:
 	json_object_put(o);
 	json_object_put(details);
 	json_object_put(list);
-	free(names);
-	json_object_put(reply);
+	who_free(&w);
 	return err_set(e, ERR_INTERNAL, "out of memory");
 }
 
 static int
 extensions_status(struct http_req *req, struct err *e)
 {
-	struct json_object *reply, *exts, *o = NULL, *conn, *rows, *x, *v;
+	struct json_object *o = NULL, *conn, *rows, *x;
 	struct db *db = http_db(req);
-	const char **names = NULL, *ext, *status;
+	const char *ext, *status;
 	sqlite3_stmt *st;
-	int64_t total, count;
-	size_t n, i;
+	struct who w;
+	int64_t count;
+	size_t i;
 	int r;
 
-	if (who(http_config(req), &reply, &exts, &total, e) == -1)
+	if (who(http_config(req), &w, e) == -1)
 		return -1;
-	if ((names = ext_names(exts, &n)) == NULL)
-		goto oom;
 	conn = json_object_new_array();
 	rows = json_object_new_array();
 	if ((o = json_object_new_object()) == NULL || conn == NULL ||
@@ -533,8 +548,8 @@ extensions_status(struct http_req *req, struct err *e)
 	}
 	json_object_object_add(o, "connected_extensions", conn);
 	json_object_object_add(o, "connection_status", rows);
-	for (i = 0; i < n; i++)
-		json_object_array_add(conn, json_object_new_string(names[i]));
+	for (i = 0; i < w.n; i++)
+		json_object_array_add(conn, json_object_new_string(w.names[i]));
 	if ((st = db_stmt(db, sql[Q_USERS], e)) == NULL)
 		goto fail;
 	while ((r = db_row(db, st, e)) == 1) {
@@ -542,9 +557,7 @@ extensions_status(struct http_req *req, struct err *e)
 		status = (const char *)sqlite3_column_text(st, 2);
 		ext = ext != NULL ? ext : "";
 		status = status != NULL ? status : "";
-		count = json_object_object_get_ex(exts, ext, &v)
-			    ? json_object_get_int64(v)
-			    : 0;
+		count = who_count(&w, ext);
 		if ((x = json_object_new_object()) == NULL) {
 			sqlite3_reset(st);
 			goto oom;
@@ -562,18 +575,12 @@ extensions_status(struct http_req *req, struct err *e)
 	}
 	if (r == -1)
 		goto fail;
-	jh_add_bool(o, "success", true);
-	jh_add_int(o, "total_clients", total);
-	free(names);
-	json_object_put(reply);
-	http_reply_json(req, 200, o);
-	return 0;
+	return who_reply(req, &w, o);
 oom:
 	err_set(e, ERR_INTERNAL, "out of memory");
 fail:
 	json_object_put(o);
-	free(names);
-	json_object_put(reply);
+	who_free(&w);
 	return -1;
 }
 
@@ -629,12 +636,10 @@ logs(struct http_req *req, struct err *e)
 	struct db *db = http_db(req);
 	sqlite3_stmt *st;
 	int64_t limit = LOGS_DEFAULT;
-	char *end;
 	int r;
 
 	if (q != NULL && *q != '\0') {
-		limit = strtoll(q, &end, 10);
-		if (*end != '\0' || limit < 1 || limit > LOGS_MAX)
+		if (cgi_parse_id(q, &limit) == -1 || limit > LOGS_MAX)
 			return err_set_field(e, ERR_INVALID, "limit",
 			    "Invalid request format");
 	}
@@ -654,11 +659,12 @@ logs(struct http_req *req, struct err *e)
 		}
 		json_object_array_add(list, row);
 	}
-	if (r == -1 || (o = cgi_ok("call_logs", list)) == NULL) {
-		if (r == -1)
-			json_object_put(list);
-		return r == -1 ? -1 : err_set(e, ERR_INTERNAL, "out of memory");
+	if (r == -1) {
+		json_object_put(list);
+		return -1;
 	}
+	if ((o = cgi_ok("call_logs", list)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
 	http_reply_json(req, 200, o);
 	return 0;
 }

@@ -22,12 +22,17 @@
 /* A request waits this long for another writer before it answers 503. */
 #define CGI_BUSY_MS 5000
 
-enum q { Q_USER_BY_ID, Q_USER_STATUS, Q_SETTINGS, Q__MAX };
+enum q { Q_USER_BY_ID, Q_SETTINGS, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_USER_BY_ID] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
-	[Q_USER_STATUS] = "SELECT id, username, extension, status, is_online, "
-			  "last_seen FROM users WHERE id = ?1",
 	[Q_SETTINGS] = "SELECT key, value FROM settings",
+};
+
+/* What every FastCGI program opens at start and closes at exit. */
+struct cgi {
+	struct config cfg;
+	struct db *db;
+	struct http *http;
 };
 
 /* The database, all migrations applied; logs why not. */
@@ -42,7 +47,21 @@ open_db(const struct config *cfg)
 	return db;
 }
 
-int
+static void
+cgi_close(struct cgi *cgi)
+{
+	http_close(cgi->http);
+	cgi->http = NULL;
+	db_close(cgi->db);
+	cgi->db = NULL;
+	config_wipe(&cgi->cfg);
+}
+
+/*
+ * Under FastCGI http_open forks the workers and returns only in them, so
+ * each worker opens its own database connection. On failure logs why.
+ */
+static int
 cgi_open(struct cgi *cgi, const char *program)
 {
 	struct err e = { 0 };
@@ -105,16 +124,6 @@ cgi_reply_user(struct http_req *req, int status, const char *message,
 	json_object_object_add(o, "user", user);
 	http_reply_json(req, status, o);
 	return 0;
-}
-
-void
-cgi_close(struct cgi *cgi)
-{
-	http_close(cgi->http);
-	cgi->http = NULL;
-	db_close(cgi->db);
-	cgi->db = NULL;
-	config_wipe(&cgi->cfg);
 }
 
 static const char *
@@ -201,22 +210,30 @@ cgi_user_zero(void)
 	return o;
 }
 
-struct json_object *
-cgi_user_by_id(struct db *db, int64_t id, struct err *e)
+sqlite3_stmt *
+cgi_user_row(struct db *db, int64_t id, struct err *e)
 {
-	struct json_object *o;
 	sqlite3_stmt *st;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_USER_BY_ID], e)) == NULL)
 		return NULL;
 	sqlite3_bind_int64(st, 1, id);
-	if ((r = db_row(db, st, e)) == -1)
-		return NULL;
-	if (r == 0) {
+	if ((r = db_row(db, st, e)) == 1)
+		return st;
+	if (r == 0)
 		err_set(e, ERR_NOTFOUND, "User not found");
+	return NULL;
+}
+
+struct json_object *
+cgi_user_by_id(struct db *db, int64_t id, struct err *e)
+{
+	struct json_object *o;
+	sqlite3_stmt *st;
+
+	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return NULL;
-	}
 	o = cgi_user_render(st, 0, false);
 	sqlite3_reset(st);
 	if (o == NULL)
@@ -309,37 +326,40 @@ out:
 }
 
 int
-cgi_notify_user_status(struct db *db, int64_t id, struct err *e)
+cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
+    struct err *e)
 {
-	struct json_object *p;
+	struct json_object *p, *u = NULL;
 	sqlite3_stmt *st;
-	int r, rc;
+	int rc;
 
-	if ((st = db_stmt(db, sql[Q_USER_STATUS], e)) == NULL)
+	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	if ((r = db_row(db, st, e)) == -1)
-		return -1;
-	if (r == 0)
-		return err_set(e, ERR_NOTFOUND, "User not found");
-	if ((p = json_object_new_object()) == NULL) {
+	if ((p = json_object_new_object()) == NULL ||
+	    (user != NULL && (u = cgi_user_render(st, 0, false)) == NULL)) {
 		sqlite3_reset(st);
+		json_object_put(p);
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	}
 	/* gin.H: keys sorted. The relay knows the live sockets; REST does
 	 * not, so client_count and ws_connected say none, as upstream. */
 	jh_add_int(p, "client_count", 0);
-	cgi_add_col_str(p, "extension", st, 2);
-	jh_add_bool(p, "is_online", cgi_col_bool(st, 4));
-	cgi_add_col_time(p, "last_seen", st, 5);
-	cgi_add_col_str(p, "status", st, 3);
+	cgi_add_col_str(p, "extension", st, CGI_COL_EXTENSION);
+	jh_add_bool(p, "is_online", cgi_col_bool(st, CGI_COL_IS_ONLINE));
+	cgi_add_col_time(p, "last_seen", st, CGI_COL_LAST_SEEN);
+	cgi_add_col_str(p, "status", st, CGI_COL_STATUS);
 	jh_add_int(p, "timestamp", (int64_t)time(NULL));
 	jh_add_str(p, "type", "user_status_changed");
-	jh_add_int(p, "user_id", sqlite3_column_int64(st, 0));
-	cgi_add_col_str(p, "username", st, 1);
+	jh_add_int(p, "user_id", sqlite3_column_int64(st, CGI_COL_ID));
+	cgi_add_col_str(p, "username", st, CGI_COL_USERNAME);
 	jh_add_bool(p, "ws_connected", false);
 	sqlite3_reset(st);
-	rc = notify_enqueue(db, NOTIFY_ALL, "", p, e);
+	if ((rc = notify_enqueue(db, NOTIFY_ALL, "", p, e)) == 0 &&
+	    user != NULL) {
+		*user = u;
+		u = NULL;
+	}
+	json_object_put(u);
 	json_object_put(p);
 	return rc;
 }

@@ -5,12 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/config.h"
-
 struct auth_user;
 struct db;
 struct err;
-struct http;
 struct http_req;
 struct http_route;
 struct jh_field;
@@ -20,24 +17,11 @@ struct users_new;
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
-/* What every FastCGI program opens at start and closes at exit. */
-struct cgi {
-	struct config cfg;
-	struct db *db;
-	struct http *http;
-};
-
 /*
- * Load config, start the log as program, open the HTTP side and the
- * database (which must be migrated). Under FastCGI http_open forks the
- * workers and returns only in them, so each worker opens its own database
- * connection. On failure logs why and returns -1.
+ * A program's whole main: load config, start the log as program, open the
+ * HTTP side and the database (which must be migrated), serve routes until
+ * told to stop, close. The exit status; on failure to start logs why.
  */
-int cgi_open(struct cgi *cgi, const char *program);
-void cgi_close(struct cgi *cgi);
-
-/* A program's whole main: open, serve routes until told to stop, close.
- * The exit status. */
 int cgi_serve(const char *program, const struct http_route *routes,
     size_t nroutes);
 
@@ -49,6 +33,21 @@ int cgi_reply_user(struct http_req *req, int status, const char *message,
 #define CGI_USER_COLUMNS                                                       \
 	"id, username, email, extension, status, role, is_online, "            \
 	"last_login, last_seen, created_at, updated_at"
+
+/* Their indexes. */
+enum cgi_user_col {
+	CGI_COL_ID,
+	CGI_COL_USERNAME,
+	CGI_COL_EMAIL,
+	CGI_COL_EXTENSION,
+	CGI_COL_STATUS,
+	CGI_COL_ROLE,
+	CGI_COL_IS_ONLINE,
+	CGI_COL_LAST_LOGIN,
+	CGI_COL_LAST_SEEN,
+	CGI_COL_CREATED_AT,
+	CGI_COL_UPDATED_AT
+};
 
 /*
  * UserResponse (contract §1.5) from a row whose first columns, from col,
@@ -71,6 +70,12 @@ void cgi_add_col_time(struct json_object *o, const char *key,
 
 /* The zero User of a missing user (id 0, empty strings, zero time). */
 struct json_object *cgi_user_zero(void);
+
+/*
+ * The CGI_USER_COLUMNS row of user id: the statement stepped onto it, which
+ * the caller resets once read. NULL with ERR_NOTFOUND "User not found".
+ */
+struct sqlite3_stmt *cgi_user_row(struct db *db, int64_t id, struct err *e);
 
 /* Load user id as UserResponse. ERR_NOTFOUND "User not found". */
 struct json_object *cgi_user_by_id(struct db *db, int64_t id, struct err *e);
@@ -105,8 +110,11 @@ int cgi_user_create(struct db *db, struct users_new *in, int64_t actor_id,
 /*
  * Inside the caller's transaction: enqueue the REST form of
  * user_status_changed for user id (as it is now in the database) to all.
+ * user (may be NULL) gets the UserResponse of the same row, owned by the
+ * caller; it is left untouched on failure.
  */
-int cgi_notify_user_status(struct db *db, int64_t id, struct err *e);
+int cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
+    struct err *e);
 
 /*
  * The frontend config of GET /config: URLs from the origin the browser used,

@@ -28,7 +28,6 @@
 enum q {
 	Q_LOGOUT,
 	Q_STATUS_SET,
-	Q_HEARTBEAT_GET,
 	Q_HEARTBEAT_SEEN,
 	Q_HEARTBEAT_ONLINE,
 	Q_ONLINE_LIST,
@@ -43,7 +42,6 @@ static const char *const sql[Q__MAX] = {
 	    "UPDATE users SET status = ?2, last_seen = ?3, updated_at = ?3, "
 	    "is_online = CASE ?2 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
 	    "ELSE is_online END WHERE id = ?1",
-	[Q_HEARTBEAT_GET] = "SELECT status, is_online FROM users WHERE id = ?1",
 	[Q_HEARTBEAT_SEEN] =
 	    "UPDATE users SET last_seen = ?2, updated_at = ?2 WHERE id = ?1",
 	[Q_HEARTBEAT_ONLINE] = "UPDATE users SET status = 'online', "
@@ -109,7 +107,7 @@ logout(struct http_req *req, struct err *e)
 		return -1;
 	/* Revoking here is what makes the same token useless afterwards. */
 	if (exec_id_now(db, Q_LOGOUT, u->id, now, e) == -1 ||
-	    cgi_notify_user_status(db, u->id, e) == -1 ||
+	    cgi_notify_user_status(db, u->id, NULL, e) == -1 ||
 	    auth_revoke_user(db, u->id, e) == -1 || db_commit(db, e) == -1) {
 		db_rollback(db);
 		return -1;
@@ -176,9 +174,8 @@ status_update(struct http_req *req, struct err *e)
 	if (db_begin(db, e) == -1)
 		return -1;
 	if (status_set(db, u->id, in.status, now, e) == -1 ||
-	    cgi_notify_user_status(db, u->id, e) == -1 ||
+	    cgi_notify_user_status(db, u->id, &user, e) == -1 ||
 	    notify_user_status(db, u->extension, in.status, e) == -1 ||
-	    (user = cgi_user_by_id(db, u->id, e)) == NULL ||
 	    db_commit(db, e) == -1) {
 		db_rollback(db);
 		json_object_put(user);
@@ -219,7 +216,6 @@ heartbeat(struct http_req *req, struct err *e)
 	char now[40], status[16];
 	bool online, live, promote;
 	const char *s;
-	int r;
 
 	if ((u = cgi_me(req, e)) == NULL)
 		return -1;
@@ -228,24 +224,17 @@ heartbeat(struct http_req *req, struct err *e)
 	db_now(now, sizeof(now));
 	if (db_begin(db, e) == -1)
 		return -1;
-	if ((st = db_stmt(db, sql[Q_HEARTBEAT_GET], e)) == NULL)
+	if ((st = cgi_user_row(db, u->id, e)) == NULL)
 		goto rollback;
-	sqlite3_bind_int64(st, 1, u->id);
-	if ((r = db_row(db, st, e)) == -1)
-		goto rollback;
-	if (r == 0) {
-		err_set(e, ERR_NOTFOUND, "User not found");
-		goto rollback;
-	}
-	s = (const char *)sqlite3_column_text(st, 0);
+	s = (const char *)sqlite3_column_text(st, CGI_COL_STATUS);
 	snprintf(status, sizeof(status), "%s", s != NULL ? s : "");
-	online = cgi_col_bool(st, 1);
+	online = cgi_col_bool(st, CGI_COL_IS_ONLINE);
 	sqlite3_reset(st);
 	promote = live && strcmp(status, "offline") == 0;
 	if (exec_id_now(db, Q_HEARTBEAT_SEEN, u->id, now, e) == -1 ||
 	    (promote &&
 		(exec_id_now(db, Q_HEARTBEAT_ONLINE, u->id, NULL, e) == -1 ||
-		    cgi_notify_user_status(db, u->id, e) == -1)) ||
+		    cgi_notify_user_status(db, u->id, NULL, e) == -1)) ||
 	    db_commit(db, e) == -1)
 		goto rollback;
 	if (promote)

@@ -11,6 +11,8 @@ struct db;
 struct err;
 struct users_new;
 
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
 /* What a command works on: the configuration and the migrated database. */
 struct cli {
 	struct config cfg;

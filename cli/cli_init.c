@@ -239,7 +239,7 @@ demo_seed(struct db *db)
 	int64_t id;
 	size_t i;
 
-	for (i = 0; i < sizeof(demo_users) / sizeof(demo_users[0]); i++) {
+	for (i = 0; i < nitems(demo_users); i++) {
 		/* A name taken is an account of an earlier run: kept. */
 		if (users_conflicts(db, 0, demo_users[i].username, NULL, NULL,
 			&e) == -1) {

@@ -27,8 +27,6 @@
 #include "lib/users.h"
 #include "cli/cli.h"
 
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-
 enum q { Q_BY_NAME, Q_SET_PASSWORD, Q_LIST, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_BY_NAME] = "SELECT id, role FROM users WHERE username = ?1",
@@ -230,6 +228,27 @@ user_find(struct db *db, const char *username, int64_t *id, char *role,
 	return 1;
 }
 
+/*
+ * BEGIN IMMEDIATE, then user_find under the lock: the user may have gone
+ * since the caller last looked. ERR_NOTFOUND when absent; on failure no
+ * transaction is left open.
+ */
+static int
+user_lock(struct db *db, const char *username, int64_t *id, char *role,
+    size_t rolesize, struct err *e)
+{
+	int found;
+
+	if (db_begin(db, e) == -1)
+		return -1;
+	if ((found = user_find(db, username, id, role, rolesize, e)) == 1)
+		return 0;
+	if (found == 0)
+		err_set(e, ERR_NOTFOUND, "no user '%s'", username);
+	db_rollback(db);
+	return -1;
+}
+
 static int
 user_add(int argc, char **argv)
 {
@@ -356,16 +375,8 @@ user_passwd(int argc, char **argv)
 		goto out;
 	}
 	db_now(now, sizeof(now));
-	if (db_begin(cli.db, &e) == -1)
+	if (user_lock(cli.db, argv[1], &id, role, sizeof(role), &e) == -1)
 		goto fail;
-	/* Looked up again under the lock: it may have gone meanwhile. */
-	if ((found = user_find(cli.db, argv[1], &id, role, sizeof(role), &e)) ==
-	    -1)
-		goto rollback;
-	if (found == 0) {
-		err_set(&e, ERR_NOTFOUND, "no user '%s'", argv[1]);
-		goto rollback;
-	}
 	if ((st = db_stmt(cli.db, sql[Q_SET_PASSWORD], &e)) == NULL)
 		goto rollback;
 	sqlite3_bind_int64(st, 1, id);
@@ -398,7 +409,6 @@ user_del(int argc, char **argv)
 	struct cli cli;
 	char role[16];
 	int64_t id;
-	int found;
 
 	if (argc != 2) {
 		user_usage();
@@ -406,15 +416,8 @@ user_del(int argc, char **argv)
 	}
 	if (cli_open(&cli, false, false) == -1)
 		return 1;
-	if (db_begin(cli.db, &e) == -1)
+	if (user_lock(cli.db, argv[1], &id, role, sizeof(role), &e) == -1)
 		goto fail;
-	if ((found = user_find(cli.db, argv[1], &id, role, sizeof(role), &e)) ==
-	    -1)
-		goto rollback;
-	if (found == 0) {
-		err_set(&e, ERR_NOTFOUND, "no user '%s'", argv[1]);
-		goto rollback;
-	}
 	if (users_delete(cli.db, id, argv[1], 0, &e) == -1 ||
 	    cli_audit(cli.db, "user.delete", id, argv[1], &e) == -1 ||
 	    db_commit(cli.db, &e) == -1)
