@@ -87,12 +87,6 @@ static const char *const sql[Q__MAX] = {
 static void call_timer(lws_sorted_usec_list_t *sul);
 static void grace_timer(lws_sorted_usec_list_t *sul);
 
-const char *
-calls_id(const struct call *c)
-{
-	return c->id;
-}
-
 static int
 side(const struct call *c, const struct hub_user *u)
 {
@@ -238,18 +232,19 @@ fail:
 	return -1;
 }
 
-/* Close the row: ended with its duration when answered, else `unanswered`
- * (cancelled, rejected, missed). */
+/* Close the row as of at_us: ended with its duration when answered, else
+ * `unanswered` (cancelled, rejected, missed). */
 static void
-log_close(struct relay *r, struct call *c, const char *unanswered)
+log_close(struct relay *r, struct call *c, int64_t at_us,
+    const char *unanswered)
 {
-	int64_t now = db_now_us(), duration = 0;
+	int64_t duration = 0;
 	char stamp[40];
 
-	db_time_format(now, stamp, sizeof(stamp));
+	db_time_format(at_us, stamp, sizeof(stamp));
 	if (c->answered) {
-		if (now > c->answer_us)
-			duration = (now - c->answer_us) / US_PER_S;
+		if (at_us > c->answer_us)
+			duration = (at_us - c->answer_us) / US_PER_S;
 		log_update(r, c, Q_END_ANSWERED, stamp, NULL, duration);
 	} else
 		log_update(r, c, Q_END_RINGING, stamp, unanswered, 0);
@@ -318,16 +313,19 @@ mark_answered(struct relay *r, struct call *c)
 
 /* ---- events to the two parties ---- */
 
+/* o (taken) to one party, or to both when to is NULL. */
 static void
-push_both(struct relay *r, struct call *c, struct json_object *o)
+push_obj(struct relay *r, struct call *c, struct hub_user *to,
+    struct json_object *o)
 {
 	struct msg *m;
 
 	if (o == NULL)
 		return;
 	if ((m = msg_json(o, true)) != NULL) {
-		hub_push(r, c->party[0], m);
-		hub_push(r, c->party[1], m);
+		hub_push(r, to != NULL ? to : c->party[0], m);
+		if (to == NULL)
+			hub_push(r, c->party[1], m);
 		msg_unref(m);
 	}
 	json_object_put(o);
@@ -348,7 +346,23 @@ push_call_event(struct relay *r, struct call *c, const char *type,
 	jh_add_str(o, "channel", c->id);
 	jh_add_str(o, "status", status);
 	jh_add_int(o, "timestamp", 0);
-	push_both(r, c, o);
+	push_obj(r, c, NULL, o);
+}
+
+/* webrtc_call_ended from the relay itself: the call ended for `reason`. */
+static void
+push_ended(struct relay *r, struct call *c, struct hub_user *to,
+    const char *reason)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return;
+	jh_add_str(o, "type", "webrtc_call_ended");
+	jh_add_str(o, "call_id", c->id);
+	jh_add_str(o, "channel", c->id);
+	jh_add_str(o, "reason", reason);
+	push_obj(r, c, to, o);
 }
 
 static void
@@ -356,7 +370,6 @@ call_timer(lws_sorted_usec_list_t *sul)
 {
 	struct call *c = lws_container_of(sul, struct call, sul);
 	struct relay *r = c->r;
-	struct json_object *o;
 
 	if (c->ended) {
 		call_forget(r, c);
@@ -365,14 +378,8 @@ call_timer(lws_sorted_usec_list_t *sul)
 	if (c->answered)
 		return;
 	log_msg(LOG_INFO, "call %s: no answer", c->id);
-	log_close(r, c, "missed");
-	if ((o = json_object_new_object()) != NULL) {
-		jh_add_str(o, "type", "webrtc_call_ended");
-		jh_add_str(o, "call_id", c->id);
-		jh_add_str(o, "channel", c->id);
-		jh_add_str(o, "reason", "no_answer");
-		push_both(r, c, o);
-	}
+	log_close(r, c, db_now_us(), "missed");
+	push_ended(r, c, NULL, "no_answer");
 	call_linger(r, c);
 }
 
@@ -386,10 +393,7 @@ grace_timer(lws_sorted_usec_list_t *sul)
 {
 	struct call *c = lws_container_of(sul, struct call, sul_grace);
 	struct relay *r = c->r;
-	int64_t gone, duration = 0;
-	struct json_object *o;
-	struct msg *m;
-	char stamp[40];
+	int64_t gone;
 	int s;
 
 	if (c->ended || (s = grace_first(c)) == -1)
@@ -401,24 +405,8 @@ grace_timer(lws_sorted_usec_list_t *sul)
 	}
 	log_msg(LOG_INFO, "call %s: extension %s gone for %d s, ending", c->id,
 	    c->party[s]->extension, r->call_grace_s);
-	db_time_format(gone, stamp, sizeof(stamp));
-	if (c->answered) {
-		if (gone > c->answer_us)
-			duration = (gone - c->answer_us) / US_PER_S;
-		log_update(r, c, Q_END_ANSWERED, stamp, NULL, duration);
-	} else
-		log_update(r, c, Q_END_RINGING, stamp, "cancelled", 0);
-	if ((o = json_object_new_object()) != NULL) {
-		jh_add_str(o, "type", "webrtc_call_ended");
-		jh_add_str(o, "call_id", c->id);
-		jh_add_str(o, "channel", c->id);
-		jh_add_str(o, "reason", "peer_disconnected");
-		if ((m = msg_json(o, true)) != NULL) {
-			hub_push(r, c->party[s == 0 ? 1 : 0], m);
-			msg_unref(m);
-		}
-		json_object_put(o);
-	}
+	log_close(r, c, gone, "cancelled");
+	push_ended(r, c, c->party[s == 0 ? 1 : 0], "peer_disconnected");
 	call_forget(r, c);
 }
 
@@ -466,11 +454,11 @@ calls_signal(struct relay *r, struct call *c, struct hub_user *from,
 			mark_answered(r, c);
 	} else if (strcmp(type, "webrtc_call_rejected") == 0) {
 		if (callee) {
-			log_close(r, c, "rejected");
+			log_close(r, c, db_now_us(), "rejected");
 			call_linger(r, c);
 		}
 	} else if (strcmp(type, "webrtc_call_ended") == 0) {
-		log_close(r, c, "cancelled");
+		log_close(r, c, db_now_us(), "cancelled");
 		call_linger(r, c);
 	}
 }
@@ -482,7 +470,7 @@ calls_hangup(struct relay *r, struct call *c, struct hub_user *by)
 	push_call_event(r, c, "call_ended", by->extension, "ended");
 	if (c->ended)
 		return;
-	log_close(r, c, "cancelled");
+	log_close(r, c, db_now_us(), "cancelled");
 	call_linger(r, c);
 }
 

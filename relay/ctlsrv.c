@@ -48,6 +48,17 @@ reply_new(bool ok, const char *error)
 	return o;
 }
 
+/* {"ok":true,"delivered":n}: how many sockets a message was queued to. */
+static struct json_object *
+reply_delivered(size_t n)
+{
+	struct json_object *o;
+
+	if ((o = reply_new(true, NULL)) != NULL)
+		jh_add_int(o, "delivered", (int64_t)n);
+	return o;
+}
+
 static struct json_object *
 op_kick(struct relay *r, struct json_object *rq)
 {
@@ -84,7 +95,7 @@ static struct json_object *
 op_deliver(struct relay *r, struct json_object *rq)
 {
 	const char *ext = jh_get_str(rq, "extension");
-	struct json_object *msg, *o;
+	struct json_object *msg;
 	struct hub_user *u;
 	struct msg *m;
 	size_t n = 0;
@@ -100,9 +111,7 @@ op_deliver(struct relay *r, struct json_object *rq)
 		n = hub_push(r, u, m);
 		msg_unref(m);
 	}
-	if ((o = reply_new(true, NULL)) != NULL)
-		jh_add_int(o, "delivered", (int64_t)n);
-	return o;
+	return reply_delivered(n);
 }
 
 static struct json_object *
@@ -111,7 +120,7 @@ op_call_invite(struct relay *r, struct json_object *rq)
 	const char *id = jh_get_str(rq, "call_id");
 	const char *caller = jh_get_str(rq, "caller_extension");
 	const char *callee = jh_get_str(rq, "callee_extension");
-	struct json_object *inv, *ini = NULL, *o;
+	struct json_object *inv, *ini = NULL;
 	struct err e = { 0 };
 	size_t n;
 
@@ -129,9 +138,7 @@ op_call_invite(struct relay *r, struct json_object *rq)
 		log_msg(LOG_WARN, "call_invite %.64s: %s", id, e.msg);
 		return reply_new(false, e.msg);
 	}
-	if ((o = reply_new(true, NULL)) != NULL)
-		jh_add_int(o, "delivered", (int64_t)n);
-	return o;
+	return reply_delivered(n);
 }
 
 static struct json_object *
@@ -171,12 +178,16 @@ op_stats(struct relay *r, struct json_object *rq)
 {
 	const struct relay_stats *s = &r->stats;
 	struct json_object *o;
+	size_t i, online = 0;
 
 	(void)rq;
 	if ((o = reply_new(true, NULL)) == NULL)
 		return NULL;
+	for (i = 0; i < r->nusers; i++)
+		if (r->users[i]->nclients > 0)
+			online++;
 	jh_add_int(o, "clients", (int64_t)r->nclients);
-	jh_add_int(o, "extensions", (int64_t)r->nonline);
+	jh_add_int(o, "extensions", (int64_t)online);
 	jh_add_int(o, "users", (int64_t)r->nusers);
 	jh_add_int(o, "calls", (int64_t)r->ncalls);
 	jh_add_int(o, "slow_closed", (int64_t)s->slow_closed);

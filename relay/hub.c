@@ -628,12 +628,8 @@ hub_write(struct relay *r, struct client *c)
 	c->qlen--;
 	c->qbytes -= e.m->len;
 	msg_unref(e.m);
-	if (c->qlen == 0) {
-		/* An idle socket holds no queue memory. */
-		free(c->q);
-		c->q = NULL;
-		c->qcap = c->qhead = 0;
-	}
+	if (c->qlen == 0)
+		queue_clear(c); /* an idle socket holds no queue memory */
 	if (lws_write(c->wsi, p, n, LWS_WRITE_TEXT) < (int)n)
 		return -1;
 	r->stats.written++;
@@ -751,9 +747,10 @@ presence_changed(struct relay *r, struct hub_user *u)
  * it as if a last socket had closed. last_seen stays: it is when the user
  * was last seen. One batch per turn of the loop: the candidates are read,
  * then each is updated under the same condition in one short transaction.
+ * As pump_batch: 1 when the batch was full, 0 when not, -1 on failure.
  */
 static int
-sweep_batch(struct relay *r, const char *cutoff, bool *more)
+sweep_batch(struct relay *r, const char *cutoff)
 {
 	int64_t ids[HUB_SWEEP_BATCH], after = r->sweep_after;
 	char seen[HUB_SWEEP_BATCH][40];
@@ -764,7 +761,6 @@ sweep_batch(struct relay *r, const char *cutoff, bool *more)
 	sqlite3_stmt *st;
 	int rc;
 
-	*more = false;
 	if ((st = db_stmt(r->db, sql[Q_STALE], &e)) == NULL)
 		goto fail;
 	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
@@ -800,7 +796,6 @@ sweep_batch(struct relay *r, const char *cutoff, bool *more)
 	if (db_commit(r->db, &e) == -1)
 		goto rollback;
 	r->sweep_after = ids[n - 1];
-	*more = n == HUB_SWEEP_BATCH;
 	for (i = 0; i < n; i++)
 		if (off[i] && (u = hub_user_by_id(r, ids[i], true)) != NULL &&
 		    u->nclients == 0)
@@ -809,7 +804,7 @@ sweep_batch(struct relay *r, const char *cutoff, bool *more)
 	if (noff > 0)
 		log_msg(LOG_INFO, "%zu users without sockets set offline",
 		    noff);
-	return 0;
+	return n == HUB_SWEEP_BATCH ? 1 : 0;
 rollback:
 	db_rollback(r->db);
 fail:
@@ -824,12 +819,12 @@ presence_sweep(lws_sorted_usec_list_t *sul)
 	int64_t next = (int64_t)RELAY_SWEEP_S * LWS_USEC_PER_SEC;
 	int64_t stale = (int64_t)r->presence_stale_s * LWS_USEC_PER_SEC;
 	char cutoff[40];
-	bool more;
+	int rc;
 
 	db_time_format(db_now_us() - stale, cutoff, sizeof(cutoff));
-	if (sweep_batch(r, cutoff, &more) == -1)
+	if ((rc = sweep_batch(r, cutoff)) == -1)
 		next = HUB_RETRY_US;
-	else if (more)
+	else if (rc == 1)
 		next = HUB_SWEEP_NEXT;
 	else
 		r->sweep_after = 0;
@@ -857,7 +852,6 @@ hub_attach(struct relay *r, struct client *c)
 	r->nclients++;
 	r->stats.connections++;
 	if (++u->nclients == 1) {
-		r->nonline++;
 		presence_changed(r, u);
 		calls_present(r, u);
 	}
@@ -881,7 +875,6 @@ client_unlink(struct relay *r, struct client *c)
 	c->next = c->prev = NULL;
 	r->nclients--;
 	if (--u->nclients == 0) {
-		r->nonline--;
 		presence_changed(r, u);
 		/* While stopping the calls are already forgotten. */
 		calls_absent(r, u);

@@ -24,10 +24,9 @@
 #include "lib/log.h"
 #include "relay/relay.h"
 
-#define MAIN_HEADER_MAX                                                        \
-	8192 /* request headers of an upgrade, token included                  \
-	      */
-#define MAIN_FD_MAX (1 << 20)
+/* Request headers of an upgrade, the token included. */
+#define MAIN_HEADER_MAX 8192
+#define MAIN_FD_MAX     (1 << 20)
 
 static volatile sig_atomic_t stop;
 static struct lws_context *volatile signal_ctx;

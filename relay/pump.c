@@ -80,15 +80,15 @@ event_new(struct relay *r, const char *payload, size_t len)
 {
 	struct json_object *o, *v;
 	struct hub_user *u;
+	const char *type;
 	struct msg *m;
 
 	if (strstr(payload, "\"user_status_changed\"") == NULL ||
 	    strstr(payload, "\"ws_connected\"") == NULL ||
 	    (o = jh_parse(payload, len, NULL)) == NULL)
 		return msg_new(payload + 1, len - 1, true);
-	if (json_object_is_type(o, json_type_object) &&
-	    strcmp(jh_get_str(o, "type") ? jh_get_str(o, "type") : "",
-		"user_status_changed") == 0 &&
+	if ((type = jh_get_str(o, "type")) != NULL &&
+	    strcmp(type, "user_status_changed") == 0 &&
 	    json_object_object_get_ex(o, "user_id", &v) &&
 	    json_object_is_type(v, json_type_int) &&
 	    (u = hub_user_by_id(r, json_object_get_int64(v), false)) != NULL) {
@@ -163,30 +163,22 @@ pump_batch(struct relay *r)
 		}
 		rows[n].value = strdup(value != NULL ? value : "");
 		rows[n].m = event_new(r, payload, len);
-		if (rows[n].value == NULL || rows[n].m == NULL) {
-			n++;
+		n++; /* counted now: fail frees a half-built row too */
+		if (rows[n - 1].value == NULL || rows[n - 1].m == NULL) {
 			sqlite3_reset(st);
-			rows_free(rows, n);
 			err_set(&e, ERR_INTERNAL, "out of memory");
 			goto fail;
 		}
-		n++;
 	}
-	if (rc == -1) {
-		rows_free(rows, n);
+	if (rc == -1)
 		goto fail;
-	}
 	if (last == r->cursor)
 		return 0;
-	if ((st = db_stmt(r->db, sql[Q_CURSOR_SET], &e)) == NULL) {
-		rows_free(rows, n);
+	if ((st = db_stmt(r->db, sql[Q_CURSOR_SET], &e)) == NULL)
 		goto fail;
-	}
 	sqlite3_bind_int64(st, 1, last);
-	if (db_done(r->db, st, &e) == -1) {
-		rows_free(rows, n);
+	if (db_done(r->db, st, &e) == -1)
 		goto fail;
-	}
 	r->cursor = last;
 	for (i = 0; i < n; i++)
 		deliver(r, &rows[i]);
@@ -194,6 +186,7 @@ pump_batch(struct relay *r)
 	rows_free(rows, n);
 	return n == PUMP_BATCH ? 1 : 0;
 fail:
+	rows_free(rows, n);
 	log_msg(LOG_WARN, "notify: %s (retrying)", e.msg);
 	return -1;
 }

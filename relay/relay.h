@@ -129,7 +129,7 @@ struct relay {
 	size_t nbuckets;
 	struct hub_user **users;
 	size_t nusers, users_cap;
-	size_t nclients, nonline;
+	size_t nclients;
 	struct hub_user *dirty;
 	lws_sorted_usec_list_t sul_presence;
 	lws_sorted_usec_list_t sul_sweep;
@@ -212,7 +212,6 @@ struct hub_user *calls_peer(const struct call *c, const struct hub_user *u);
 /* Whether a webrtc_* message of type may pass within c (an ended call
  * still lets the late end messages through). */
 bool calls_allows(const struct call *c, const char *type);
-const char *calls_id(const struct call *c);
 int calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
     const char *callee_ext, struct json_object *invitation,
     struct json_object *initiated, size_t *delivered, struct err *e);

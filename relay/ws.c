@@ -188,7 +188,6 @@ ws_established(struct relay *r, struct lws *wsi, struct client *c)
 {
 	time_t now = time(NULL);
 
-	c->wsi = wsi;
 	hub_reply(r, c, r->welcome);
 	if (c->has_since)
 		hub_replay(r, c, c->since);
@@ -229,13 +228,20 @@ ws_error(struct relay *r, struct client *c, const char *text, const char *ref)
 	reply_obj(r, c, o);
 }
 
+/* {"type","from","status","timestamp"} from c's user to everyone. */
 static void
-push_all_obj(struct relay *r, struct json_object *o)
+push_status(struct relay *r, struct client *c, const char *type,
+    const char *status)
 {
+	struct json_object *o;
 	struct msg *m;
 
-	if (o == NULL)
+	if ((o = json_object_new_object()) == NULL)
 		return;
+	jh_add_str(o, "type", type);
+	jh_add_str(o, "from", c->user->extension);
+	jh_add_str(o, "status", status);
+	jh_add_int(o, "timestamp", (int64_t)time(NULL));
 	if ((m = msg_json(o, true)) != NULL) {
 		hub_push_all(r, m);
 		msg_unref(m);
@@ -327,7 +333,7 @@ static void
 ws_user_status(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
-	struct json_object *v, *o;
+	struct json_object *v;
 
 	if (!json_object_object_get_ex(in, "status", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
@@ -335,30 +341,16 @@ ws_user_status(struct relay *r, struct client *c, struct json_object *in,
 		ws_error(r, c, "invalid message", type);
 		return;
 	}
-	if ((o = json_object_new_object()) == NULL)
-		return;
-	jh_add_str(o, "type", "user_status");
-	jh_add_str(o, "from", c->user->extension);
-	jh_add_str(o, "status", json_object_get_string(v));
-	jh_add_int(o, "timestamp", (int64_t)time(NULL));
-	push_all_obj(r, o);
+	push_status(r, c, "user_status", json_object_get_string(v));
 }
 
 static void
 ws_user_online(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
-	struct json_object *o;
-
 	(void)in;
-	if ((o = json_object_new_object()) == NULL)
-		return;
-	jh_add_str(o, "type", "user_status_changed");
-	jh_add_str(o, "from", c->user->extension);
-	jh_add_str(o, "status",
+	push_status(r, c, "user_status_changed",
 	    strcmp(type, "user_online") == 0 ? "online" : "offline");
-	jh_add_int(o, "timestamp", (int64_t)time(NULL));
-	push_all_obj(r, o);
 }
 
 static const struct {

@@ -43,6 +43,13 @@ def test_garbage_token_refused(sb):
     assert refused(ws_url(sb, token="")) in (0, 400, 401, 403)
 
 
+def test_malformed_since_refused(sb):
+    u = sb.make_user()
+    for since in ("abc", "-1", "1x", "99999999999999999999"):
+        assert refused(ws_url(sb, token=u["token"], since=since)) == 400, \
+            since
+
+
 def test_tampered_and_foreign_tokens_refused(sb):
     u = sb.make_user()
     claims = jwt_claims(u["token"])

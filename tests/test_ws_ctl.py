@@ -4,7 +4,7 @@ import os
 import socket
 import stat
 
-from wsclient import connect_user, ctl
+from wsclient import connect_user, ctl, initiate
 
 BAD = [
     b"garbage\n",
@@ -117,3 +117,38 @@ def test_who_deliver_stats(sb):
         r = ctl(sb, {"op": "call_end", "call_id": "webrtc-call-none",
             "by_extension": a["extension"]})
         assert r == {"ok": True, "known": False}, r
+
+
+def test_call_invite_checked_against_the_log(sb):
+    """The relay rings only for an initiated log row with those parties."""
+    a, b = sb.make_user(), sb.make_user()
+    with connect_user(sb, a) as ca, connect_user(sb, b) as cb:
+        r = initiate(sb, a, b["extension"])
+        assert r.status_code == 200, r.text
+        call_id = r.json()["call_id"]
+        cb.wait_type("webrtc_call_invitation", call_id=call_id)
+
+        def invite(cid, caller, callee):
+            return ctl(sb, {"op": "call_invite", "call_id": cid,
+                "caller_extension": caller, "callee_extension": callee,
+                "invitation": {"type": "webrtc_call_invitation",
+                    "call_id": cid}})
+
+        refusals = [
+            invite(call_id, b["extension"], a["extension"]),  # parties
+            invite(call_id, a["extension"], b["extension"]),  # known
+            invite("webrtc-call-none", a["extension"], b["extension"]),
+            invite(call_id, a["extension"], "000000"),
+            invite("x" * 64, a["extension"], b["extension"]),
+        ]
+        r = sb.req("POST", "/protected/call/hangup", token=a["token"],
+            json={"channel": call_id})
+        assert r.status_code == 200, r.text
+        refusals.append(invite(call_id, a["extension"], b["extension"]))
+        for rep in refusals:
+            assert rep.get("ok") is False, rep
+            assert isinstance(rep.get("error"), str) and rep["error"], rep
+        relay_ok(sb, cb)
+        ca.ping()
+        assert len([m for m in cb.log if m.get("type") ==
+            "webrtc_call_invitation"]) == 1, cb.log
