@@ -113,7 +113,8 @@ def _random_text(n):
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
-def _connectable(path):
+def connectable(path):
+    """Whether a Unix stream socket at path accepts a connection."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(1)
         try:
@@ -318,7 +319,7 @@ class System:
     def _relay_ready(self):
         if "relay" not in self.procs:
             return True
-        return all(_connectable(self.run_dir / s)
+        return all(connectable(self.run_dir / s)
                    for s in ("relay.sock", "ctl.sock"))
 
     def _terminate(self, names):

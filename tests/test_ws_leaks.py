@@ -4,27 +4,16 @@ leaks, clean exit on SIGTERM."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from harness import REPO, start_system
+from harness import REPO, connectable, start_system
 from wsclient import (connect_user, ctl, sample_candidate, sample_sdp,
     set_status, start_call, wait_call_status, wait_until)
 
 VALGRIND = shutil.which("valgrind")
-
-
-def connectable(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        try:
-            s.connect(str(path))
-            return True
-        except OSError:
-            return False
 
 
 @pytest.fixture(scope="module")

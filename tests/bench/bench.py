@@ -20,7 +20,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import requests  # noqa: E402
 
 from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
     make_token, start_system, token_parts)
+from wsclient import ctl  # noqa: E402
 
 TARGETS = {
     "profile_vs_trivial": 0.60,
@@ -119,20 +119,6 @@ def wait_idle(pid, timeout=60):
         if (cpu_ticks(pid) - t0) / hz < 0.01:
             return True
     return False
-
-
-def ctl(run_dir, req, timeout=5):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(Path(run_dir) / "ctl.sock"))
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf.split(b"\n")[0])
 
 
 # -- the bench nginx -------------------------------------------------------------
@@ -318,7 +304,7 @@ def fanout(system, procs, wsfan, port, users, n, nproc=2):
         opened += int(got[0])
         failed += int(got[1])
     t_connect = time.monotonic() - t_connect
-    who = ctl(system.run_dir, {"op": "who"})
+    who = ctl(system, {"op": "who"})
     wait_idle(relay, 60)
     rss1 = rss_kib(relay)
 
@@ -350,7 +336,7 @@ def fanout(system, procs, wsfan, port, users, n, nproc=2):
     last = max((x[4] for x in res if x[0]), default=0)
     # Let the relay see every close before the next run.
     try:
-        wait_until(lambda: ctl(system.run_dir, {"op": "who"})
+        wait_until(lambda: ctl(system, {"op": "who"})
             .get("total_clients", 0) <= 2, 120, "sockets closed")
     except RuntimeError:
         pass
