@@ -1056,7 +1056,7 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 		http_reply_error(r, &e);
 		goto done;
 	}
-	if (best->access == HTTP_ADMIN && strcmp(r->user.role, "admin") != 0) {
+	if (best->access == HTTP_ADMIN && !r->user.is_admin) {
 		err_set(&e, ERR_FORBIDDEN, "Admin access required");
 		http_reply_error(r, &e);
 		goto done;
