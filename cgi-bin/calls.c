@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "lib/auth.h"
+#include "lib/calllog.h"
 #include "lib/config.h"
 #include "lib/ctl.h"
 #include "lib/db.h"
@@ -35,35 +36,12 @@
 #define MSG_NO_CALL    "Active call not found"
 #define MSG_NO_NOTIFY  "Failed to notify target user"
 
-enum q {
-	Q_TARGET,
-	Q_LOG_INSERT,
-	Q_LOG_FAILED,
-	Q_LOG_FIND,
-	Q_LOG_END_ANSWERED,
-	Q_LOG_END_RINGING,
-	Q_ACTIVE_FIND,
-	Q_USERS,
-	Q_LOGS,
-	Q__MAX
-};
+enum q { Q_TARGET, Q_LOG_INSERT, Q_ACTIVE_FIND, Q_USERS, Q_LOGS, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_TARGET] = "SELECT id FROM users WHERE extension = ?1",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
-	[Q_LOG_FAILED] = "UPDATE call_logs SET status = 'failed', "
-			 "end_time = ?2, duration = 0 "
-			 "WHERE id = ?1 AND status = 'initiated'",
-	[Q_LOG_FIND] = "SELECT id, caller_id, callee_id, status, answer_time, "
-		       "duration FROM call_logs WHERE channel = ?1 "
-		       "ORDER BY id DESC LIMIT 1",
-	[Q_LOG_END_ANSWERED] = "UPDATE call_logs SET status = 'ended', "
-			       "end_time = ?2, duration = ?3 "
-			       "WHERE id = ?1 AND status = 'answered'",
-	[Q_LOG_END_RINGING] = "UPDATE call_logs SET status = 'cancelled', "
-			      "end_time = ?2, duration = 0 "
-			      "WHERE id = ?1 AND status = 'initiated'",
 	[Q_ACTIVE_FIND] = "SELECT id FROM active_calls WHERE channel = ?1 "
 			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
@@ -91,13 +69,6 @@ struct initiate_in {
 static const struct jh_field initiate_fields[] = {
 	{ "target_extension", JH_DIGITS, true, 1, 15,
 	    offsetof(struct initiate_in, target_extension), 0 },
-};
-
-/* A call log row as hangup needs it. */
-struct log_row {
-	int64_t id, caller_id, callee_id, duration;
-	char status[16];
-	char answer_time[40];
 };
 
 static bool
@@ -184,20 +155,6 @@ ring(const struct config *cfg, const struct auth_user *u, const char *call_id,
 }
 
 static int
-log_failed(struct db *db, int64_t id, struct err *e)
-{
-	sqlite3_stmt *st;
-	char now[40];
-
-	if ((st = db_stmt(db, sql[Q_LOG_FAILED], e)) == NULL)
-		return -1;
-	db_now(now, sizeof(now));
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-	return db_done(db, st, e);
-}
-
-static int
 initiate(struct http_req *req, struct err *e)
 {
 	struct initiate_in in = { 0 };
@@ -244,7 +201,8 @@ initiate(struct http_req *req, struct err *e)
 	if (ring(http_config(req), u, call_id, in.target_extension, now,
 		&delivered) == -1 ||
 	    delivered <= 0) {
-		if (log_failed(db, log_id, e) == -1)
+		if (calllog_close(db, log_id, CALLLOG_FAILED, db_now_us(), NULL,
+			e) == -1)
 			return -1;
 		if ((o = json_object_new_object()) == NULL)
 			return err_set(e, ERR_INTERNAL, "out of memory");
@@ -266,77 +224,6 @@ initiate(struct http_req *req, struct err *e)
 }
 
 /* ---- hangup ---- */
-
-/* 1 with *row filled, 0 when there is no row for channel, -1 on error. */
-static int
-log_find(struct db *db, const char *channel, struct log_row *row, struct err *e)
-{
-	sqlite3_stmt *st;
-	const char *s;
-	int r;
-
-	if ((st = db_stmt(db, sql[Q_LOG_FIND], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
-	if ((r = db_row(db, st, e)) != 1)
-		return r;
-	memset(row, 0, sizeof(*row));
-	row->id = sqlite3_column_int64(st, 0);
-	row->caller_id = sqlite3_column_int64(st, 1);
-	row->callee_id = sqlite3_column_int64(st, 2);
-	s = (const char *)sqlite3_column_text(st, 3);
-	snprintf(row->status, sizeof(row->status), "%s", s != NULL ? s : "");
-	s = (const char *)sqlite3_column_text(st, 4);
-	snprintf(row->answer_time, sizeof(row->answer_time), "%s",
-	    s != NULL ? s : "");
-	row->duration = sqlite3_column_int64(st, 5);
-	sqlite3_reset(st);
-	return 1;
-}
-
-/*
- * Close the log: answered calls end with their duration, ringing ones are
- * cancelled. Guarded by the status, so when the relay closed it a moment
- * earlier its duration stands. *duration gets what the row holds.
- */
-static int
-log_close(struct db *db, const char *channel, struct log_row *row,
-    int64_t *duration, struct err *e)
-{
-	int64_t now = db_now_us(), answered = 0, d = 0;
-	sqlite3_stmt *st;
-	char stamp[40];
-	enum q q;
-
-	db_time_format(now, stamp, sizeof(stamp));
-	if (strcmp(row->status, "answered") == 0) {
-		q = Q_LOG_END_ANSWERED;
-		if (db_time_parse(row->answer_time, &answered) == 0 &&
-		    now > answered)
-			d = (now - answered) / 1000000;
-	} else if (strcmp(row->status, "initiated") == 0)
-		q = Q_LOG_END_RINGING;
-	else {
-		*duration = row->duration;
-		return 0;
-	}
-	if ((st = db_stmt(db, sql[q], e)) == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, row->id);
-	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
-	if (q == Q_LOG_END_ANSWERED)
-		sqlite3_bind_int64(st, 3, d);
-	if (db_done(db, st, e) == -1)
-		return -1;
-	if (db_changes(db) == 1) {
-		*duration = d;
-		return 0;
-	}
-	if (log_find(db, channel, row, e) == -1)
-		return -1;
-	*duration = row->duration;
-	return 0;
-}
 
 /* Best effort: the log is closed whether or not the relay hears of it. */
 static void
@@ -362,7 +249,7 @@ hangup(struct http_req *req, struct err *e)
 	struct db *db = http_db(req);
 	const struct auth_user *u;
 	struct json_object *body, *o;
-	struct log_row row;
+	struct calllog_row row;
 	sqlite3_stmt *st;
 	const char *channel;
 	int64_t duration = 0;
@@ -386,11 +273,14 @@ hangup(struct http_req *req, struct err *e)
 		sqlite3_reset(st);
 		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
 	}
-	if ((r = log_find(db, channel, &row, e)) == -1)
+	if ((r = calllog_find(db, channel, &row, e)) == -1)
 		return -1;
 	if (r == 0 || (row.caller_id != u->id && row.callee_id != u->id))
 		return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
-	if (log_close(db, channel, &row, &duration, e) == -1)
+	/* Guarded by the status: when the relay closed it a moment earlier,
+	 * its duration stands. */
+	if (calllog_close(db, row.id, CALLLOG_HANGUP, db_now_us(), &duration,
+		e) == -1)
 		return -1;
 	tell_relay_end(http_config(req), channel, u->extension);
 	if ((o = json_object_new_object()) == NULL)

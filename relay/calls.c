@@ -2,9 +2,9 @@
  * calls: the live browser-to-browser (WebRTC) calls. A call is registered
  * by the control op call_invite once its log row exists, rings until the
  * callee accepts or CALL_RING_TIMEOUT_S passes, and is forgotten when it
- * ends. Each step closes or advances its call_logs row with one UPDATE
- * guarded by the row's current status, so the REST hangup and the relay
- * can never both close the same call.
+ * ends. Each step closes or advances its call_logs row through
+ * lib/calllog.h, whose UPDATEs are guarded by the row's current status, so
+ * the REST hangup and the relay can never both close the same call.
  *
  * An ended call lingers for CALLS_LINGER_S: browsers send their end in
  * several ways at once (webrtc_call_ended, hangup, the REST hangup) in any
@@ -28,6 +28,7 @@
 #include <libwebsockets.h>
 #include <sqlite3.h>
 
+#include "lib/calllog.h"
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
@@ -47,7 +48,6 @@ struct call {
 	struct call *pnext[2];     /* in each party's list */
 	struct call *next, *prev;  /* all live calls */
 	bool answered, ended;
-	int64_t answer_us;
 	int64_t gone_us[2]; /* when each party's last socket closed; 0: here */
 	lws_sorted_usec_list_t
 	    sul; /* ring timeout, then the end of lingering */
@@ -55,33 +55,13 @@ struct call {
 	struct relay *r;
 };
 
-enum q {
-	Q_FIND,
-	Q_STALE,
-	Q_RELOAD,
-	Q_ANSWER,
-	Q_END_ANSWERED,
-	Q_END_RINGING,
-	Q__MAX
-};
+enum q { Q_RELOAD, Q__MAX };
 static const char *const sql[Q__MAX] = {
-	[Q_FIND] = "SELECT id, caller_id, callee_id, status FROM call_logs "
-		   "WHERE channel = ?1 ORDER BY id DESC LIMIT 1",
-	[Q_STALE] = "UPDATE call_logs SET status = 'missed', end_time = ?2, "
-		    "duration = 0 WHERE channel LIKE 'webrtc-call-%' "
-		    "AND status = 'initiated' AND start_time <= ?1",
 	[Q_RELOAD] =
-	    "SELECT id, channel, caller_id, callee_id, status, start_time, "
-	    "answer_time FROM call_logs WHERE channel LIKE 'webrtc-call-%' "
+	    "SELECT id, channel, caller_id, callee_id, status, start_time "
+	    "FROM call_logs WHERE channel LIKE 'webrtc-call-%' "
 	    "AND status IN ('initiated', 'answered') AND start_time > ?1 "
 	    "ORDER BY id",
-	[Q_ANSWER] = "UPDATE call_logs SET status = 'answered', "
-		     "answer_time = ?2 WHERE id = ?1 AND status = 'initiated'",
-	[Q_END_ANSWERED] = "UPDATE call_logs SET status = 'ended', "
-			   "end_time = ?2, duration = ?3 "
-			   "WHERE id = ?1 AND status = 'answered'",
-	[Q_END_RINGING] = "UPDATE call_logs SET status = ?3, end_time = ?2, "
-			  "duration = 0 WHERE id = ?1 AND status = 'initiated'",
 };
 
 static void call_timer(lws_sorted_usec_list_t *sul);
@@ -208,46 +188,26 @@ call_linger(struct relay *r, struct call *c)
 
 /* ---- the log row ---- */
 
+/* The log's verdict on a step (calllog_answer, calllog_close), the
+ * failure logged here: the call goes on in memory either way. */
 static int
-log_update(struct relay *r, struct call *c, enum q q, const char *now,
-    const char *status, int64_t duration)
+log_result(const struct call *c, int rc, const struct err *e)
 {
-	struct err e = { 0 };
-	sqlite3_stmt *st;
-
-	if ((st = db_stmt(r->db, sql[q], &e)) == NULL)
-		goto fail;
-	sqlite3_bind_int64(st, 1, c->log_id);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-	if (q == Q_END_ANSWERED)
-		sqlite3_bind_int64(st, 3, duration);
-	else if (q == Q_END_RINGING)
-		sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
-	if (db_done(r->db, st, &e) == -1)
-		goto fail;
-	return db_changes(r->db);
-fail:
-	log_msg(LOG_ERROR, "call %s: log %" PRId64 ": %s", c->id, c->log_id,
-	    e.msg);
-	return -1;
+	if (rc == -1)
+		log_msg(LOG_ERROR, "call %s: log %" PRId64 ": %s", c->id,
+		    c->log_id, e->msg);
+	return rc;
 }
 
 /* Close the row as of at_us: ended with its duration when answered, else
- * `unanswered` (cancelled, rejected, missed). */
+ * as how says of a ringing call. */
 static void
-log_close(struct relay *r, struct call *c, int64_t at_us,
-    const char *unanswered)
+log_close(struct relay *r, struct call *c, int64_t at_us, enum calllog_end how)
 {
-	int64_t duration = 0;
-	char stamp[40];
+	struct err e = { 0 };
 
-	db_time_format(at_us, stamp, sizeof(stamp));
-	if (c->answered) {
-		if (at_us > c->answer_us)
-			duration = (at_us - c->answer_us) / US_PER_S;
-		log_update(r, c, Q_END_ANSWERED, stamp, NULL, duration);
-	} else
-		log_update(r, c, Q_END_RINGING, stamp, unanswered, 0);
+	log_result(c, calllog_close(r->db, c->log_id, how, at_us, NULL, &e),
+	    &e);
 }
 
 /* ---- parties without sockets ---- */
@@ -292,20 +252,18 @@ grace_arm(struct relay *r, struct call *c)
 static void
 mark_answered(struct relay *r, struct call *c)
 {
-	int64_t now = db_now_us();
-	char stamp[40];
+	struct err e = { 0 };
 
 	if (c->answered)
 		return;
-	db_time_format(now, stamp, sizeof(stamp));
-	if (log_update(r, c, Q_ANSWER, stamp, NULL, 0) == 0) {
+	if (log_result(c, calllog_answer(r->db, c->log_id, db_now_us(), &e),
+		&e) == 0) {
 		/* Closed meanwhile (REST hangup): nothing left to track. */
 		log_msg(LOG_INFO, "call %s answered after it ended", c->id);
 		call_linger(r, c);
 		return;
 	}
 	c->answered = true;
-	c->answer_us = now;
 	lws_sul_cancel(&c->sul);
 	/* The callee's absence counts from now on too. */
 	grace_arm(r, c);
@@ -378,7 +336,7 @@ call_timer(lws_sorted_usec_list_t *sul)
 	if (c->answered)
 		return;
 	log_msg(LOG_INFO, "call %s: no answer", c->id);
-	log_close(r, c, db_now_us(), "missed");
+	log_close(r, c, db_now_us(), CALLLOG_MISSED);
 	push_ended(r, c, NULL, "no_answer");
 	call_linger(r, c);
 }
@@ -405,7 +363,7 @@ grace_timer(lws_sorted_usec_list_t *sul)
 	}
 	log_msg(LOG_INFO, "call %s: extension %s gone for %d s, ending", c->id,
 	    c->party[s]->extension, r->call_grace_s);
-	log_close(r, c, gone, "cancelled");
+	log_close(r, c, gone, CALLLOG_HANGUP);
 	push_ended(r, c, c->party[s == 0 ? 1 : 0], "peer_disconnected");
 	call_forget(r, c);
 }
@@ -454,11 +412,11 @@ calls_signal(struct relay *r, struct call *c, struct hub_user *from,
 			mark_answered(r, c);
 	} else if (strcmp(type, "webrtc_call_rejected") == 0) {
 		if (callee) {
-			log_close(r, c, db_now_us(), "rejected");
+			log_close(r, c, db_now_us(), CALLLOG_REJECTED);
 			call_linger(r, c);
 		}
 	} else if (strcmp(type, "webrtc_call_ended") == 0) {
-		log_close(r, c, db_now_us(), "cancelled");
+		log_close(r, c, db_now_us(), CALLLOG_HANGUP);
 		call_linger(r, c);
 	}
 }
@@ -470,7 +428,7 @@ calls_hangup(struct relay *r, struct call *c, struct hub_user *by)
 	push_call_event(r, c, "call_ended", by->extension, "ended");
 	if (c->ended)
 		return;
-	log_close(r, c, db_now_us(), "cancelled");
+	log_close(r, c, db_now_us(), CALLLOG_HANGUP);
 	call_linger(r, c);
 }
 
@@ -514,10 +472,8 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
     struct json_object *initiated, size_t *delivered, struct err *e)
 {
 	struct hub_user *caller, *callee;
-	int64_t log_id, caller_id, callee_id;
-	char status[16];
+	struct calllog_row row;
 	struct msg *m;
-	sqlite3_stmt *st;
 	struct call *c;
 	int rc;
 
@@ -529,24 +485,15 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 		return err_set(e, ERR_NOTFOUND, "unknown extension");
 	if (caller == callee)
 		return err_set(e, ERR_INVALID, "caller is the callee");
-	if ((st = db_stmt(r->db, sql[Q_FIND], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, call_id, -1, SQLITE_TRANSIENT);
-	if ((rc = db_row(r->db, st, e)) == -1)
+	if ((rc = calllog_find(r->db, call_id, &row, e)) == -1)
 		return -1;
 	if (rc == 0)
 		return err_set(e, ERR_NOTFOUND, "no call log for '%s'",
 		    call_id);
-	log_id = sqlite3_column_int64(st, 0);
-	caller_id = sqlite3_column_int64(st, 1);
-	callee_id = sqlite3_column_int64(st, 2);
-	snprintf(status, sizeof(status), "%s",
-	    (const char *)sqlite3_column_text(st, 3));
-	sqlite3_reset(st);
-	if (caller_id != caller->id || callee_id != callee->id)
+	if (row.caller_id != caller->id || row.callee_id != callee->id)
 		return err_set(e, ERR_INVALID, "call log parties differ");
-	if (strcmp(status, "initiated") != 0)
-		return err_set(e, ERR_CONFLICT, "call is %s", status);
+	if (strcmp(row.status, "initiated") != 0)
+		return err_set(e, ERR_CONFLICT, "call is %s", row.status);
 	if (calls_find(callee, call_id) != NULL)
 		return err_set(e, ERR_CONFLICT, "call already known");
 	if (callee->nclients == 0)
@@ -557,7 +504,7 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 	msg_unref(m);
 	if (*delivered == 0)
 		return 0;
-	if ((c = call_add(r, call_id, log_id, caller, callee)) == NULL)
+	if ((c = call_add(r, call_id, row.id, caller, callee)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	ring_start(r, c, (int64_t)r->cfg.call_ring_timeout_s * US_PER_S);
 	/* A caller that rang over REST without a socket of its own is as
@@ -586,22 +533,16 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 int
 calls_init(struct relay *r, struct err *e)
 {
-	int64_t now = db_now_us(), ring_us, start_us, answer_us;
+	int64_t now = db_now_us(), ring_us, start_us;
 	struct hub_user *caller, *callee;
-	char cutoff[40], stamp[40];
 	const char *status, *channel, *at;
+	char cutoff[40];
 	sqlite3_stmt *st;
 	struct call *c;
 	int rc;
 
 	ring_us = (int64_t)r->cfg.call_ring_timeout_s * US_PER_S;
-	db_time_format(now, stamp, sizeof(stamp));
-	db_time_format(now - ring_us, cutoff, sizeof(cutoff));
-	if ((st = db_stmt(r->db, sql[Q_STALE], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
-	if (db_done(r->db, st, e) == -1)
+	if (calllog_miss_stale(r->db, now - ring_us, now, e) == -1)
 		return -1;
 	db_time_format(now - CALLS_ANSWERED_S * US_PER_S, cutoff,
 	    sizeof(cutoff));
@@ -622,14 +563,9 @@ calls_init(struct relay *r, struct err *e)
 			sqlite3_reset(st);
 			return err_set(e, ERR_INTERNAL, "out of memory");
 		}
-		at = (const char *)sqlite3_column_text(st, 6);
-		if (strcmp(status, "answered") == 0) {
+		if (strcmp(status, "answered") == 0)
 			c->answered = true;
-			c->answer_us =
-			    at != NULL && db_time_parse(at, &answer_us) == 0
-				? answer_us
-				: now;
-		} else {
+		else {
 			at = (const char *)sqlite3_column_text(st, 5);
 			if (at == NULL || db_time_parse(at, &start_us) == -1)
 				start_us = now;
