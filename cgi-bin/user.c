@@ -19,6 +19,7 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/notify.h"
+#include "lib/ticket.h"
 #include "lib/users.h"
 #include "cgi-bin/common.h"
 
@@ -362,6 +363,39 @@ debug_auth(struct http_req *req, struct err *e)
 	return 0;
 }
 
+/*
+ * A single-use ticket for the WebSocket upgrade, so the long-lived token
+ * stays out of the URL that proxies and servers log. Bound to this token's
+ * generation and expiry (lib/ticket.h).
+ */
+static int
+ws_ticket(struct http_req *req, struct err *e)
+{
+	const struct auth_claims *c = http_claims(req);
+	struct db *db = http_db(req);
+	char ticket[TICKET_LEN + 1];
+	struct json_object *o;
+
+	if (c == NULL)
+		return err_set(e, ERR_INTERNAL, "ws-ticket without claims");
+	if (db_begin(db, e) == -1)
+		return -1;
+	if (ticket_issue(db, c, db_now_us() / 1000000, ticket, e) == -1 ||
+	    db_commit(db, e) == -1) {
+		db_rollback(db);
+		return -1;
+	}
+	if ((o = json_object_new_object()) == NULL) {
+		explicit_bzero(ticket, sizeof(ticket));
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(o, "ticket", ticket);
+	jh_add_int(o, "expires_in", TICKET_TTL_S);
+	explicit_bzero(ticket, sizeof(ticket));
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
 static const struct http_route routes[] = {
 	{ HTTP_GET, "/protected/profile", HTTP_USER, profile, 0 },
 	{ HTTP_POST, "/protected/logout", HTTP_USER, logout, 0 },
@@ -371,6 +405,7 @@ static const struct http_route routes[] = {
 	{ HTTP_GET, "/protected/users/:extension", HTTP_USER, user_by_extension,
 	    0 },
 	{ HTTP_GET, "/protected/debug/auth", HTTP_USER, debug_auth, 0 },
+	{ HTTP_POST, "/protected/ws-ticket", HTTP_USER, ws_ticket, 0 },
 };
 
 int

@@ -544,21 +544,30 @@ auth_token_verify(struct db *db, const struct config *cfg, const char *token,
 {
 	struct auth_claims c;
 	struct auth_user row;
-	int64_t gen = -1; /* never a token's gen */
-	int rc;
 
-	if (auth_token_decode(cfg, token, &c, e) == -1)
+	if (auth_token_decode(cfg, token, &c, e) == -1 ||
+	    auth_user_current(db, c.user_id, c.gen, &row, e) == -1)
 		return -1;
-	if ((rc = user_get(db, c.user_id, &row, &gen, e)) == -1)
-		return -1;
-	if (rc == 0)
-		return refuse(e, "user no longer exists");
-	if (gen != c.gen)
-		return refuse(e, "token has been revoked");
 	if (claims != NULL)
 		*claims = c;
 	if (u != NULL)
 		*u = row;
+	return 0;
+}
+
+int
+auth_user_current(struct db *db, int64_t id, int64_t gen, struct auth_user *u,
+    struct err *e)
+{
+	int64_t current = -1; /* never a token's gen */
+	int rc;
+
+	if ((rc = user_get(db, id, u, &current, e)) == -1)
+		return -1;
+	if (rc == 0)
+		return refuse(e, "user no longer exists");
+	if (current != gen)
+		return refuse(e, "token has been revoked");
 	return 0;
 }
 

@@ -60,6 +60,15 @@ int auth_token_verify(struct db *db, const struct config *cfg,
     const char *token, struct auth_claims *claims, struct auth_user *u,
     struct err *e);
 
+/*
+ * The user row of id into u, provided gen is still its token generation:
+ * what every credential derived from a token (a WebSocket ticket) is
+ * checked with. ERR_AUTH "Invalid token: ..." when the user is gone or gen
+ * was revoked.
+ */
+int auth_user_current(struct db *db, int64_t id, int64_t gen,
+    struct auth_user *u, struct err *e);
+
 /* Load the user row by id into u. ERR_NOTFOUND when absent. */
 int auth_user_load(struct db *db, int64_t id, struct auth_user *u,
     struct err *e);

@@ -20,6 +20,7 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "lib/ticket.h"
 #include "relay/relay.h"
 
 #define WS_ARG_MAX        2048 /* one ?name=value, the token included */
@@ -95,6 +96,36 @@ parse_since(const char *s, int64_t *v)
 }
 
 /*
+ * The credential in the URL: a single-use ticket (POST /protected/ws-ticket),
+ * or on the legacy path the token itself. 1 with au and *exp (the token's
+ * expiry) filled, 0 when the URL carries neither, -1 with e set.
+ */
+static int
+ws_credential(struct relay *r, struct lws *wsi, struct auth_user *au,
+    int64_t *exp, struct err *e)
+{
+	struct auth_claims claims;
+	char arg[WS_ARG_MAX];
+	const char *v;
+	int rc;
+
+	if ((v = lws_get_urlarg_by_name(wsi, "ticket=", arg, sizeof(arg))) !=
+	    NULL) {
+		rc = ticket_redeem(r->db, v, (int64_t)time(NULL), au, exp, e);
+	} else if ((v = lws_get_urlarg_by_name(wsi, "token=", arg,
+			sizeof(arg))) != NULL &&
+		   v[0] != '\0') {
+		if ((rc = auth_token_verify(r->db, &r->cfg, v, &claims, au,
+			 e)) == 0)
+			*exp = claims.exp;
+	} else {
+		return 0;
+	}
+	explicit_bzero(arg, sizeof(arg));
+	return rc == -1 ? -1 : 1;
+}
+
+/*
  * HTTP_CONFIRM_UPGRADE rather than FILTER_PROTOCOL_CONNECTION: here the
  * socket is still HTTP, so a refusal is a real 401 the browser (and nginx)
  * can read; from FILTER lws can only drop the connection. The result waits
@@ -105,12 +136,11 @@ static int
 ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 {
 	char arg[WS_ARG_MAX], ext[sizeof(((struct auth_user *)0)->extension)];
-	struct auth_claims claims;
 	struct hub_user *u = NULL;
 	struct auth_user au;
 	struct err e = { 0 };
 	const char *v;
-	int64_t since = 0;
+	int64_t since = 0, exp = 0;
 	bool has_since = false;
 	int rc;
 
@@ -132,10 +162,7 @@ ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 			return refuse(r, wsi, 400, "Invalid since parameter");
 		has_since = true;
 	}
-	v = lws_get_urlarg_by_name(wsi, "token=", arg, sizeof(arg));
-	if (v != NULL && v[0] != '\0') {
-		rc = auth_token_verify(r->db, &r->cfg, v, &claims, &au, &e);
-		explicit_bzero(arg, sizeof(arg));
+	if ((rc = ws_credential(r, wsi, &au, &exp, &e)) != 0) {
 		if (rc == -1) {
 			if (e.code == ERR_AUTH)
 				return refuse(r, wsi, 401, e.msg);
@@ -150,7 +177,7 @@ ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 			    "Extension does not match token");
 		if ((u = hub_user_update(r, &au)) == NULL)
 			return refuse(r, wsi, 500, "Internal server error");
-		r->pending.exp = claims.exp;
+		r->pending.exp = exp;
 	} else if (!r->cfg.ws_legacy_extension_auth) {
 		return refuse(r, wsi, 401, "Token required");
 	} else if (ext[0] == '\0') {

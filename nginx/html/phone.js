@@ -187,10 +187,24 @@
 
 	/* ---- WebSocket ---- */
 
-	function connect() {
+	/*
+	 * The socket is opened with a single-use ticket, so the token never
+	 * appears in a URL that a proxy or server might log.
+	 */
+	async function connect() {
 		const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-		let url = proto + '://' + location.host + '/ws?token=' +
-		    encodeURIComponent(st.token);
+		let ticket;
+		try {
+			ticket = (await api('POST', '/protected/ws-ticket')).ticket;
+		} catch (e) {
+			if (st.token)
+				retryLater();
+			return;
+		}
+		if (!st.token || st.ws)
+			return;
+		let url = proto + '://' + location.host + '/ws?ticket=' +
+		    encodeURIComponent(ticket);
 		/* Events missed while away are replayed after this seq. */
 		if (st.lastSeq > 0)
 			url += '&since=' + st.lastSeq;
@@ -226,15 +240,20 @@
 				loggedOut('Your session has expired; log in again.');
 				return;
 			}
-			const wait = RECONNECT_MS[Math.min(st.retries,
-			    RECONNECT_MS.length - 1)];
-			st.retries++;
-			st.retryTimer = setTimeout(function () {
-				if (st.token && !st.ws)
-					connect();
-			}, wait);
-			render();
+			retryLater();
 		};
+	}
+
+	function retryLater() {
+		const wait = RECONNECT_MS[Math.min(st.retries,
+		    RECONNECT_MS.length - 1)];
+		st.retries++;
+		clearTimeout(st.retryTimer);
+		st.retryTimer = setTimeout(function () {
+			if (st.token && !st.ws)
+				connect();
+		}, wait);
+		render();
 	}
 
 	/* Signalling sent while the socket is down goes out once it is back. */
