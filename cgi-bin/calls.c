@@ -4,6 +4,8 @@
  * browsers; from there the relay carries the signalling and closes the
  * log. The PBX (AMI) path answers 502 until it is configured.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <sqlite3.h>
@@ -35,10 +38,33 @@
 #define MSG_NO_PBX     "PBX is not configured"
 #define MSG_NO_CALL    "Active call not found"
 #define MSG_NO_NOTIFY  "Failed to notify target user"
+#define MSG_TOO_MANY   "Too many call attempts"
+#define US_PER_S       INT64_C(1000000)
+#define ATTEMPTS_WINDOW_US                                                     \
+	(60 * US_PER_S) /* CALL_ATTEMPTS_PER_MIN's minute                      \
+			 */
 
-enum q { Q_TARGET, Q_LOG_INSERT, Q_ACTIVE_FIND, Q_USERS, Q_LOGS, Q__MAX };
+enum q {
+	Q_TARGET,
+	Q_RINGING,
+	Q_ATTEMPTS,
+	Q_LOG_INSERT,
+	Q_ACTIVE_FIND,
+	Q_USERS,
+	Q_LOGS,
+	Q__MAX
+};
 static const char *const sql[Q__MAX] = {
 	[Q_TARGET] = "SELECT id FROM users WHERE extension = ?1",
+	/* created_at rather than start_time: the index (caller_id,
+	 * created_at) serves it, and the calls program sets both alike. */
+	[Q_RINGING] = "SELECT channel FROM call_logs WHERE caller_id = ?1 "
+		      "AND created_at > ?3 AND callee_id = ?2 "
+		      "AND status = 'initiated' "
+		      "AND channel LIKE 'webrtc-call-%' "
+		      "ORDER BY created_at DESC, id DESC LIMIT 1",
+	[Q_ATTEMPTS] = "SELECT count(*), min(created_at) FROM call_logs "
+		       "WHERE caller_id = ?1 AND created_at > ?2",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
@@ -46,8 +72,22 @@ static const char *const sql[Q__MAX] = {
 			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
 		    "ORDER BY id",
-	/* Both parties joined as the nested User shape (CGI_USER_COLUMNS). */
+	/*
+	 * The newest ?2 of my calls first, then both parties joined onto
+	 * those only (as the nested User shape, CGI_USER_COLUMNS). Each arm
+	 * of the UNION walks its index (caller_id or callee_id, created_at;
+	 * the rowid ends every index entry) newest first and stops after ?2
+	 * rows; UNION drops the row seen by both arms (a self-call). CROSS
+	 * JOIN keeps the ?2 keys the outer loop: SQLite does not reorder it.
+	 */
 	[Q_LOGS] =
+	    "WITH k (id, created_at) AS ("
+	    "SELECT * FROM (SELECT id, created_at FROM call_logs "
+	    "WHERE caller_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2) "
+	    "UNION "
+	    "SELECT * FROM (SELECT id, created_at FROM call_logs "
+	    "WHERE callee_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2) "
+	    "ORDER BY 2 DESC, 1 DESC LIMIT ?2) "
 	    "SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "
 	    "l.duration, l.status, l.channel, l.direction, l.created_at, "
 	    "a.id, a.username, a.email, a.extension, a.status, a.role, "
@@ -56,10 +96,10 @@ static const char *const sql[Q__MAX] = {
 	    "b.id, b.username, b.email, b.extension, b.status, b.role, "
 	    "b.is_online, b.last_login, b.last_seen, b.created_at, "
 	    "b.updated_at "
-	    "FROM call_logs l LEFT JOIN users a ON a.id = l.caller_id "
+	    "FROM k CROSS JOIN call_logs l ON l.id = k.id "
+	    "LEFT JOIN users a ON a.id = l.caller_id "
 	    "LEFT JOIN users b ON b.id = l.callee_id "
-	    "WHERE l.caller_id = ?1 OR l.callee_id = ?1 "
-	    "ORDER BY l.created_at DESC, l.id DESC LIMIT ?2",
+	    "ORDER BY k.created_at DESC, k.id DESC",
 };
 
 struct initiate_in {
@@ -154,6 +194,185 @@ ring(const struct config *cfg, const struct auth_user *u, const char *call_id,
 	return rc;
 }
 
+/* The 200 of an initiate, a first one or its repeat alike. */
+static int
+initiate_reply(struct http_req *req, const char *call_id, const char *target,
+    struct err *e)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(o, "call_id", call_id);
+	jh_add_str(o, "channel", call_id);
+	jh_add_str(o, "message", "WebRTC call initiated successfully");
+	jh_add_str(o, "method", "webrtc");
+	jh_add_str(o, "priority", "1");
+	jh_add_bool(o, "success", true);
+	jh_add_str(o, "target", target);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/*
+ * The caller's call to target still ringing (status initiated, younger
+ * than the ring timeout, after which the relay closes it as missed):
+ * 1 with its channel in call_id, 0 when there is none.
+ */
+static int
+ringing_find(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t target, int64_t now_us, char *call_id, size_t size, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *ch;
+	char since[40];
+	int r;
+
+	db_time_format(now_us - (int64_t)cfg->call_ring_timeout_s * US_PER_S,
+	    since, sizeof(since));
+	if ((st = db_stmt(db, sql[Q_RINGING], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_int64(st, 2, target);
+	sqlite3_bind_text(st, 3, since, -1, SQLITE_STATIC);
+	if ((r = db_row(db, st, e)) != 1)
+		return r;
+	ch = (const char *)sqlite3_column_text(st, 0);
+	snprintf(call_id, size, "%s", ch != NULL ? ch : "");
+	sqlite3_reset(st);
+	return 1;
+}
+
+/*
+ * ERR_RATE_LIMITED when the caller started CALL_ATTEMPTS_PER_MIN calls in
+ * the last minute. The rows are the count: a call that failed at once
+ * still wrote one, and a repeat writes none, so it costs nothing.
+ * Retry-After is when the oldest of them leaves the minute.
+ */
+static int
+attempts_check(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t now_us, struct err *e)
+{
+	int64_t n, oldest_us, wait_us;
+	sqlite3_stmt *st;
+	const char *t;
+	char since[40];
+
+	if (cfg->call_attempts_per_min <= 0)
+		return 0;
+	db_time_format(now_us - ATTEMPTS_WINDOW_US, since, sizeof(since));
+	if ((st = db_stmt(db, sql[Q_ATTEMPTS], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+	if (db_row(db, st, e) != 1)
+		return err_set(e, ERR_INTERNAL, "call attempts: no row");
+	n = sqlite3_column_int64(st, 0);
+	t = (const char *)sqlite3_column_text(st, 1);
+	if (t == NULL || db_time_parse(t, &oldest_us) == -1)
+		oldest_us = now_us;
+	sqlite3_reset(st);
+	if (n < cfg->call_attempts_per_min)
+		return 0;
+	wait_us = oldest_us + ATTEMPTS_WINDOW_US - now_us;
+	err_set(e, ERR_RATE_LIMITED, MSG_TOO_MANY);
+	if (e != NULL) {
+		e->retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
+		if (e->retry_after_s < 1)
+			e->retry_after_s = 1;
+	}
+	return -1;
+}
+
+/*
+ * The call an initiate is, in one write transaction so that two initiates
+ * at once (the voip-application frontend sends two per click) cannot both
+ * insert: 0 when the caller's call to target is still ringing (call_id is
+ * its channel, nothing written), else 1 with a new initiated row committed
+ * (*log_id, call_id, now its time), unless the caller is past its attempts
+ * (ERR_RATE_LIMITED, nothing written).
+ */
+static int
+call_open(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t target, char *call_id, size_t size, char *now, size_t nowsize,
+    int64_t *log_id, struct err *e)
+{
+	sqlite3_stmt *st;
+	int64_t now_us;
+	int r;
+
+	if (db_begin(db, e) == -1)
+		return -1;
+	/* Read inside the lock: the previous writer's row is visible. */
+	now_us = db_now_us();
+	if ((r = ringing_find(db, cfg, caller, target, now_us, call_id, size,
+		 e)) == -1)
+		goto fail;
+	if (r == 1) {
+		db_rollback(db);
+		return 0;
+	}
+	if (attempts_check(db, cfg, caller, now_us, e) == -1 ||
+	    call_id_new(call_id, size, e) == -1)
+		goto fail;
+	db_time_format(now_us, now, (unsigned)nowsize);
+	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_int64(st, 2, target);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
+	if (db_done(db, st, e) == -1)
+		goto fail;
+	*log_id = db_last_id(db);
+	if (db_commit(db, e) == -1)
+		return -1;
+	return 1;
+fail:
+	db_rollback(db);
+	return -1;
+}
+
+/*
+ * One initiate at a time per caller, from the row's insert to the end of
+ * its ring: a repeat must see how the first one's ring went (a call the
+ * relay could not ring is failed, not ringing) before it answers with
+ * that call. The lock is an open-file-description lock on the caller's
+ * byte of RUN_DIR/calls.lock, so it is shared by every worker of every
+ * program and dies with the process holding it; the ring it covers is
+ * bounded by CTL_TIMEOUT_MS. Without the file (a read-only RUN_DIR) the
+ * initiates go unserialized: the transaction still keeps a repeat from
+ * inserting, and a repeat during a failing ring answers with that call.
+ */
+static int lock_fd = -1;
+
+static bool
+caller_lock(const struct config *cfg, int64_t caller, short type)
+{
+	struct flock l = { .l_whence = SEEK_SET, .l_len = 1 };
+	char path[sizeof(cfg->run_dir) + sizeof("/calls.lock")];
+
+	if (lock_fd == -1 && type != F_UNLCK) {
+		snprintf(path, sizeof(path), "%s/calls.lock", cfg->run_dir);
+		if ((lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC,
+			 0600)) == -1) {
+			log_msg(LOG_WARN, "%s: %s", path, strerror(errno));
+			return false;
+		}
+	}
+	if (lock_fd == -1 || caller < 0)
+		return false;
+	l.l_type = type;
+	l.l_start = (off_t)caller;
+	while (fcntl(lock_fd, F_OFD_SETLKW, &l) == -1) {
+		if (errno != EINTR) {
+			log_msg(LOG_WARN, "calls.lock: %s", strerror(errno));
+			return false;
+		}
+	}
+	return true;
+}
+
 static int
 initiate(struct http_req *req, struct err *e)
 {
@@ -161,9 +380,11 @@ initiate(struct http_req *req, struct err *e)
 	char call_id[CALL_ID_MAX], now[40];
 	struct db *db = http_db(req);
 	const struct auth_user *u;
-	int64_t target_id, log_id, delivered;
+	const struct config *cfg = http_config(req);
+	int64_t target_id, log_id = 0, delivered;
 	struct json_object *o;
 	sqlite3_stmt *st;
+	bool locked, rung;
 	int r;
 
 	if ((u = cgi_me(req, e)) == NULL ||
@@ -184,42 +405,28 @@ initiate(struct http_req *req, struct err *e)
 	if (target_id == u->id)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
 
-	if (call_id_new(call_id, sizeof(call_id), e) == -1)
-		return -1;
-	db_now(now, sizeof(now));
-	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, u->id);
-	sqlite3_bind_int64(st, 2, target_id);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
-	if (db_done(db, st, e) == -1)
-		return -1;
-	log_id = db_last_id(db);
-
+	locked = caller_lock(cfg, u->id, F_WRLCK);
+	r = call_open(db, cfg, u->id, target_id, call_id, sizeof(call_id), now,
+	    sizeof(now), &log_id, e);
 	/* The row is committed first: the relay reads it to track the call. */
-	if (ring(http_config(req), u, call_id, in.target_extension, now,
-		&delivered) == -1 ||
-	    delivered <= 0) {
-		if (calllog_close(db, log_id, CALLLOG_FAILED, db_now_us(), NULL,
-			e) == -1)
-			return -1;
-		if ((o = json_object_new_object()) == NULL)
-			return err_set(e, ERR_INTERNAL, "out of memory");
-		jh_add_str(o, "error", MSG_NO_NOTIFY);
-		http_reply_json(req, 500, o);
-		return 0;
-	}
+	rung = false;
+	if (r == 1 &&
+	    ring(cfg, u, call_id, in.target_extension, now, &delivered) == 0)
+		rung = delivered > 0;
+	if (r == 1 && !rung &&
+	    calllog_close(db, log_id, CALLLOG_FAILED, db_now_us(), NULL, e) ==
+		-1)
+		r = -1;
+	if (locked)
+		caller_lock(cfg, u->id, F_UNLCK);
+	if (r == -1)
+		return -1;
+	if (r == 0 || rung)
+		return initiate_reply(req, call_id, in.target_extension, e);
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(o, "call_id", call_id);
-	jh_add_str(o, "channel", call_id);
-	jh_add_str(o, "message", "WebRTC call initiated successfully");
-	jh_add_str(o, "method", "webrtc");
-	jh_add_str(o, "priority", "1");
-	jh_add_bool(o, "success", true);
-	jh_add_str(o, "target", in.target_extension);
-	http_reply_json(req, 200, o);
+	jh_add_str(o, "error", MSG_NO_NOTIFY);
+	http_reply_json(req, 500, o);
 	return 0;
 }
 
@@ -481,13 +688,23 @@ fail:
 #define LOG_CALLER   10 /* first column of the caller in Q_LOGS */
 #define LOG_CALLEE   21
 
-/* The nested User of a party, or the zero User when the row is gone. */
+/*
+ * The nested User of a party. A deleted user's side of the row is NULL
+ * (users are deleted, their call history stays with the other party): it
+ * is the contract's zero User (id 0, empty strings, as the replaced
+ * backend rendered a missing user) with status "deleted", so a client
+ * can say so without a new field.
+ */
 static struct json_object *
 log_party(sqlite3_stmt *st, int col)
 {
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return cgi_user_zero();
-	return cgi_user_render(st, col, true);
+	struct json_object *o;
+
+	if (sqlite3_column_type(st, col) != SQLITE_NULL)
+		return cgi_user_render(st, col, true);
+	if ((o = cgi_user_zero()) != NULL)
+		jh_add_str(o, "status", "deleted"); /* replaced in place */
+	return o;
 }
 
 /* CallLog (contract §1.5) from a Q_LOGS row. */
