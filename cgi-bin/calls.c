@@ -16,7 +16,6 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 #include <sqlite3.h>
@@ -40,9 +39,8 @@
 #define MSG_NO_NOTIFY  "Failed to notify target user"
 #define MSG_TOO_MANY   "Too many call attempts"
 #define US_PER_S       INT64_C(1000000)
-#define ATTEMPTS_WINDOW_US                                                     \
-	(60 * US_PER_S) /* CALL_ATTEMPTS_PER_MIN's minute                      \
-			 */
+/* The minute of CALL_ATTEMPTS_PER_MIN. */
+#define ATTEMPTS_WINDOW_US (60 * US_PER_S)
 
 enum q {
 	Q_TARGET,
@@ -52,6 +50,7 @@ enum q {
 	Q_ACTIVE_FIND,
 	Q_USERS,
 	Q_LOGS,
+	Q_PARTY,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -73,33 +72,26 @@ static const char *const sql[Q__MAX] = {
 	[Q_USERS] = "SELECT extension, username, status FROM users "
 		    "ORDER BY id",
 	/*
-	 * The newest ?2 of my calls first, then both parties joined onto
-	 * those only (as the nested User shape, CGI_USER_COLUMNS). Each arm
-	 * of the UNION walks its index (caller_id or callee_id, created_at;
-	 * the rowid ends every index entry) newest first and stops after ?2
-	 * rows; UNION drops the row seen by both arms (a self-call). CROSS
-	 * JOIN keeps the ?2 keys the outer loop: SQLite does not reorder it.
+	 * The newest ?2 of my calls. The UNION is a merge of two walks of
+	 * the indexes (caller_id or callee_id, created_at; the rowid ends
+	 * every index entry), each newest first in the ORDER BY's own
+	 * order, so no sort, and the merge stops after ?2 rows; UNION drops
+	 * the row both walks meet (a self-call). CROSS JOIN keeps those ?2
+	 * keys the outer loop: SQLite does not reorder it. The parties are
+	 * read apart (Q_PARTY), once each: the caller is in every row.
 	 */
 	[Q_LOGS] =
 	    "WITH k (id, created_at) AS ("
-	    "SELECT * FROM (SELECT id, created_at FROM call_logs "
-	    "WHERE caller_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2) "
+	    "SELECT id, created_at FROM call_logs WHERE caller_id = ?1 "
 	    "UNION "
-	    "SELECT * FROM (SELECT id, created_at FROM call_logs "
-	    "WHERE callee_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2) "
+	    "SELECT id, created_at FROM call_logs WHERE callee_id = ?1 "
 	    "ORDER BY 2 DESC, 1 DESC LIMIT ?2) "
 	    "SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "
-	    "l.duration, l.status, l.channel, l.direction, l.created_at, "
-	    "a.id, a.username, a.email, a.extension, a.status, a.role, "
-	    "a.is_online, a.last_login, a.last_seen, a.created_at, "
-	    "a.updated_at, "
-	    "b.id, b.username, b.email, b.extension, b.status, b.role, "
-	    "b.is_online, b.last_login, b.last_seen, b.created_at, "
-	    "b.updated_at "
+	    "l.duration, l.status, l.channel, l.direction, l.created_at "
 	    "FROM k CROSS JOIN call_logs l ON l.id = k.id "
-	    "LEFT JOIN users a ON a.id = l.caller_id "
-	    "LEFT JOIN users b ON b.id = l.callee_id "
 	    "ORDER BY k.created_at DESC, k.id DESC",
+	/* The nested User shape of a party. */
+	[Q_PARTY] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
 };
 
 struct initiate_in {
@@ -303,7 +295,7 @@ call_open(struct db *db, const struct config *cfg, int64_t caller,
 
 	if (db_begin(db, e) == -1)
 		return -1;
-	/* Read inside the lock: the previous writer's row is visible. */
+	/* Taken inside the transaction: every row it can see is older. */
 	now_us = db_now_us();
 	if ((r = ringing_find(db, cfg, caller, target, now_us, call_id, size,
 		 e)) == -1)
@@ -685,41 +677,119 @@ fail:
 
 #define LOGS_DEFAULT 50
 #define LOGS_MAX     500
-#define LOG_CALLER   10 /* first column of the caller in Q_LOGS */
-#define LOG_CALLEE   21
 
 /*
- * The nested User of a party. A deleted user's side of the row is NULL
- * (users are deleted, their call history stays with the other party): it
- * is the contract's zero User (id 0, empty strings, as the replaced
- * backend rendered a missing user) with status "deleted", so a client
- * can say so without a new field.
+ * The parties of one page of logs, each rendered once and shared by its
+ * rows (a reference each): the caller is in every row, so a page renders
+ * a few Users instead of two per row, and serializes each of them once
+ * (party_text). The cache holds one reference.
  */
-static struct json_object *
-log_party(sqlite3_stmt *st, int col)
-{
-	struct json_object *o;
+struct parties {
+	int64_t id[2 * LOGS_MAX];
+	struct json_object *user[2 * LOGS_MAX];
+	size_t n;
+};
 
-	if (sqlite3_column_type(st, col) != SQLITE_NULL)
-		return cgi_user_render(st, col, true);
-	if ((o = cgi_user_zero()) != NULL)
-		jh_add_str(o, "status", "deleted"); /* replaced in place */
-	return o;
+static void
+parties_free(struct parties *p)
+{
+	while (p->n > 0)
+		json_object_put(p->user[--p->n]);
 }
 
-/* CallLog (contract §1.5) from a Q_LOGS row. */
+/*
+ * o (taken) as an object that serializes as o's text, rendered once: a
+ * party is written as often as its rows, and json-c would walk its tree
+ * each time. The text is owned by the object (json-c's userdata
+ * serializer frees it).
+ */
 static struct json_object *
-log_render(sqlite3_stmt *st)
+party_text(struct json_object *o)
 {
-	struct json_object *o;
+	struct json_object *shell = NULL;
+	const char *t;
+	char *text;
 
-	if ((o = json_object_new_object()) == NULL)
+	if (o != NULL && (t = jh_text(o, NULL)) != NULL &&
+	    (text = strdup(t)) != NULL) {
+		if ((shell = json_object_new_object()) == NULL)
+			free(text);
+		else
+			json_object_set_serializer(shell,
+			    json_object_userdata_to_json_string, text,
+			    json_object_free_userdata);
+	}
+	json_object_put(o);
+	return shell;
+}
+
+/*
+ * The nested User of the party whose id is in column col of a Q_LOGS row:
+ * a new reference, or NULL with e set. A deleted user's side of the row
+ * is NULL (users are deleted, their call history stays with the other
+ * party): it is the contract's zero User (id 0, empty strings, as the
+ * replaced backend rendered a missing user) with status "deleted", so a
+ * client can say so without a new field.
+ */
+static struct json_object *
+log_party(struct db *db, sqlite3_stmt *row, int col, struct parties *p,
+    struct err *e)
+{
+	struct json_object *o = NULL;
+	sqlite3_stmt *st;
+	int64_t id = 0;
+	size_t i;
+	int r = 0;
+
+	if (sqlite3_column_type(row, col) != SQLITE_NULL)
+		id = sqlite3_column_int64(row, col);
+	for (i = 0; i < p->n; i++)
+		if (p->id[i] == id)
+			return json_object_get(p->user[i]);
+	if (id != 0) {
+		if ((st = db_stmt(db, sql[Q_PARTY], e)) == NULL)
+			return NULL;
+		sqlite3_bind_int64(st, 1, id);
+		if ((r = db_row(db, st, e)) == -1)
+			return NULL;
+		if (r == 1) {
+			o = cgi_user_render(st, 0, true);
+			sqlite3_reset(st);
+		}
+	}
+	if (r == 0 && (o = cgi_user_zero()) != NULL)
+		jh_add_str(o, "status", "deleted"); /* replaced in place */
+	if ((o = party_text(o)) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
+	}
+	if (p->n == nitems(p->id))
+		return o;
+	p->id[p->n] = id;
+	p->user[p->n++] = o;
+	return json_object_get(o);
+}
+
+/* CallLog (contract §1.5) from a Q_LOGS row, or NULL with e set. */
+static struct json_object *
+log_render(struct db *db, sqlite3_stmt *st, struct parties *p, struct err *e)
+{
+	struct json_object *o, *caller, *callee = NULL;
+
+	if ((caller = log_party(db, st, 1, p, e)) == NULL ||
+	    (callee = log_party(db, st, 2, p, e)) == NULL ||
+	    (o = json_object_new_object()) == NULL) {
+		json_object_put(caller);
+		json_object_put(callee);
+		if (caller != NULL && callee != NULL)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
 	jh_add_int(o, "id", sqlite3_column_int64(st, 0));
 	jh_add_int(o, "caller_id", sqlite3_column_int64(st, 1));
 	jh_add_int(o, "callee_id", sqlite3_column_int64(st, 2));
-	json_object_object_add(o, "caller", log_party(st, LOG_CALLER));
-	json_object_object_add(o, "callee", log_party(st, LOG_CALLEE));
+	json_object_object_add(o, "caller", caller);
+	json_object_object_add(o, "callee", callee);
 	cgi_add_col_time(o, "start_time", st, 3);
 	cgi_add_col_time(o, "end_time", st, 4);
 	jh_add_int(o, "duration", sqlite3_column_int64(st, 5));
@@ -741,6 +811,7 @@ logs(struct http_req *req, struct err *e)
 	const char *q = http_query(req, "limit");
 	struct json_object *list, *row, *o;
 	struct db *db = http_db(req);
+	struct parties parties;
 	sqlite3_stmt *st;
 	int64_t limit = LOGS_DEFAULT;
 	int r;
@@ -758,14 +829,16 @@ logs(struct http_req *req, struct err *e)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	sqlite3_bind_int64(st, 1, u->id);
 	sqlite3_bind_int64(st, 2, limit);
+	parties.n = 0;
 	while ((r = db_row(db, st, e)) == 1) {
-		if ((row = log_render(st)) == NULL) {
+		if ((row = log_render(db, st, &parties, e)) == NULL) {
 			sqlite3_reset(st);
-			r = err_set(e, ERR_INTERNAL, "out of memory");
+			r = -1;
 			break;
 		}
 		json_object_array_add(list, row);
 	}
+	parties_free(&parties);
 	if (r == -1) {
 		json_object_put(list);
 		return -1;
