@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
 #include <sqlite3.h>
 
 #include "lib/auth.h"
@@ -698,29 +699,41 @@ parties_free(struct parties *p)
 }
 
 /*
+ * An object that serializes as text (JSON already, copied): json-c's
+ * userdata serializer writes it as it is and frees it with the object.
+ * NULL when out of memory.
+ */
+static struct json_object *
+text_object(const char *text)
+{
+	struct json_object *o;
+	char *copy;
+
+	if (text == NULL || (copy = strdup(text)) == NULL)
+		return NULL;
+	if ((o = json_object_new_object()) == NULL) {
+		free(copy);
+		return NULL;
+	}
+	json_object_set_serializer(o, json_object_userdata_to_json_string, copy,
+	    json_object_free_userdata);
+	return o;
+}
+
+/*
  * o (taken) as an object that serializes as o's text, rendered once: a
  * party is written as often as its rows, and json-c would walk its tree
- * each time. The text is owned by the object (json-c's userdata
- * serializer frees it).
+ * each time.
  */
 static struct json_object *
 party_text(struct json_object *o)
 {
-	struct json_object *shell = NULL;
-	const char *t;
-	char *text;
+	struct json_object *t = NULL;
 
-	if (o != NULL && (t = jh_text(o, NULL)) != NULL &&
-	    (text = strdup(t)) != NULL) {
-		if ((shell = json_object_new_object()) == NULL)
-			free(text);
-		else
-			json_object_set_serializer(shell,
-			    json_object_userdata_to_json_string, text,
-			    json_object_free_userdata);
-	}
+	if (o != NULL)
+		t = text_object(jh_text(o, NULL));
 	json_object_put(o);
-	return shell;
+	return t;
 }
 
 /*
@@ -770,34 +783,118 @@ log_party(struct db *db, sqlite3_stmt *row, int col, struct parties *p,
 	return json_object_get(o);
 }
 
-/* CallLog (contract §1.5) from a Q_LOGS row, or NULL with e set. */
-static struct json_object *
-log_render(struct db *db, sqlite3_stmt *st, struct parties *p, struct err *e)
-{
-	struct json_object *o, *caller, *callee = NULL;
+/*
+ * A page is up to LOGS_MAX rows of twelve fields: a json-c tree built and
+ * freed per row cost more than the query. One row object is refilled in
+ * place for each row (its keys stay, in order), its text appended to the
+ * page's, and the page goes out as one text object.
+ */
 
-	if ((caller = log_party(db, st, 1, p, e)) == NULL ||
-	    (callee = log_party(db, st, 2, p, e)) == NULL ||
-	    (o = json_object_new_object()) == NULL) {
+/* Key of o becomes s, or null when s is NULL; its string is reused. */
+static void
+row_str(struct json_object *o, const char *key, const unsigned char *s)
+{
+	struct json_object *v;
+
+	if (s != NULL && json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    json_object_set_string(v, (const char *)s) == 1)
+		return;
+	jh_add_str(o, key, (const char *)s);
+}
+
+static void
+row_int(struct json_object *o, const char *key, int64_t n)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_int) &&
+	    json_object_set_int64(v, n) == 1)
+		return;
+	jh_add_int(o, key, n);
+}
+
+/* Text columns the contract renders as "" rather than null. */
+static const unsigned char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	return s != NULL ? s : (const unsigned char *)"";
+}
+
+/* Row o becomes the CallLog (contract §1.5) of a Q_LOGS row; -1 with e
+ * set. */
+static int
+log_fill(struct db *db, sqlite3_stmt *st, struct json_object *o,
+    struct parties *p, struct err *e)
+{
+	struct json_object *caller, *callee;
+
+	if ((caller = log_party(db, st, 1, p, e)) == NULL)
+		return -1;
+	if ((callee = log_party(db, st, 2, p, e)) == NULL) {
 		json_object_put(caller);
-		json_object_put(callee);
-		if (caller != NULL && callee != NULL)
-			err_set(e, ERR_INTERNAL, "out of memory");
-		return NULL;
+		return -1;
 	}
-	jh_add_int(o, "id", sqlite3_column_int64(st, 0));
-	jh_add_int(o, "caller_id", sqlite3_column_int64(st, 1));
-	jh_add_int(o, "callee_id", sqlite3_column_int64(st, 2));
+	row_int(o, "id", sqlite3_column_int64(st, 0));
+	row_int(o, "caller_id", sqlite3_column_int64(st, 1));
+	row_int(o, "callee_id", sqlite3_column_int64(st, 2));
 	json_object_object_add(o, "caller", caller);
 	json_object_object_add(o, "callee", callee);
-	cgi_add_col_time(o, "start_time", st, 3);
-	cgi_add_col_time(o, "end_time", st, 4);
-	jh_add_int(o, "duration", sqlite3_column_int64(st, 5));
-	cgi_add_col_str(o, "status", st, 6);
-	cgi_add_col_str(o, "channel", st, 7);
-	cgi_add_col_str(o, "direction", st, 8);
-	cgi_add_col_time(o, "created_at", st, 9);
-	return o;
+	row_str(o, "start_time", sqlite3_column_text(st, 3));
+	row_str(o, "end_time", sqlite3_column_text(st, 4));
+	row_int(o, "duration", sqlite3_column_int64(st, 5));
+	row_str(o, "status", col_text(st, 6));
+	row_str(o, "channel", col_text(st, 7));
+	row_str(o, "direction", col_text(st, 8));
+	row_str(o, "created_at", sqlite3_column_text(st, 9));
+	return 0;
+}
+
+/* The JSON array of the page Q_LOGS steps through, as a text object; NULL
+ * with e set. */
+static struct json_object *
+log_page(struct db *db, sqlite3_stmt *st, struct err *e)
+{
+	struct json_object *row, *page = NULL;
+	struct parties parties;
+	struct printbuf *pb;
+	const char *t;
+	size_t n = 0, len;
+	int r;
+
+	parties.n = 0;
+	row = json_object_new_object();
+	if (row == NULL || (pb = printbuf_new()) == NULL) {
+		json_object_put(row);
+		sqlite3_reset(st);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	r = printbuf_strappend(pb, "[") < 0 ? -2 : 0;
+	while (r == 0 && (r = db_row(db, st, e)) == 1) {
+		if (log_fill(db, st, row, &parties, e) == -1)
+			r = -1;
+		else if ((t = jh_text(row, &len)) == NULL ||
+			 (n++ > 0 && printbuf_strappend(pb, ",") < 0) ||
+			 printbuf_memappend(pb, t, (int)len) < 0)
+			r = -2;
+		else
+			r = 0;
+	}
+	if (r != 0) /* stopped before the end: the statement is mid-page */
+		sqlite3_reset(st);
+	if (r == 0 && (printbuf_strappend(pb, "]") < 0 ||
+			  (page = text_object(pb->buf)) == NULL))
+		r = -2;
+	if (r == -2)
+		err_set(e, ERR_INTERNAL, "out of memory");
+	json_object_put(row);
+	parties_free(&parties);
+	printbuf_free(pb);
+	return page;
 }
 
 /*
@@ -809,12 +906,10 @@ logs(struct http_req *req, struct err *e)
 {
 	const struct auth_user *u;
 	const char *q = http_query(req, "limit");
-	struct json_object *list, *row, *o;
+	struct json_object *list, *o;
 	struct db *db = http_db(req);
-	struct parties parties;
 	sqlite3_stmt *st;
 	int64_t limit = LOGS_DEFAULT;
-	int r;
 
 	if (q != NULL && *q != '\0') {
 		if (cgi_parse_id(q, &limit) == -1 || limit > LOGS_MAX)
@@ -825,24 +920,10 @@ logs(struct http_req *req, struct err *e)
 		return -1;
 	if ((st = db_stmt(db, sql[Q_LOGS], e)) == NULL)
 		return -1;
-	if ((list = json_object_new_array()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
 	sqlite3_bind_int64(st, 1, u->id);
 	sqlite3_bind_int64(st, 2, limit);
-	parties.n = 0;
-	while ((r = db_row(db, st, e)) == 1) {
-		if ((row = log_render(db, st, &parties, e)) == NULL) {
-			sqlite3_reset(st);
-			r = -1;
-			break;
-		}
-		json_object_array_add(list, row);
-	}
-	parties_free(&parties);
-	if (r == -1) {
-		json_object_put(list);
+	if ((list = log_page(db, st, e)) == NULL)
 		return -1;
-	}
 	if ((o = cgi_ok("call_logs", list)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	http_reply_json(req, 200, o);
