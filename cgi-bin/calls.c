@@ -4,6 +4,8 @@
  * browsers; from there the relay carries the signalling and closes the
  * log. The PBX (AMI) path answers 502 until it is configured.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <time.h>
 
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
 #include <sqlite3.h>
 
 #include "lib/auth.h"
@@ -35,10 +38,33 @@
 #define MSG_NO_PBX     "PBX is not configured"
 #define MSG_NO_CALL    "Active call not found"
 #define MSG_NO_NOTIFY  "Failed to notify target user"
+#define MSG_TOO_MANY   "Too many call attempts"
+#define US_PER_S       INT64_C(1000000)
+/* The minute of CALL_ATTEMPTS_PER_MIN. */
+#define ATTEMPTS_WINDOW_US (60 * US_PER_S)
 
-enum q { Q_TARGET, Q_LOG_INSERT, Q_ACTIVE_FIND, Q_USERS, Q_LOGS, Q__MAX };
+enum q {
+	Q_TARGET,
+	Q_RINGING,
+	Q_ATTEMPTS,
+	Q_LOG_INSERT,
+	Q_ACTIVE_FIND,
+	Q_USERS,
+	Q_LOGS,
+	Q_PARTY,
+	Q__MAX
+};
 static const char *const sql[Q__MAX] = {
 	[Q_TARGET] = "SELECT id FROM users WHERE extension = ?1",
+	/* created_at rather than start_time: the index (caller_id,
+	 * created_at) serves it, and the calls program sets both alike. */
+	[Q_RINGING] = "SELECT channel FROM call_logs WHERE caller_id = ?1 "
+		      "AND created_at > ?3 AND callee_id = ?2 "
+		      "AND status = 'initiated' "
+		      "AND channel LIKE 'webrtc-call-%' "
+		      "ORDER BY created_at DESC, id DESC LIMIT 1",
+	[Q_ATTEMPTS] = "SELECT count(*), min(created_at) FROM call_logs "
+		       "WHERE caller_id = ?1 AND created_at > ?2",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
@@ -46,20 +72,27 @@ static const char *const sql[Q__MAX] = {
 			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
 		    "ORDER BY id",
-	/* Both parties joined as the nested User shape (CGI_USER_COLUMNS). */
+	/*
+	 * The newest ?2 of my calls. The UNION is a merge of two walks of
+	 * the indexes (caller_id or callee_id, created_at; the rowid ends
+	 * every index entry), each newest first in the ORDER BY's own
+	 * order, so no sort, and the merge stops after ?2 rows; UNION drops
+	 * the row both walks meet (a self-call). CROSS JOIN keeps those ?2
+	 * keys the outer loop: SQLite does not reorder it. The parties are
+	 * read apart (Q_PARTY), once each: the caller is in every row.
+	 */
 	[Q_LOGS] =
+	    "WITH k (id, created_at) AS ("
+	    "SELECT id, created_at FROM call_logs WHERE caller_id = ?1 "
+	    "UNION "
+	    "SELECT id, created_at FROM call_logs WHERE callee_id = ?1 "
+	    "ORDER BY 2 DESC, 1 DESC LIMIT ?2) "
 	    "SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "
-	    "l.duration, l.status, l.channel, l.direction, l.created_at, "
-	    "a.id, a.username, a.email, a.extension, a.status, a.role, "
-	    "a.is_online, a.last_login, a.last_seen, a.created_at, "
-	    "a.updated_at, "
-	    "b.id, b.username, b.email, b.extension, b.status, b.role, "
-	    "b.is_online, b.last_login, b.last_seen, b.created_at, "
-	    "b.updated_at "
-	    "FROM call_logs l LEFT JOIN users a ON a.id = l.caller_id "
-	    "LEFT JOIN users b ON b.id = l.callee_id "
-	    "WHERE l.caller_id = ?1 OR l.callee_id = ?1 "
-	    "ORDER BY l.created_at DESC, l.id DESC LIMIT ?2",
+	    "l.duration, l.status, l.channel, l.direction, l.created_at "
+	    "FROM k CROSS JOIN call_logs l ON l.id = k.id "
+	    "ORDER BY k.created_at DESC, k.id DESC",
+	/* The nested User shape of a party. */
+	[Q_PARTY] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
 };
 
 struct initiate_in {
@@ -154,6 +187,185 @@ ring(const struct config *cfg, const struct auth_user *u, const char *call_id,
 	return rc;
 }
 
+/* The 200 of an initiate, a first one or its repeat alike. */
+static int
+initiate_reply(struct http_req *req, const char *call_id, const char *target,
+    struct err *e)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	jh_add_str(o, "call_id", call_id);
+	jh_add_str(o, "channel", call_id);
+	jh_add_str(o, "message", "WebRTC call initiated successfully");
+	jh_add_str(o, "method", "webrtc");
+	jh_add_str(o, "priority", "1");
+	jh_add_bool(o, "success", true);
+	jh_add_str(o, "target", target);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/*
+ * The caller's call to target still ringing (status initiated, younger
+ * than the ring timeout, after which the relay closes it as missed):
+ * 1 with its channel in call_id, 0 when there is none.
+ */
+static int
+ringing_find(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t target, int64_t now_us, char *call_id, size_t size, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *ch;
+	char since[40];
+	int r;
+
+	db_time_format(now_us - (int64_t)cfg->call_ring_timeout_s * US_PER_S,
+	    since, sizeof(since));
+	if ((st = db_stmt(db, sql[Q_RINGING], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_int64(st, 2, target);
+	sqlite3_bind_text(st, 3, since, -1, SQLITE_STATIC);
+	if ((r = db_row(db, st, e)) != 1)
+		return r;
+	ch = (const char *)sqlite3_column_text(st, 0);
+	snprintf(call_id, size, "%s", ch != NULL ? ch : "");
+	sqlite3_reset(st);
+	return 1;
+}
+
+/*
+ * ERR_RATE_LIMITED when the caller started CALL_ATTEMPTS_PER_MIN calls in
+ * the last minute. The rows are the count: a call that failed at once
+ * still wrote one, and a repeat writes none, so it costs nothing.
+ * Retry-After is when the oldest of them leaves the minute.
+ */
+static int
+attempts_check(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t now_us, struct err *e)
+{
+	int64_t n, oldest_us, wait_us;
+	sqlite3_stmt *st;
+	const char *t;
+	char since[40];
+
+	if (cfg->call_attempts_per_min <= 0)
+		return 0;
+	db_time_format(now_us - ATTEMPTS_WINDOW_US, since, sizeof(since));
+	if ((st = db_stmt(db, sql[Q_ATTEMPTS], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+	if (db_row(db, st, e) != 1)
+		return err_set(e, ERR_INTERNAL, "call attempts: no row");
+	n = sqlite3_column_int64(st, 0);
+	t = (const char *)sqlite3_column_text(st, 1);
+	if (t == NULL || db_time_parse(t, &oldest_us) == -1)
+		oldest_us = now_us;
+	sqlite3_reset(st);
+	if (n < cfg->call_attempts_per_min)
+		return 0;
+	wait_us = oldest_us + ATTEMPTS_WINDOW_US - now_us;
+	err_set(e, ERR_RATE_LIMITED, MSG_TOO_MANY);
+	if (e != NULL) {
+		e->retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
+		if (e->retry_after_s < 1)
+			e->retry_after_s = 1;
+	}
+	return -1;
+}
+
+/*
+ * The call an initiate is, in one write transaction so that two initiates
+ * at once (the voip-application frontend sends two per click) cannot both
+ * insert: 0 when the caller's call to target is still ringing (call_id is
+ * its channel, nothing written), else 1 with a new initiated row committed
+ * (*log_id, call_id, now its time), unless the caller is past its attempts
+ * (ERR_RATE_LIMITED, nothing written).
+ */
+static int
+call_open(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t target, char *call_id, size_t size, char *now, size_t nowsize,
+    int64_t *log_id, struct err *e)
+{
+	sqlite3_stmt *st;
+	int64_t now_us;
+	int r;
+
+	if (db_begin(db, e) == -1)
+		return -1;
+	/* Taken inside the transaction: every row it can see is older. */
+	now_us = db_now_us();
+	if ((r = ringing_find(db, cfg, caller, target, now_us, call_id, size,
+		 e)) == -1)
+		goto fail;
+	if (r == 1) {
+		db_rollback(db);
+		return 0;
+	}
+	if (attempts_check(db, cfg, caller, now_us, e) == -1 ||
+	    call_id_new(call_id, size, e) == -1)
+		goto fail;
+	db_time_format(now_us, now, (unsigned)nowsize);
+	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, caller);
+	sqlite3_bind_int64(st, 2, target);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
+	if (db_done(db, st, e) == -1)
+		goto fail;
+	*log_id = db_last_id(db);
+	if (db_commit(db, e) == -1)
+		return -1;
+	return 1;
+fail:
+	db_rollback(db);
+	return -1;
+}
+
+/*
+ * One initiate at a time per caller, from the row's insert to the end of
+ * its ring: a repeat must see how the first one's ring went (a call the
+ * relay could not ring is failed, not ringing) before it answers with
+ * that call. The lock is an open-file-description lock on the caller's
+ * byte of RUN_DIR/calls.lock, so it is shared by every worker of every
+ * program and dies with the process holding it; the ring it covers is
+ * bounded by CTL_TIMEOUT_MS. Without the file (a read-only RUN_DIR) the
+ * initiates go unserialized: the transaction still keeps a repeat from
+ * inserting, and a repeat during a failing ring answers with that call.
+ */
+static int lock_fd = -1;
+
+static bool
+caller_lock(const struct config *cfg, int64_t caller, short type)
+{
+	struct flock l = { .l_whence = SEEK_SET, .l_len = 1 };
+	char path[sizeof(cfg->run_dir) + sizeof("/calls.lock")];
+
+	if (lock_fd == -1 && type != F_UNLCK) {
+		snprintf(path, sizeof(path), "%s/calls.lock", cfg->run_dir);
+		if ((lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC,
+			 0600)) == -1) {
+			log_msg(LOG_WARN, "%s: %s", path, strerror(errno));
+			return false;
+		}
+	}
+	if (lock_fd == -1 || caller < 0)
+		return false;
+	l.l_type = type;
+	l.l_start = (off_t)caller;
+	while (fcntl(lock_fd, F_OFD_SETLKW, &l) == -1) {
+		if (errno != EINTR) {
+			log_msg(LOG_WARN, "calls.lock: %s", strerror(errno));
+			return false;
+		}
+	}
+	return true;
+}
+
 static int
 initiate(struct http_req *req, struct err *e)
 {
@@ -161,9 +373,11 @@ initiate(struct http_req *req, struct err *e)
 	char call_id[CALL_ID_MAX], now[40];
 	struct db *db = http_db(req);
 	const struct auth_user *u;
-	int64_t target_id, log_id, delivered;
+	const struct config *cfg = http_config(req);
+	int64_t target_id, log_id = 0, delivered;
 	struct json_object *o;
 	sqlite3_stmt *st;
+	bool locked, rung;
 	int r;
 
 	if ((u = cgi_me(req, e)) == NULL ||
@@ -184,42 +398,28 @@ initiate(struct http_req *req, struct err *e)
 	if (target_id == u->id)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
 
-	if (call_id_new(call_id, sizeof(call_id), e) == -1)
-		return -1;
-	db_now(now, sizeof(now));
-	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, u->id);
-	sqlite3_bind_int64(st, 2, target_id);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
-	if (db_done(db, st, e) == -1)
-		return -1;
-	log_id = db_last_id(db);
-
+	locked = caller_lock(cfg, u->id, F_WRLCK);
+	r = call_open(db, cfg, u->id, target_id, call_id, sizeof(call_id), now,
+	    sizeof(now), &log_id, e);
 	/* The row is committed first: the relay reads it to track the call. */
-	if (ring(http_config(req), u, call_id, in.target_extension, now,
-		&delivered) == -1 ||
-	    delivered <= 0) {
-		if (calllog_close(db, log_id, CALLLOG_FAILED, db_now_us(), NULL,
-			e) == -1)
-			return -1;
-		if ((o = json_object_new_object()) == NULL)
-			return err_set(e, ERR_INTERNAL, "out of memory");
-		jh_add_str(o, "error", MSG_NO_NOTIFY);
-		http_reply_json(req, 500, o);
-		return 0;
-	}
+	rung = false;
+	if (r == 1 &&
+	    ring(cfg, u, call_id, in.target_extension, now, &delivered) == 0)
+		rung = delivered > 0;
+	if (r == 1 && !rung &&
+	    calllog_close(db, log_id, CALLLOG_FAILED, db_now_us(), NULL, e) ==
+		-1)
+		r = -1;
+	if (locked)
+		caller_lock(cfg, u->id, F_UNLCK);
+	if (r == -1)
+		return -1;
+	if (r == 0 || rung)
+		return initiate_reply(req, call_id, in.target_extension, e);
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(o, "call_id", call_id);
-	jh_add_str(o, "channel", call_id);
-	jh_add_str(o, "message", "WebRTC call initiated successfully");
-	jh_add_str(o, "method", "webrtc");
-	jh_add_str(o, "priority", "1");
-	jh_add_bool(o, "success", true);
-	jh_add_str(o, "target", in.target_extension);
-	http_reply_json(req, 200, o);
+	jh_add_str(o, "error", MSG_NO_NOTIFY);
+	http_reply_json(req, 500, o);
 	return 0;
 }
 
@@ -478,39 +678,223 @@ fail:
 
 #define LOGS_DEFAULT 50
 #define LOGS_MAX     500
-#define LOG_CALLER   10 /* first column of the caller in Q_LOGS */
-#define LOG_CALLEE   21
 
-/* The nested User of a party, or the zero User when the row is gone. */
-static struct json_object *
-log_party(sqlite3_stmt *st, int col)
+/*
+ * The parties of one page of logs, each rendered once and shared by its
+ * rows (a reference each): the caller is in every row, so a page renders
+ * a few Users instead of two per row, and serializes each of them once
+ * (party_text). The cache holds one reference.
+ */
+struct parties {
+	int64_t id[2 * LOGS_MAX];
+	struct json_object *user[2 * LOGS_MAX];
+	size_t n;
+};
+
+static void
+parties_free(struct parties *p)
 {
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return cgi_user_zero();
-	return cgi_user_render(st, col, true);
+	while (p->n > 0)
+		json_object_put(p->user[--p->n]);
 }
 
-/* CallLog (contract §1.5) from a Q_LOGS row. */
+/*
+ * An object that serializes as text (JSON already, copied): json-c's
+ * userdata serializer writes it as it is and frees it with the object.
+ * NULL when out of memory.
+ */
 static struct json_object *
-log_render(sqlite3_stmt *st)
+text_object(const char *text)
 {
 	struct json_object *o;
+	char *copy;
 
-	if ((o = json_object_new_object()) == NULL)
+	if (text == NULL || (copy = strdup(text)) == NULL)
 		return NULL;
-	jh_add_int(o, "id", sqlite3_column_int64(st, 0));
-	jh_add_int(o, "caller_id", sqlite3_column_int64(st, 1));
-	jh_add_int(o, "callee_id", sqlite3_column_int64(st, 2));
-	json_object_object_add(o, "caller", log_party(st, LOG_CALLER));
-	json_object_object_add(o, "callee", log_party(st, LOG_CALLEE));
-	cgi_add_col_time(o, "start_time", st, 3);
-	cgi_add_col_time(o, "end_time", st, 4);
-	jh_add_int(o, "duration", sqlite3_column_int64(st, 5));
-	cgi_add_col_str(o, "status", st, 6);
-	cgi_add_col_str(o, "channel", st, 7);
-	cgi_add_col_str(o, "direction", st, 8);
-	cgi_add_col_time(o, "created_at", st, 9);
+	if ((o = json_object_new_object()) == NULL) {
+		free(copy);
+		return NULL;
+	}
+	json_object_set_serializer(o, json_object_userdata_to_json_string, copy,
+	    json_object_free_userdata);
 	return o;
+}
+
+/*
+ * o (taken) as an object that serializes as o's text, rendered once: a
+ * party is written as often as its rows, and json-c would walk its tree
+ * each time.
+ */
+static struct json_object *
+party_text(struct json_object *o)
+{
+	struct json_object *t = NULL;
+
+	if (o != NULL)
+		t = text_object(jh_text(o, NULL));
+	json_object_put(o);
+	return t;
+}
+
+/*
+ * The nested User of the party whose id is in column col of a Q_LOGS row:
+ * a new reference, or NULL with e set. A deleted user's side of the row
+ * is NULL (users are deleted, their call history stays with the other
+ * party): it is the contract's zero User (id 0, empty strings, as the
+ * replaced backend rendered a missing user) with status "deleted", so a
+ * client can say so without a new field.
+ */
+static struct json_object *
+log_party(struct db *db, sqlite3_stmt *row, int col, struct parties *p,
+    struct err *e)
+{
+	struct json_object *o = NULL;
+	sqlite3_stmt *st;
+	int64_t id = 0;
+	size_t i;
+	int r = 0;
+
+	if (sqlite3_column_type(row, col) != SQLITE_NULL)
+		id = sqlite3_column_int64(row, col);
+	for (i = 0; i < p->n; i++)
+		if (p->id[i] == id)
+			return json_object_get(p->user[i]);
+	if (id != 0) {
+		if ((st = db_stmt(db, sql[Q_PARTY], e)) == NULL)
+			return NULL;
+		sqlite3_bind_int64(st, 1, id);
+		if ((r = db_row(db, st, e)) == -1)
+			return NULL;
+		if (r == 1) {
+			o = cgi_user_render(st, 0, true);
+			sqlite3_reset(st);
+		}
+	}
+	if (r == 0 && (o = cgi_user_zero()) != NULL)
+		jh_add_str(o, "status", "deleted"); /* replaced in place */
+	if ((o = party_text(o)) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (p->n == nitems(p->id))
+		return o;
+	p->id[p->n] = id;
+	p->user[p->n++] = o;
+	return json_object_get(o);
+}
+
+/*
+ * A page is up to LOGS_MAX rows of twelve fields: a json-c tree built and
+ * freed per row cost more than the query. One row object is refilled in
+ * place for each row (its keys stay, in order), its text appended to the
+ * page's, and the page goes out as one text object.
+ */
+
+/* Key of o becomes s, or null when s is NULL; its string is reused. */
+static void
+row_str(struct json_object *o, const char *key, const unsigned char *s)
+{
+	struct json_object *v;
+
+	if (s != NULL && json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    json_object_set_string(v, (const char *)s) == 1)
+		return;
+	jh_add_str(o, key, (const char *)s);
+}
+
+static void
+row_int(struct json_object *o, const char *key, int64_t n)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_int) &&
+	    json_object_set_int64(v, n) == 1)
+		return;
+	jh_add_int(o, key, n);
+}
+
+/* Text columns the contract renders as "" rather than null. */
+static const unsigned char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	return s != NULL ? s : (const unsigned char *)"";
+}
+
+/* Row o becomes the CallLog (contract §1.5) of a Q_LOGS row; -1 with e
+ * set. */
+static int
+log_fill(struct db *db, sqlite3_stmt *st, struct json_object *o,
+    struct parties *p, struct err *e)
+{
+	struct json_object *caller, *callee;
+
+	if ((caller = log_party(db, st, 1, p, e)) == NULL)
+		return -1;
+	if ((callee = log_party(db, st, 2, p, e)) == NULL) {
+		json_object_put(caller);
+		return -1;
+	}
+	row_int(o, "id", sqlite3_column_int64(st, 0));
+	row_int(o, "caller_id", sqlite3_column_int64(st, 1));
+	row_int(o, "callee_id", sqlite3_column_int64(st, 2));
+	json_object_object_add(o, "caller", caller);
+	json_object_object_add(o, "callee", callee);
+	row_str(o, "start_time", sqlite3_column_text(st, 3));
+	row_str(o, "end_time", sqlite3_column_text(st, 4));
+	row_int(o, "duration", sqlite3_column_int64(st, 5));
+	row_str(o, "status", col_text(st, 6));
+	row_str(o, "channel", col_text(st, 7));
+	row_str(o, "direction", col_text(st, 8));
+	row_str(o, "created_at", sqlite3_column_text(st, 9));
+	return 0;
+}
+
+/* The JSON array of the page Q_LOGS steps through, as a text object; NULL
+ * with e set. */
+static struct json_object *
+log_page(struct db *db, sqlite3_stmt *st, struct err *e)
+{
+	struct json_object *row, *page = NULL;
+	struct parties parties;
+	struct printbuf *pb;
+	const char *t;
+	size_t n = 0, len;
+	int r;
+
+	parties.n = 0;
+	row = json_object_new_object();
+	if (row == NULL || (pb = printbuf_new()) == NULL) {
+		json_object_put(row);
+		sqlite3_reset(st);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	r = printbuf_strappend(pb, "[") < 0 ? -2 : 0;
+	while (r == 0 && (r = db_row(db, st, e)) == 1) {
+		if (log_fill(db, st, row, &parties, e) == -1)
+			r = -1;
+		else if ((t = jh_text(row, &len)) == NULL ||
+			 (n++ > 0 && printbuf_strappend(pb, ",") < 0) ||
+			 printbuf_memappend(pb, t, (int)len) < 0)
+			r = -2;
+		else
+			r = 0;
+	}
+	if (r != 0) /* stopped before the end: the statement is mid-page */
+		sqlite3_reset(st);
+	if (r == 0 && (printbuf_strappend(pb, "]") < 0 ||
+			  (page = text_object(pb->buf)) == NULL))
+		r = -2;
+	if (r == -2)
+		err_set(e, ERR_INTERNAL, "out of memory");
+	json_object_put(row);
+	parties_free(&parties);
+	printbuf_free(pb);
+	return page;
 }
 
 /*
@@ -522,11 +906,10 @@ logs(struct http_req *req, struct err *e)
 {
 	const struct auth_user *u;
 	const char *q = http_query(req, "limit");
-	struct json_object *list, *row, *o;
+	struct json_object *list, *o;
 	struct db *db = http_db(req);
 	sqlite3_stmt *st;
 	int64_t limit = LOGS_DEFAULT;
-	int r;
 
 	if (q != NULL && *q != '\0') {
 		if (cgi_parse_id(q, &limit) == -1 || limit > LOGS_MAX)
@@ -537,22 +920,10 @@ logs(struct http_req *req, struct err *e)
 		return -1;
 	if ((st = db_stmt(db, sql[Q_LOGS], e)) == NULL)
 		return -1;
-	if ((list = json_object_new_array()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
 	sqlite3_bind_int64(st, 1, u->id);
 	sqlite3_bind_int64(st, 2, limit);
-	while ((r = db_row(db, st, e)) == 1) {
-		if ((row = log_render(st)) == NULL) {
-			sqlite3_reset(st);
-			r = err_set(e, ERR_INTERNAL, "out of memory");
-			break;
-		}
-		json_object_array_add(list, row);
-	}
-	if (r == -1) {
-		json_object_put(list);
+	if ((list = log_page(db, st, e)) == NULL)
 		return -1;
-	}
 	if ((o = cgi_ok("call_logs", list)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	http_reply_json(req, 200, o);

@@ -546,7 +546,9 @@ load_all(struct config *c, struct err *e)
 	    get_bool("WS_LEGACY_EXTENSION_AUTH", false,
 		&c->ws_legacy_extension_auth, e) == -1 ||
 	    get_int("CALL_RING_TIMEOUT_S", 60, 1, 3600, &c->call_ring_timeout_s,
-		e) == -1)
+		e) == -1 ||
+	    get_int("CALL_ATTEMPTS_PER_MIN", 20, 0, 100000,
+		&c->call_attempts_per_min, e) == -1)
 		return -1;
 	return load_secret(c, e);
 }

@@ -34,6 +34,7 @@ struct config {
 	bool demo;                     /* SWITCHBOARD_DEMO=1 */
 	bool ws_legacy_extension_auth; /* WS_LEGACY_EXTENSION_AUTH=true */
 	int call_ring_timeout_s;       /* CALL_RING_TIMEOUT_S, default 60 */
+	int call_attempts_per_min;     /* CALL_ATTEMPTS_PER_MIN, 20; 0: off */
 };
 
 /* The default secret of voip-application, refused outside debug/demo. */

@@ -19,8 +19,9 @@ static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",
 	"ASTERISK_AMI_PORT", "ASTERISK_AMI_USERNAME", "ASTERISK_AMI_SECRET",
 	"SIP_DOMAIN", "SIP_PORT", "CORS_ORIGINS", "DEBUG", "ENVIRONMENT",
 	"SERVICE_NAME", "PUBLIC_HOST", "SWITCHBOARD_DEMO",
-	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S", "FCGI_CHILDREN",
-	"ENV_FILE", "ONLY_IN_FILE", NULL };
+	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
+	"CALL_ATTEMPTS_PER_MIN", "FCGI_CHILDREN", "ENV_FILE", "ONLY_IN_FILE",
+	NULL };
 
 static char dir[64];
 static char envpath[128];
@@ -111,6 +112,7 @@ test_defaults(void)
 	CHECK(strcmp(c.public_host, "") == 0);
 	CHECK(!c.debug && !c.demo && !c.ws_legacy_extension_auth);
 	CHECK(c.call_ring_timeout_s == 60);
+	CHECK(c.call_attempts_per_min == 20);
 	config_wipe(&c);
 
 	/* SIP_DOMAIN follows ASTERISK_HOST unless set */
@@ -155,7 +157,8 @@ test_env_file(void)
 		  "ONLY_IN_FILE='  spaced  '\n"
 		  "DEBUG=no\n"
 		  "WS_LEGACY_EXTENSION_AUTH=TRUE\n"
-		  "CALL_RING_TIMEOUT_S=30");
+		  "CALL_RING_TIMEOUT_S=30\n"
+		  "CALL_ATTEMPTS_PER_MIN=0");
 	load_ok(&c);
 	CHECK(strcmp(c.jwt_secret, GOOD_SECRET) == 0);
 	CHECK(c.port == 9000);
@@ -172,6 +175,7 @@ test_env_file(void)
 	CHECK(!c.debug);
 	CHECK(c.ws_legacy_extension_auth);
 	CHECK(c.call_ring_timeout_s == 30);
+	CHECK(c.call_attempts_per_min == 0); /* no limit */
 	CHECK(strcmp(config_get("ONLY_IN_FILE"), "  spaced  ") == 0);
 	CHECK(strcmp(config_get("PORT"), "9000") == 0);
 	CHECK(config_get("NOT_ANYWHERE_AT_ALL") == NULL);
@@ -236,6 +240,8 @@ test_bad_values(void)
 		{ "JWT_EXPIRY_HOURS", "-1" },
 		{ "JWT_EXPIRY_HOURS", "1.5" },
 		{ "CALL_RING_TIMEOUT_S", "0" },
+		{ "CALL_ATTEMPTS_PER_MIN", "-1" },
+		{ "CALL_ATTEMPTS_PER_MIN", "100001" },
 	};
 	static const struct {
 		const char *val;

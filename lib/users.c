@@ -13,14 +13,7 @@
 #include "lib/password.h"
 #include "lib/users.h"
 
-enum q {
-	Q_CONFLICTS,
-	Q_INSERT,
-	Q_CALL_LOGS_DELETE,
-	Q_ACTIVE_CALLS_DELETE,
-	Q_DELETE,
-	Q__MAX
-};
+enum q { Q_CONFLICTS, Q_INSERT, Q_ACTIVE_CALLS_DELETE, Q_DELETE, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_CONFLICTS] =
 	    "SELECT EXISTS (SELECT 1 FROM users "
@@ -31,8 +24,6 @@ static const char *const sql[Q__MAX] = {
 	    "INSERT INTO users (username, email, password, extension, status, "
 	    "role, created_at, updated_at, is_online) "
 	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
-	[Q_CALL_LOGS_DELETE] =
-	    "DELETE FROM call_logs WHERE caller_id = ?1 OR callee_id = ?1",
 	[Q_ACTIVE_CALLS_DELETE] =
 	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
 	[Q_DELETE] = "DELETE FROM users WHERE id = ?1",
@@ -188,9 +179,9 @@ users_delete(struct db *db, int64_t id, const char *username, int64_t by,
 {
 	/* token_generations has no foreign key, so the bump outlives the
 	 * row: a token of the deleted id stays dead even if the id is ever
-	 * reused. */
+	 * reused. The call history stays: the schema's ON DELETE SET NULL
+	 * leaves the other party's rows, and exports, with this side NULL. */
 	if (auth_revoke_user(db, id, e) == -1 ||
-	    exec_id(db, Q_CALL_LOGS_DELETE, id, e) == -1 ||
 	    exec_id(db, Q_ACTIVE_CALLS_DELETE, id, e) == -1 ||
 	    exec_id(db, Q_DELETE, id, e) == -1)
 		return -1;

@@ -108,9 +108,10 @@ int users_insert(struct db *db, const struct users_new *u, int64_t *id,
 
 /*
  * Inside the caller's transaction: revoke user id's tokens, delete its
- * call_logs and active_calls rows and the user, and enqueue user_deleted to
- * all (deleted_by: by, null when by <= 0; username as given). Whether the
- * user exists and may be deleted is the caller's to check.
+ * active_calls rows and the user, and enqueue user_deleted to all
+ * (deleted_by: by, null when by <= 0; username as given). Its call_logs
+ * rows stay, with its side set to NULL (the other party's history). Whether
+ * the user exists and may be deleted is the caller's to check.
  */
 int users_delete(struct db *db, int64_t id, const char *username, int64_t by,
     struct err *e);

@@ -27,6 +27,8 @@ enum q {
 	Q_CALL_LOG_ADD,
 	Q_ACTIVE_CALL_ADD,
 	Q_CALL_LOGS,
+	Q_CALL_LOGS_HALF,
+	Q_CALL_LOGS_ORPHAN,
 	Q_ACTIVE_CALLS,
 	Q_GENERATION,
 	Q_NOTIFY,
@@ -47,6 +49,11 @@ static const char *const sql[Q__MAX] = {
 	    "INSERT INTO active_calls (caller_id, callee_id, status) "
 	    "VALUES (?1, ?2, 'ringing')",
 	[Q_CALL_LOGS] = "SELECT count(*) FROM call_logs",
+	[Q_CALL_LOGS_HALF] =
+	    "SELECT count(*) FROM call_logs "
+	    "WHERE (caller_id IS NULL) + (callee_id IS NULL) = 1",
+	[Q_CALL_LOGS_ORPHAN] = "SELECT count(*) FROM call_logs "
+			       "WHERE caller_id IS NULL AND callee_id IS NULL",
 	[Q_ACTIVE_CALLS] = "SELECT count(*) FROM active_calls",
 	[Q_GENERATION] = "SELECT coalesce(max(generation), 0) "
 			 "FROM token_generations WHERE user_id = ?1",
@@ -457,7 +464,10 @@ test_delete(struct db *db)
 	st = db_stmt(db, sql[Q_USER], &e);
 	sqlite3_bind_int64(st, 1, dave);
 	CHECK(db_row(db, st, &e) == 0);
-	CHECK(count(db, Q_CALL_LOGS) == logs - 2);
+	/* The history stays, dave's side NULL: erin's rows are erin's. */
+	CHECK(count(db, Q_CALL_LOGS) == logs);
+	CHECK(count(db, Q_CALL_LOGS_HALF) == 2);
+	CHECK(count(db, Q_CALL_LOGS_ORPHAN) == 0);
 	CHECK(count(db, Q_ACTIVE_CALLS) == active - 1);
 	CHECK(generation(db, dave) == gen + 1);
 	snprintf(want, sizeof(want),
@@ -470,7 +480,10 @@ test_delete(struct db *db)
 	CHECK(users_delete(db, erin, "erin", root_id, &e) == 0);
 	CHECK(db_commit(db, &e) == 0);
 	CHECK(count(db, Q_USERS) == users - 2);
-	CHECK(count(db, Q_CALL_LOGS) == logs - 2); /* alice's and root's */
+	/* Both parties gone, the rows stay for exports. */
+	CHECK(count(db, Q_CALL_LOGS) == logs);
+	CHECK(count(db, Q_CALL_LOGS_HALF) == 0);
+	CHECK(count(db, Q_CALL_LOGS_ORPHAN) == 2);
 	snprintf(want, sizeof(want),
 	    "{\"deleted_by\":%lld,\"type\":\"user_deleted\","
 	    "\"user_id\":%lld,\"username\":\"erin\"}",

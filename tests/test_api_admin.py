@@ -310,8 +310,10 @@ def test_users_delete(sb):
     assert data["user"]["id"] == u["id"]
     assert sb.sql("SELECT count(*) FROM users WHERE id = ?", (u["id"],)) == [
         (0,)]
-    assert sb.sql("SELECT count(*) FROM call_logs WHERE caller_id = ? OR "
-                  "callee_id = ?", (u["id"], u["id"])) == [(0,)]
+    # The call stays in the other party's history, this side NULL.
+    assert sb.sql("SELECT caller_id, callee_id FROM call_logs WHERE "
+                  "channel = 'webrtc-call-1' AND callee_id = ?",
+                  (other["id"],)) == [(None, other["id"])]
     rows = sb.sql("SELECT target_kind, payload FROM notify WHERE id > ?",
                   (mark,))
     assert [(k, json.loads(p)) for k, p in rows] == [

@@ -58,6 +58,24 @@ def test_logs_limit_and_bad_limit(sb):
     r = sb.req("GET", "/protected/call/logs?limit=2", token=a["token"])
     expect(r, 200)
     assert len(r.json()["call_logs"]) == 2
+    # The page is the newest across both roles, equal times newest id
+    # first, however the calls made and received interleave.
+    c = sb.make_user()
+    same = "2026-02-05T10:00:00.000000Z"
+    made = [insert_log(sb, c["id"], b["id"], "ended", f"webrtc-call-m{i}",
+                       f"2026-02-0{i + 1}T10:00:00.000000Z")
+            for i in range(4)]
+    got = [insert_log(sb, b["id"], c["id"], "missed", f"webrtc-call-g{i}",
+                      f"2026-02-0{i + 1}T11:00:00.000000Z")
+           for i in range(4)]
+    tie = [insert_log(sb, *pair, "ended", f"webrtc-call-t{i}", same)
+           for i, pair in enumerate([(c["id"], b["id"]), (b["id"], c["id"]),
+                                     (c["id"], b["id"])])]
+    newest = tie[::-1] + [got[3], made[3], got[2], made[2], got[1]]
+    for n in (1, 3, 5, 8):
+        r = sb.req("GET", f"/protected/call/logs?limit={n}",
+                   token=c["token"])
+        assert [x["id"] for x in expect(r, 200)["call_logs"]] == newest[:n]
     for bad in ["0", "-1", "x", "501", "2x"]:
         r = sb.req("GET", f"/protected/call/logs?limit={bad}",
                    token=a["token"])

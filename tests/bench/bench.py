@@ -30,6 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import sqlite3  # noqa: E402
+
 import requests  # noqa: E402
 
 from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
@@ -38,6 +40,7 @@ from wsclient import ctl  # noqa: E402
 
 TARGETS = {
     "profile_vs_trivial": 0.60,
+    "call_logs_vs_trivial": 0.40,
     "profile_p99_ms": 5.0,
     "fan_last_ms": {1000: 20.0, 10000: 200.0},
     "rss_per_conn_kib": 8.0,
@@ -244,6 +247,39 @@ class Users:
         return r.json()["token"]
 
 
+# -- call history ----------------------------------------------------------------
+
+CALL_LOGS_ROWS = 10000
+
+
+def seed_call_logs(system, user, peers, n=CALL_LOGS_ROWS):
+    """n ended calls of user's, half made and half received, one a minute
+    apart, with peers on the other side; plus as many between the peers,
+    which the list must skip."""
+    t0 = time.time() - 2 * n * 60
+    rows = []
+    for i in range(2 * n):
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+            time.gmtime(t0 + i * 60))
+        p, q = peers[i % len(peers)], peers[(i + 1) % len(peers)]
+        if i % 2:
+            a, b = (user, p) if i % 4 == 1 else (p, user)
+        else:
+            a, b = p, q
+        rows.append((a["id"], b["id"], at, at, f"webrtc-call-{i}-bench", at))
+    con = sqlite3.connect(system.db_path, timeout=30)
+    try:
+        con.executemany("INSERT INTO call_logs (caller_id, callee_id, "
+            "start_time, end_time, duration, status, channel, direction, "
+            "created_at) VALUES (?, ?, ?, ?, 60, 'ended', ?, 'outbound', ?)",
+            rows)
+        con.commit()
+        return con.execute("SELECT count(*) FROM call_logs WHERE "
+            "caller_id = ?1 OR callee_id = ?1", (user["id"],)).fetchone()[0]
+    finally:
+        con.close()
+
+
 # -- WebSocket fanout ------------------------------------------------------------
 
 class Reader(threading.Thread):
@@ -381,11 +417,14 @@ def rtt(system, procs, wsfan, port, count):
 
 # -- main ------------------------------------------------------------------------
 
-def summary(prof, ratio, fans, rt):
+def summary(prof, ratio, logs_ratio, fans, rt):
     """Each target next to its figure (figures, not a verdict)."""
     rows = [("profile / trivial throughput", f"{ratio:.1%}",
              f">= {TARGETS['profile_vs_trivial']:.0%}",
              ratio >= TARGETS["profile_vs_trivial"]),
+            ("call logs / trivial throughput", f"{logs_ratio:.1%}",
+             f">= {TARGETS['call_logs_vs_trivial']:.0%}",
+             logs_ratio >= TARGETS["call_logs_vs_trivial"]),
             ("profile p99", f"{prof['p99_us'] / 1000:.2f} ms",
              f"< {TARGETS['profile_p99_ms']:.0f} ms",
              prof["p99_us"] / 1000 < TARGETS["profile_p99_ms"])]
@@ -465,6 +504,8 @@ def main():
         u = system.make_user()
         login_body = json.dumps({"username": u["username"],
             "password": u["password"]})
+        users = Users(system, base, u)
+        nlogs = seed_call_logs(system, u, users.make(20, prefix="peer"))
         d = args.duration
         say(f"\n1. HTTP through nginx (wrk -t2 -c32 -d{d}s, "
             "2 FastCGI workers per program)")
@@ -472,6 +513,8 @@ def main():
             ("nginx return 200", wrk(base, "/bench/nginx", d)),
             ("trivial FastCGI", wrk(base, "/bench/trivial", d)),
             ("GET /protected/profile", wrk(base, "/protected/profile",
+            d, token=u["token"])),
+            ("GET /protected/call/logs", wrk(base, "/protected/call/logs",
             d, token=u["token"])),
             ("POST /api/login", wrk(base, "/api/login", d, "POST",
             login_body)),
@@ -483,12 +526,16 @@ def main():
             say(f"   {name:<24} {j['rps']:>10.0f} "
                 f"{fmt_ms(j['p50_us']):>8} {fmt_ms(j['p99_us']):>8} "
                 f"{j['non2xx']:>8} {j['rps'] / ng:>8.1%}")
-        prof, triv = rows[2][1], rows[1][1]
+        prof, triv, logs = rows[2][1], rows[1][1], rows[3][1]
         ratio = prof["rps"] / triv["rps"]
+        logs_ratio = logs["rps"] / triv["rps"]
         say(f"   profile / trivial: {ratio:.1%} (target >= "
             f"{TARGETS['profile_vs_trivial']:.0%}); profile p99 "
             f"{fmt_ms(prof['p99_us'])} ms (target < "
             f"{TARGETS['profile_p99_ms']:.0f} ms)")
+        say(f"   call logs / trivial: {logs_ratio:.1%} (target >= "
+            f"{TARGETS['call_logs_vs_trivial']:.0%}); the newest 50 of "
+            f"{nlogs} calls of one user, among {2 * nlogs} rows")
         say("   login is slow by design: yescrypt on every attempt "
             "(nginx's limit_req, 10 r/s, removed for this run)")
 
@@ -496,7 +543,6 @@ def main():
         if fan_sizes:
             say("\n2. WebSocket fanout through nginx (one PUT /protected/"
                 "status -> user_status_changed to every socket)")
-        users = Users(system, base, u)
         fans = []
         for n in fan_sizes:
             f = fanout(system, procs, wsfan, port, users, n)
@@ -535,7 +581,7 @@ def main():
                 f"{TARGETS['rtt_p99_ms']:.0f} ms), max "
                 f"{rt['max_us'] / 1000:.3f} ms, mean "
                 f"{rt['mean_us'] / 1000:.3f} ms")
-        summary(prof, ratio, fans, rt)
+        summary(prof, ratio, logs_ratio, fans, rt)
     finally:
         procs.stop_all()
         if system is not None:
