@@ -91,9 +91,13 @@ int auth_login_begin(struct db *db, const char *username, const char *addr,
 int auth_login_succeeded(struct db *db, const char *username, const char *addr,
     struct err *e);
 
-/* The wait before the password is checked, for an account with failures
- * recent failures: 0 up to AUTH_LOGIN_DELAY_FREE, then doubling from
- * AUTH_LOGIN_DELAY_MS up to AUTH_LOGIN_DELAY_MAX_MS. */
+/*
+ * The wait before the password is checked, for an account with failures
+ * recent failed logins from any address: 0 up to AUTH_LOGIN_DELAY_FREE,
+ * then AUTH_LOGIN_DELAY_MS doubling with each one, up to
+ * AUTH_LOGIN_DELAY_MAX_MS. The wait holds a FastCGI worker, which is why
+ * the cap is low: a higher one would make tying the workers up cheaper.
+ */
 int auth_login_delay_ms(int failures);
 
 #define AUTH_LOGIN_MAX_PER_PAIR 5
@@ -101,7 +105,7 @@ int auth_login_delay_ms(int failures);
 #define AUTH_LOGIN_WINDOW_S     300
 #define AUTH_LOGIN_DELAY_FREE   3
 #define AUTH_LOGIN_DELAY_MS     250
-#define AUTH_LOGIN_DELAY_MAX_MS 8000
+#define AUTH_LOGIN_DELAY_MAX_MS 4000
 
 /*
  * Inside the caller's write transaction, before a public registration
