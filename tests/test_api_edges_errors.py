@@ -15,13 +15,9 @@ INVALID = {"error": "Invalid request format"}
 @pytest.mark.parametrize("body", [
     '{"username":"%s","password":"wrong-pw","username":"%s"}',
     '{"username":"%s","password":"wrong-pw","n":1.}',
-    '{"username":"%s","password":"wrong-pw","n":.5}',
-    '{"username":"%s","password":"wrong-pw","n":01}',
     '{"username":"%s","password":"wrong-pw","n":-01}',
     '{"username":"%s","password":"wrong-pw","n":1e999}',
     '{"username":"%s","password":"wrong-pw","n":-1e999}',
-    '{"username":"%s","password":"wrong-pw","n":+1}',
-    '{"username":"%s","password":"wrong-pw","n":NaN}',
     '{"username":"%s","password":"wrong-pw","n":99999999999999999999}',
     '{"username":"%s","password":"wrong-pw","o":{"a":1,"a":2}}',
     '{"username":"%s","password":"wrong-pw","\\u0070assword":"x"}',
@@ -127,8 +123,6 @@ def raw(sb, data):
      "HTTP version not supported"),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
      "Request URI too long"),
-    (b"GET /__switchboard/bad-request HTTP/1.1\r\nHost: x\r\n\r\n", 404,
-     "Not found"),
 ])
 def test_nginx_errors_are_json(sb, request_bytes, status, error):
     if b"Connection:" not in request_bytes:

