@@ -3,6 +3,7 @@
  * refresh). nginx also sends it every path no other program claims, so its
  * dispatch is where unknown routes get their 404.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,6 +124,16 @@ login_set_online(struct db *db, int64_t id, struct err *e)
 	return db_done(db, st, e);
 }
 
+/* Sleep ms milliseconds, whatever signals arrive meanwhile. */
+static void
+login_wait(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
 static int
 login(struct http_req *req, struct err *e)
 {
@@ -131,19 +142,19 @@ login(struct http_req *req, struct err *e)
 	struct login_in in = { 0 };
 	struct auth_user u = { 0 };
 	struct json_object *user = NULL, *o;
-	char hash[PASSWORD_HASH_MAX * 2];
-	const char *addr;
+	char hash[PASSWORD_HASH_MAX * 2], addr[64];
 	char *token = NULL;
-	int found, rc = -1;
+	int found, delay_ms, rc = -1;
 	bool ok;
 
 	if (cgi_decode(req, login_fields, nitems(login_fields), &in, e) == -1)
 		return -1;
-	addr = http_remote_addr(req);
-	if (addr == NULL)
-		addr = "";
-	if (auth_login_check(db, in.username, addr, e) == -1)
+	http_client_addr(req, addr, sizeof(addr));
+	if (auth_login_begin(db, in.username, addr, &delay_ms, e) == -1)
 		goto out;
+	/* Others' failures slow this account down; they never lock it. */
+	if (delay_ms > 0)
+		login_wait(delay_ms);
 	hash[0] = '\0';
 	if ((found = login_lookup(db, in.username, &u, hash, sizeof(hash),
 		 e)) == -1)
@@ -152,15 +163,14 @@ login(struct http_req *req, struct err *e)
 	ok = password_verify(in.password, found ? hash : NULL) && found;
 	explicit_bzero(hash, sizeof(hash));
 	if (!ok) {
-		if (auth_login_failed(db, in.username, addr, e) == -1)
-			goto out;
+		/* auth_login_begin has counted it already. */
 		err_set(e, ERR_AUTH, "Invalid credentials");
 		goto out;
 	}
 
 	if (db_begin(db, e) == -1)
 		goto out;
-	if (auth_login_succeeded(db, in.username, e) == -1 ||
+	if (auth_login_succeeded(db, in.username, addr, e) == -1 ||
 	    login_set_online(db, u.id, e) == -1 ||
 	    cgi_notify_user_status(db, u.id, &user, e) == -1 ||
 	    auth_token_issue(db, cfg, &u, &token, NULL, e) == -1 ||
@@ -191,6 +201,32 @@ out:
 	return rc;
 }
 
+/*
+ * Before the hash, in one write transaction: a taken username, email or
+ * extension is 409 and an address past its registrations 429, both
+ * writing nothing; else the registration counts for the address. The
+ * insert checks what is taken again, in its own transaction.
+ */
+static int
+register_admit(struct http_req *req, const struct users_new *in, struct err *e)
+{
+	struct db *db = http_db(req);
+	char addr[64];
+
+	http_client_addr(req, addr, sizeof(addr));
+	if (db_begin(db, e) == -1)
+		return -1;
+	if (users_conflicts(db, 0, in->username, in->email, in->extension, e) ==
+		-1 ||
+	    auth_register_record(db, addr,
+		http_config(req)->register_per_addr_hour, e) == -1 ||
+	    db_commit(db, e) == -1) {
+		db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 register_user(struct http_req *req, struct err *e)
 {
@@ -204,7 +240,7 @@ register_user(struct http_req *req, struct err *e)
 	if (!users_username_valid(in.username))
 		err_set_field(e, ERR_INVALID, "username",
 		    "Invalid request format");
-	else
+	else if (register_admit(req, &in, e) == 0)
 		rc = cgi_user_create(http_db(req), &in, 0, "user.register",
 		    &user, e);
 	cgi_wipe(in.password);

@@ -117,8 +117,9 @@ int cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
     struct err *e);
 
 /*
- * The frontend config of GET /config: URLs from the origin the browser used,
- * Asterisk host and SIP port from the settings table over the configuration.
+ * The frontend config of GET /config: URLs from the public origin
+ * (http_origin: configured, never the request's Host), Asterisk host and
+ * SIP port from the settings table over the configuration.
  * New object, or NULL with e set.
  */
 struct json_object *cgi_frontend_config(struct http_req *req, struct err *e);

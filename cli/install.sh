@@ -130,6 +130,7 @@ installed into $destdir$prefix. Next steps (as root):
       RUN_DIR=$run_dir $prefix/bin/switchboard init   # prints the admin password once
   in the site's nginx http {} block:
       limit_req_zone \$binary_remote_addr zone=switchboard_login:10m rate=10r/s;
+      limit_req_zone \$binary_remote_addr zone=switchboard_register:10m rate=6r/m;
   in its server {} block:
       include $share/switchboard.conf;
   systemctl daemon-reload; systemctl enable --now switchboard.target

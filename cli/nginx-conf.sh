@@ -4,9 +4,10 @@
 #     nginx -c RUN_DIR/nginx.conf -p RUN_DIR -e RUN_DIR/log/nginx-error.log \
 #         -g 'daemon off;'
 # Everything nginx writes (pid, logs, temp files) stays under RUN_DIR, so
-# several instances run side by side. NGINX_LOGIN_RATE (default 10r/s) is
-# the per-address rate of POST /api/login; test systems, which log in far
-# more often than people do, raise it. The server block is
+# several instances run side by side. NGINX_LOGIN_RATE (default 10r/s) and
+# NGINX_REGISTER_RATE (default 6r/m) are the per-address rates of POST
+# /api/login and POST /api/register; test systems, which log in and
+# register far more often than people do, raise them. The server block is
 # nginx/switchboard.conf, the same snippet a production site includes, with
 # its placeholders filled in.
 set -eu
@@ -29,16 +30,22 @@ for d in "$run_dir" "$html_root"; do
 "*) echo "$0: $d: unsupported character in path" >&2; exit 2 ;;
 	esac
 done
+# A rate as nginx's limit_req_zone takes it: Nr/s or Nr/m.
+check_rate() {
+	case "$2" in
+	*r/s | *r/m) n=${2%r/?} ;;
+	*) n= ;;
+	esac
+	case "$n" in
+	'' | 0* | *[!0-9]*)
+		echo "$0: $1=$2: expected Nr/s or Nr/m" >&2
+		exit 2 ;;
+	esac
+}
 login_rate=${NGINX_LOGIN_RATE:-10r/s}
-case "$login_rate" in
-*r/s | *r/m) n=${login_rate%r/?} ;;
-*) n= ;;
-esac
-case "$n" in
-'' | 0* | *[!0-9]*)
-	echo "$0: NGINX_LOGIN_RATE=$login_rate: expected Nr/s or Nr/m" >&2
-	exit 2 ;;
-esac
+register_rate=${NGINX_REGISTER_RATE:-6r/m}
+check_rate NGINX_LOGIN_RATE "$login_rate"
+check_rate NGINX_REGISTER_RATE "$register_rate"
 case "$port" in
 '' | *[!0-9]*) echo "$0: $port: not a port" >&2; exit 2 ;;
 esac
@@ -114,6 +121,7 @@ cat <<EOF
 	scgi_temp_path $run_dir/nginx/scgi;
 
 	limit_req_zone \$binary_remote_addr zone=switchboard_login:10m rate=$login_rate;
+	limit_req_zone \$binary_remote_addr zone=switchboard_register:10m rate=$register_rate;
 
 	server {
 		listen $listen;

@@ -26,11 +26,15 @@ enum q {
 	Q_GEN_GET,
 	Q_USER_GET,
 	Q_REVOKE,
-	Q_FAIL_NTH_USER,
+	Q_FAIL_NTH_PAIR,
 	Q_FAIL_NTH_ADDR,
+	Q_FAIL_COUNT_USER,
 	Q_FAIL_INSERT,
 	Q_FAIL_PRUNE,
 	Q_FAIL_FORGET,
+	Q_REG_NTH_ADDR,
+	Q_REG_INSERT,
+	Q_REG_PRUNE,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -49,16 +53,25 @@ static const char *const sql[Q__MAX] = {
 	 * exists the limit is reached, and it leaving the window is what
 	 * brings the count back under the limit.
 	 */
-	[Q_FAIL_NTH_USER] = "SELECT at FROM login_attempts "
-			    "WHERE username = ?1 AND at > ?2 "
+	[Q_FAIL_NTH_PAIR] = "SELECT at FROM login_attempts "
+			    "WHERE addr = ?1 AND username = ?4 AND at > ?2 "
 			    "ORDER BY at DESC LIMIT 1 OFFSET ?3",
 	[Q_FAIL_NTH_ADDR] = "SELECT at FROM login_attempts "
 			    "WHERE addr = ?1 AND at > ?2 "
 			    "ORDER BY at DESC LIMIT 1 OFFSET ?3",
+	[Q_FAIL_COUNT_USER] = "SELECT count(*) FROM login_attempts "
+			      "WHERE username = ?1 AND at > ?2",
 	[Q_FAIL_INSERT] = "INSERT INTO login_attempts (username, addr, at) "
 			  "VALUES (?1, ?2, ?3)",
 	[Q_FAIL_PRUNE] = "DELETE FROM login_attempts WHERE at <= ?1",
-	[Q_FAIL_FORGET] = "DELETE FROM login_attempts WHERE username = ?1",
+	[Q_FAIL_FORGET] =
+	    "DELETE FROM login_attempts WHERE username = ?1 AND addr = ?2",
+	[Q_REG_NTH_ADDR] = "SELECT at FROM register_attempts "
+			   "WHERE addr = ?1 AND at > ?2 "
+			   "ORDER BY at DESC LIMIT 1 OFFSET ?3",
+	[Q_REG_INSERT] =
+	    "INSERT INTO register_attempts (addr, at) VALUES (?1, ?2)",
+	[Q_REG_PRUNE] = "DELETE FROM register_attempts WHERE at <= ?1",
 };
 
 static int
@@ -599,12 +612,13 @@ auth_revoke_user(struct db *db, int64_t user_id, struct err *e)
 }
 
 /*
- * 1 when key has max failures inside the window (*retry_s raised to when
- * the count drops below max), 0 when not, -1 on error.
+ * 1 when addr (and username, when not NULL) has max failures inside the
+ * window (*retry_s raised to when the count drops below max), 0 when not,
+ * -1 on error.
  */
 static int
-limit_reached(struct db *db, enum q q, const char *key, int max, int64_t now,
-    int *retry_s, struct err *e)
+limit_reached(struct db *db, enum q q, const char *addr, const char *username,
+    int max, int64_t window_s, int64_t now, int *retry_s, struct err *e)
 {
 	sqlite3_stmt *st;
 	int64_t at, wait;
@@ -612,65 +626,74 @@ limit_reached(struct db *db, enum q q, const char *key, int max, int64_t now,
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now - AUTH_LOGIN_WINDOW_S);
+	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now - window_s);
 	sqlite3_bind_int(st, 3, max - 1);
+	if (username != NULL)
+		sqlite3_bind_text(st, 4, username, -1, SQLITE_STATIC);
 	if ((rc = db_row(db, st, e)) != 1)
 		return rc;
 	at = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	wait = at + AUTH_LOGIN_WINDOW_S - now;
+	wait = at + window_s - now;
 	/* A row from the future (clock stepped back) still waits a window. */
 	if (wait < 1)
 		wait = 1;
-	if (wait > AUTH_LOGIN_WINDOW_S)
-		wait = AUTH_LOGIN_WINDOW_S;
+	if (wait > window_s)
+		wait = window_s;
 	if (wait > *retry_s)
 		*retry_s = (int)wait;
 	return 1;
 }
 
 int
-auth_login_check(struct db *db, const char *username, const char *addr,
-    struct err *e)
+auth_login_delay_ms(int failures)
 {
-	int64_t now = (int64_t)time(NULL);
-	int retry = 0, rc, limited = 0;
+	int ms = AUTH_LOGIN_DELAY_MS, n;
 
-	if (username != NULL) {
-		rc = limit_reached(db, Q_FAIL_NTH_USER, username,
-		    AUTH_LOGIN_MAX_PER_USER, now, &retry, e);
-		if (rc == -1)
-			return -1;
-		limited |= rc;
-	}
-	if (addr != NULL) {
-		rc = limit_reached(db, Q_FAIL_NTH_ADDR, addr,
-		    AUTH_LOGIN_MAX_PER_ADDR, now, &retry, e);
-		if (rc == -1)
-			return -1;
-		limited |= rc;
-	}
-	if (!limited)
+	if (failures <= AUTH_LOGIN_DELAY_FREE)
 		return 0;
-	err_set(e, ERR_RATE_LIMITED, "Too many failed login attempts");
-	if (e != NULL)
-		e->retry_after_s = retry;
-	return -1;
+	for (n = failures - AUTH_LOGIN_DELAY_FREE - 1;
+	     n > 0 && ms < AUTH_LOGIN_DELAY_MAX_MS; n--)
+		ms *= 2;
+	return ms < AUTH_LOGIN_DELAY_MAX_MS ? ms : AUTH_LOGIN_DELAY_MAX_MS;
 }
 
-int
-auth_login_failed(struct db *db, const char *username, const char *addr,
-    struct err *e)
+/* Inside the transaction: the limits, then the attempt's row. */
+static int
+login_record(struct db *db, const char *username, const char *addr, int64_t now,
+    int *delay_ms, struct err *e)
 {
-	int64_t now = (int64_t)time(NULL);
 	sqlite3_stmt *st;
+	int retry = 0, rc, limited, failures;
+
+	if ((limited = limit_reached(db, Q_FAIL_NTH_PAIR, addr, username,
+		 AUTH_LOGIN_MAX_PER_PAIR, AUTH_LOGIN_WINDOW_S, now, &retry,
+		 e)) == -1 ||
+	    (rc = limit_reached(db, Q_FAIL_NTH_ADDR, addr, NULL,
+		 AUTH_LOGIN_MAX_PER_ADDR, AUTH_LOGIN_WINDOW_S, now, &retry,
+		 e)) == -1)
+		return -1;
+	if (limited || rc) {
+		err_set(e, ERR_RATE_LIMITED, "Too many failed login attempts");
+		if (e != NULL)
+			e->retry_after_s = retry;
+		return -1;
+	}
+	if ((st = db_stmt(db, sql[Q_FAIL_COUNT_USER], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now - AUTH_LOGIN_WINDOW_S);
+	if ((rc = db_row(db, st, e)) == -1)
+		return -1;
+	failures = rc == 1 ? sqlite3_column_int(st, 0) : 0;
+	sqlite3_reset(st);
+	*delay_ms = auth_login_delay_ms(failures);
 
 	if ((st = db_stmt(db, sql[Q_FAIL_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username != NULL ? username : "", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, addr != NULL ? addr : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, now);
 	if (db_done(db, st, e) == -1)
 		return -1;
@@ -682,14 +705,71 @@ auth_login_failed(struct db *db, const char *username, const char *addr,
 }
 
 int
-auth_login_succeeded(struct db *db, const char *username, struct err *e)
+auth_login_begin(struct db *db, const char *username, const char *addr,
+    int *delay_ms, struct err *e)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	*delay_ms = 0;
+	if (username == NULL)
+		username = "";
+	if (addr == NULL)
+		addr = "";
+	/*
+	 * Counted as a failure before the password is known: the check and
+	 * the row are one step, so no parallel attempt can pass the check
+	 * in between. A right password takes the row back.
+	 */
+	if (db_begin(db, e) == -1)
+		return -1;
+	if (login_record(db, username, addr, now, delay_ms, e) == -1 ||
+	    db_commit(db, e) == -1) {
+		db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_login_succeeded(struct db *db, const char *username, const char *addr,
+    struct err *e)
 {
 	sqlite3_stmt *st;
 
-	if (username == NULL)
-		return 0;
 	if ((st = db_stmt(db, sql[Q_FAIL_FORGET], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, username != NULL ? username : "", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, addr != NULL ? addr : "", -1, SQLITE_STATIC);
+	return db_done(db, st, e);
+}
+
+int
+auth_register_record(struct db *db, const char *addr, int max, struct err *e)
+{
+	int64_t now = (int64_t)time(NULL);
+	sqlite3_stmt *st;
+	int retry = 0, rc;
+
+	if (addr == NULL)
+		addr = "";
+	if ((rc = limit_reached(db, Q_REG_NTH_ADDR, addr, NULL, max,
+		 AUTH_REGISTER_WINDOW_S, now, &retry, e)) == -1)
+		return -1;
+	if (rc == 1) {
+		err_set(e, ERR_RATE_LIMITED, "Too many registrations");
+		if (e != NULL)
+			e->retry_after_s = retry;
+		return -1;
+	}
+	if ((st = db_stmt(db, sql[Q_REG_INSERT], e)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	if (db_done(db, st, e) == -1)
+		return -1;
+	if ((st = db_stmt(db, sql[Q_REG_PRUNE], e)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now - AUTH_REGISTER_WINDOW_S);
 	return db_done(db, st, e);
 }

@@ -79,18 +79,52 @@ int auth_revoke_user(struct db *db, int64_t user_id, struct err *e);
 
 /*
  * Login throttling, counted in the database so it holds across workers.
- * auth_login_check: ERR_RATE_LIMITED (retry_after_s set) when username or
- * addr has too many recent failures. auth_login_failed records one failure;
- * auth_login_succeeded forgets username's failures.
+ * Hard limits stop one address: AUTH_LOGIN_MAX_PER_PAIR failures for one
+ * username from one address, AUTH_LOGIN_MAX_PER_ADDR from one address in
+ * all, inside AUTH_LOGIN_WINDOW_S. An account as such is never locked,
+ * since then anyone could lock its owner out: past AUTH_LOGIN_DELAY_FREE
+ * failures from anywhere it is only slowed down (auth_login_delay_ms).
+ *
+ * auth_login_begin, outside any transaction: checks the limits and records
+ * the attempt as a failure in one BEGIN IMMEDIATE, so parallel attempts
+ * see each other and a burst gets exactly the limit. ERR_RATE_LIMITED
+ * (retry_after_s set) writes nothing. *delay_ms gets how long the caller
+ * waits before checking the password.
+ *
+ * auth_login_succeeded, inside the caller's transaction: forgets the
+ * failures of username from addr, this attempt's included. The others'
+ * failures stay: they still count for their addresses and for the delay.
  */
-int auth_login_check(struct db *db, const char *username, const char *addr,
+int auth_login_begin(struct db *db, const char *username, const char *addr,
+    int *delay_ms, struct err *e);
+int auth_login_succeeded(struct db *db, const char *username, const char *addr,
     struct err *e);
-int auth_login_failed(struct db *db, const char *username, const char *addr,
-    struct err *e);
-int auth_login_succeeded(struct db *db, const char *username, struct err *e);
 
-#define AUTH_LOGIN_MAX_PER_USER 5
+/*
+ * The wait before the password is checked, for an account with failures
+ * recent failed logins from any address: 0 up to AUTH_LOGIN_DELAY_FREE,
+ * then AUTH_LOGIN_DELAY_MS doubling with each one, up to
+ * AUTH_LOGIN_DELAY_MAX_MS. The wait holds a FastCGI worker, which is why
+ * the cap is low: a higher one would make tying the workers up cheaper.
+ */
+int auth_login_delay_ms(int failures);
+
+#define AUTH_LOGIN_MAX_PER_PAIR 5
 #define AUTH_LOGIN_MAX_PER_ADDR 20
 #define AUTH_LOGIN_WINDOW_S     300
+#define AUTH_LOGIN_DELAY_FREE   3
+#define AUTH_LOGIN_DELAY_MS     250
+#define AUTH_LOGIN_DELAY_MAX_MS 4000
+
+/*
+ * Inside the caller's write transaction, before a public registration
+ * spends a password hash: ERR_RATE_LIMITED "Too many registrations"
+ * (retry_after_s set, nothing written) when addr has registered max times
+ * in the last AUTH_REGISTER_WINDOW_S; else counts this one for addr.
+ */
+int auth_register_record(struct db *db, const char *addr, int max,
+    struct err *e);
+
+#define AUTH_REGISTER_WINDOW_S 3600
 
 #endif

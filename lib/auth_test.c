@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,8 +539,11 @@ static void
 limited(const char *user, const char *addr, int lo, int hi)
 {
 	struct err e = { 0 };
+	int64_t before =
+	    sqlv("SELECT count(*) FROM login_attempts", NULL, 0, 0);
+	int delay = -1;
 
-	if (auth_login_check(db, user, addr, &e) != -1)
+	if (auth_login_begin(db, user, addr, &delay, &e) != -1)
 		fprintf(stderr, "'%s' from '%s' not limited\n", user,
 		    addr != NULL ? addr : "(null)");
 	CHECK(e.code != ERR_OK);
@@ -549,6 +553,21 @@ limited(const char *user, const char *addr, int lo, int hi)
 		fprintf(stderr, "retry_after_s %d not in [%d, %d]\n",
 		    e.retry_after_s, lo, hi);
 	CHECK(e.retry_after_s >= lo && e.retry_after_s <= hi);
+	/* refused: nothing written */
+	CHECK(
+	    sqlv("SELECT count(*) FROM login_attempts", NULL, 0, 0) == before);
+}
+
+/* One attempt that passes the limits; its delay. */
+static int
+attempt(const char *user, const char *addr)
+{
+	struct err e = { 0 };
+	int delay = -1;
+
+	CHECK(auth_login_begin(db, user, addr, &delay, &e) == 0);
+	CHECK(delay >= 0);
+	return delay;
 }
 
 static void
@@ -558,66 +577,90 @@ test_throttle(void)
 			  "VALUES (?1, 'old', ?2)";
 	struct err e = { 0 };
 	int64_t now = (int64_t)time(NULL);
-	char name[32];
+	char name[32], addr[32];
 	int i;
 
-	for (i = 0; i < AUTH_LOGIN_MAX_PER_USER - 1; i++) {
-		CHECK(auth_login_check(db, "alice", "10.0.0.1", &e) == 0);
-		CHECK(auth_login_failed(db, "alice", "10.0.0.1", &e) == 0);
-	}
-	CHECK(auth_login_check(db, "alice", "10.0.0.1", &e) == 0);
-	CHECK(auth_login_failed(db, "alice", "10.0.0.1", &e) == 0);
+	/* The pair: one username from one address. */
+	for (i = 0; i < AUTH_LOGIN_MAX_PER_PAIR; i++)
+		attempt("alice", "10.0.0.1");
+	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE username = ?1",
+		  "alice", 0, 0) == AUTH_LOGIN_MAX_PER_PAIR);
 	limited("alice", "10.0.0.1", AUTH_LOGIN_WINDOW_S - 2,
 	    AUTH_LOGIN_WINDOW_S);
-	limited("alice", "10.9.9.9", AUTH_LOGIN_WINDOW_S - 2,
-	    AUTH_LOGIN_WINDOW_S);
-	limited("alice", NULL, AUTH_LOGIN_WINDOW_S - 2, AUTH_LOGIN_WINDOW_S);
-	/* the address is far from its own limit */
-	CHECK(auth_login_check(db, "bob", "10.0.0.1", &e) == 0);
-	/* success forgets the user's failures */
-	CHECK(auth_login_succeeded(db, "alice", &e) == 0);
-	CHECK(auth_login_check(db, "alice", "10.0.0.1", &e) == 0);
+	/* The owner, from elsewhere, is not locked out... */
+	CHECK(attempt("alice", "10.9.9.9") ==
+	      auth_login_delay_ms(AUTH_LOGIN_MAX_PER_PAIR));
+	CHECK(auth_login_succeeded(db, "alice", "10.9.9.9", &e) == 0);
+	/* ... and the address is far from its own limit for others. */
+	CHECK(attempt("bob", "10.0.0.1") == 0);
+	/* Success forgets the pair's failures only. */
+	CHECK(auth_login_succeeded(db, "alice", "10.0.0.1", &e) == 0);
 	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE username = ?1",
 		  "alice", 0, 0) == 0);
-	CHECK(auth_login_succeeded(db, "nobody", &e) == 0);
+	CHECK(attempt("alice", "10.0.0.1") == 0);
+	CHECK(auth_login_succeeded(db, "nobody", "10.0.0.1", &e) == 0);
+	CHECK(auth_login_succeeded(db, NULL, NULL, &e) == 0);
+
+	/* Failures from many addresses: a slow-down, never a lock. */
+	for (i = 0; i < 3 * AUTH_LOGIN_MAX_PER_ADDR; i++) {
+		snprintf(addr, sizeof(addr), "192.0.2.%d", i + 1);
+		CHECK(attempt("carol", addr) == auth_login_delay_ms(i));
+	}
+	CHECK(attempt("carol", "198.51.100.1") == AUTH_LOGIN_DELAY_MAX_MS);
 
 	/* retry_after: until the oldest counted failure leaves the window. */
 	sqlv(ins, "dave", now - (AUTH_LOGIN_WINDOW_S - 10), 0);
-	for (i = 1; i < AUTH_LOGIN_MAX_PER_USER; i++)
+	for (i = 1; i < AUTH_LOGIN_MAX_PER_PAIR; i++)
 		sqlv(ins, "dave", now - 100 + i, 0);
-	limited("dave", NULL, 8, 10);
+	limited("dave", "old", 8, 10);
 	/* a sixth, older failure does not shorten or lengthen that */
 	sqlv(ins, "dave", now - (AUTH_LOGIN_WINDOW_S - 5), 0);
-	limited("dave", NULL, 8, 10);
+	limited("dave", "old", 8, 10);
 	/* failures past the window do not count */
-	for (i = 0; i < AUTH_LOGIN_MAX_PER_USER; i++)
+	for (i = 0; i < AUTH_LOGIN_MAX_PER_PAIR; i++)
 		sqlv(ins, "erin", now - AUTH_LOGIN_WINDOW_S - 1 - i, 0);
-	CHECK(auth_login_check(db, "erin", NULL, &e) == 0);
-	/* ... and recording a failure prunes them */
-	CHECK(auth_login_failed(db, "frank", "10.0.0.2", &e) == 0);
 	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE username = ?1",
-		  "erin", 0, 0) == 0);
+		  "erin", 0, 0) == AUTH_LOGIN_MAX_PER_PAIR);
+	/* ... and recording an attempt prunes them */
+	CHECK(attempt("erin", "old") == 0);
 	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE username = ?1",
-		  "dave", 0, 0) == AUTH_LOGIN_MAX_PER_USER + 1);
+		  "erin", 0, 0) == 1);
+	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE username = ?1",
+		  "dave", 0, 0) == AUTH_LOGIN_MAX_PER_PAIR + 1);
 
 	/* Per address, across usernames. */
 	for (i = 0; i < AUTH_LOGIN_MAX_PER_ADDR; i++) {
 		snprintf(name, sizeof(name), "spray%d", i);
-		CHECK(auth_login_check(db, name, "10.0.0.9", &e) == 0);
-		CHECK(auth_login_failed(db, name, "10.0.0.9", &e) == 0);
+		attempt(name, "10.0.0.9");
 	}
 	limited("zed", "10.0.0.9", AUTH_LOGIN_WINDOW_S - 2,
 	    AUTH_LOGIN_WINDOW_S);
-	CHECK(auth_login_check(db, "zed", "10.0.0.10", &e) == 0);
-	CHECK(auth_login_check(db, "zed", NULL, &e) == 0);
+	CHECK(attempt("zed", "10.0.0.10") == 0);
 	/* a success forgets only that user's failures from the address */
-	CHECK(auth_login_succeeded(db, "spray0", &e) == 0);
+	CHECK(auth_login_succeeded(db, "spray0", "10.0.0.9", &e) == 0);
 	CHECK(sqlv("SELECT count(*) FROM login_attempts WHERE addr = ?1",
 		  "10.0.0.9", 0, 0) == AUTH_LOGIN_MAX_PER_ADDR - 1);
-	CHECK(auth_login_check(db, "zed", "10.0.0.9", &e) == 0);
-	CHECK(auth_login_failed(db, "zed", "10.0.0.9", &e) == 0);
+	CHECK(attempt("zed", "10.0.0.9") == 0);
 	limited("zed", "10.0.0.9", AUTH_LOGIN_WINDOW_S - 2,
 	    AUTH_LOGIN_WINDOW_S);
+}
+
+static void
+test_delay(void)
+{
+	int i;
+
+	for (i = -1; i <= AUTH_LOGIN_DELAY_FREE; i++)
+		CHECK(auth_login_delay_ms(i) == 0);
+	CHECK(auth_login_delay_ms(AUTH_LOGIN_DELAY_FREE + 1) ==
+	      AUTH_LOGIN_DELAY_MS);
+	CHECK(auth_login_delay_ms(AUTH_LOGIN_DELAY_FREE + 2) ==
+	      2 * AUTH_LOGIN_DELAY_MS);
+	for (i = AUTH_LOGIN_DELAY_FREE + 1; i < 1000; i++) {
+		CHECK(auth_login_delay_ms(i) >= auth_login_delay_ms(i - 1));
+		CHECK(auth_login_delay_ms(i) <= AUTH_LOGIN_DELAY_MAX_MS);
+	}
+	CHECK(auth_login_delay_ms(INT_MAX) == AUTH_LOGIN_DELAY_MAX_MS);
 }
 
 /*
@@ -692,6 +735,7 @@ main(void)
 	test_cache(alice);
 	test_roles_and_users();
 	test_throttle();
+	test_delay();
 
 	check_db_close(db, dir);
 	printf("auth: %d checks passed\n", checks);

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -6,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -502,6 +504,163 @@ load_secret(struct config *c, struct err *e)
 	    SECRET_MIN);
 }
 
+/* Host name or address characters, brackets for IPv6: what a URL may hold. */
+static bool
+host_chars_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= 'a' && s[i] <= 'z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+			s[i] == '-' || s[i] == ':' || s[i] == '[' ||
+			s[i] == ']'))
+			return false;
+	return true;
+}
+
+/*
+ * PUBLIC_URL: http:// or https://, a host, perhaps a port, perhaps one
+ * final slash (dropped); no path, query or credentials, since /config
+ * appends "/ws" to it. Else PUBLIC_HOST, voip-application's name for the
+ * same thing, which meant http://PUBLIC_HOST:PORT.
+ */
+static int
+load_public_url(struct config *c, struct err *e)
+{
+	const char *v = value("PUBLIC_URL"), *host;
+	size_t n, hn;
+
+	if (v == NULL) {
+		if (c->public_host[0] == '\0')
+			return 0;
+		if (!host_chars_ok(c->public_host, strlen(c->public_host)))
+			return err_set_field(e, ERR_INVALID, "PUBLIC_HOST",
+			    "PUBLIC_HOST must be a host name or address, not "
+			    "'%.64s'",
+			    c->public_host);
+		snprintf(c->public_url, sizeof(c->public_url), "http://%s:%d",
+		    c->public_host, c->port);
+		return 0;
+	}
+	n = strlen(v);
+	if (n > 0 && v[n - 1] == '/')
+		n--;
+	if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else
+		host = NULL;
+	hn = host != NULL && (size_t)(host - v) <= n ? n - (size_t)(host - v)
+						     : 0;
+	if (host == NULL || n >= sizeof(c->public_url) ||
+	    !host_chars_ok(host, hn) || host[0] == ':')
+		return err_set_field(e, ERR_INVALID, "PUBLIC_URL",
+		    "PUBLIC_URL must be http(s)://host[:port] without a path, "
+		    "not '%.64s'",
+		    v);
+	memcpy(c->public_url, v, n);
+	c->public_url[n] = '\0';
+	return 0;
+}
+
+/* text as an address of its family into addr; AF_INET, AF_INET6 or 0. */
+static int
+addr_parse(const char *text, unsigned char addr[16])
+{
+	if (inet_pton(AF_INET, text, addr) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, text, addr) != 1)
+		return 0;
+	/* ::ffff:a.b.c.d is how a dual-stack socket shows an IPv4 peer. */
+	if (memcmp(addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		memmove(addr, addr + 12, 4);
+		return AF_INET;
+	}
+	return AF_INET6;
+}
+
+/* TRUSTED_PROXIES: a comma list of addresses and address/prefix ranges. */
+static int
+load_proxies(struct config *c, struct err *e)
+{
+	const char *v = value("TRUSTED_PROXIES"), *p, *end, *slash;
+	struct config_net *net;
+	char item[64], *q;
+	long prefix;
+	size_t n;
+
+	for (p = v; p != NULL; p = *end == ',' ? end + 1 : NULL) {
+		end = strchrnul(p, ',');
+		while (p < end && is_blank(*p))
+			p++;
+		n = (size_t)(end - p);
+		while (n > 0 && is_blank(p[n - 1]))
+			n--;
+		if (n == 0)
+			continue;
+		if (c->ntrusted_proxies == CONFIG_PROXIES_MAX)
+			return err_set_field(e, ERR_INVALID, "TRUSTED_PROXIES",
+			    "TRUSTED_PROXIES has more than %d entries",
+			    CONFIG_PROXIES_MAX);
+		if (n >= sizeof(item))
+			goto bad;
+		memcpy(item, p, n);
+		item[n] = '\0';
+		net = &c->trusted_proxies[c->ntrusted_proxies];
+		if ((slash = strchr(item, '/')) != NULL)
+			item[slash - item] = '\0';
+		if ((net->family = addr_parse(item, net->addr)) == 0)
+			goto bad;
+		net->prefix = net->family == AF_INET ? 32 : 128;
+		if (slash != NULL) {
+			errno = 0;
+			prefix = strtol(slash + 1, &q, 10);
+			if (errno != 0 || q == slash + 1 || *q != '\0' ||
+			    slash[1] < '0' || slash[1] > '9' || prefix < 0 ||
+			    prefix > net->prefix)
+				goto bad;
+			net->prefix = (int)prefix;
+		}
+		c->ntrusted_proxies++;
+	}
+	return 0;
+bad:
+	return err_set_field(e, ERR_INVALID, "TRUSTED_PROXIES",
+	    "TRUSTED_PROXIES: '%.*s' is not an address or address/prefix",
+	    (int)(n < 64 ? n : 64), p);
+}
+
+bool
+config_proxy_trusted(const struct config *c, const char *addr)
+{
+	const struct config_net *net;
+	unsigned char a[16];
+	int family, bits;
+	size_t i;
+
+	if (c == NULL || addr == NULL || c->ntrusted_proxies == 0 ||
+	    (family = addr_parse(addr, a)) == 0)
+		return false;
+	for (i = 0; i < c->ntrusted_proxies; i++) {
+		net = &c->trusted_proxies[i];
+		if (net->family != family)
+			continue;
+		bits = net->prefix;
+		if (memcmp(a, net->addr, (size_t)bits / 8) != 0)
+			continue;
+		if (bits % 8 != 0 && ((a[bits / 8] ^ net->addr[bits / 8]) &
+					 (0xff << (8 - bits % 8)) & 0xff) != 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
 static int
 load_all(struct config *c, struct err *e)
 {
@@ -548,7 +707,10 @@ load_all(struct config *c, struct err *e)
 	    get_int("CALL_RING_TIMEOUT_S", 60, 1, 3600, &c->call_ring_timeout_s,
 		e) == -1 ||
 	    get_int("CALL_ATTEMPTS_PER_MIN", 20, 0, 100000,
-		&c->call_attempts_per_min, e) == -1)
+		&c->call_attempts_per_min, e) == -1 ||
+	    get_int("REGISTER_PER_ADDR_HOUR", 10, 1, 1000000,
+		&c->register_per_addr_hour, e) == -1 ||
+	    load_public_url(c, e) == -1 || load_proxies(c, e) == -1)
 		return -1;
 	return load_secret(c, e);
 }

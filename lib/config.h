@@ -7,6 +7,15 @@
 
 struct err;
 
+/* One TRUSTED_PROXIES entry: an address and how many leading bits count. */
+struct config_net {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int prefix;
+};
+
+#define CONFIG_PROXIES_MAX 32
+
 /*
  * Configuration: the voip-application variable names and defaults, read
  * from the environment and from a .env file (ENV_FILE, default "./.env");
@@ -30,6 +39,10 @@ struct config {
 	char environment[64];
 	char service_name[64];
 	char public_host[256];
+	char public_url[512]; /* "scheme://host[:port]", "" when not set */
+	struct config_net trusted_proxies[CONFIG_PROXIES_MAX];
+	size_t ntrusted_proxies;
+	int register_per_addr_hour; /* REGISTER_PER_ADDR_HOUR, default 10 */
 	bool debug;
 	bool demo;                     /* SWITCHBOARD_DEMO=1 */
 	bool ws_legacy_extension_auth; /* WS_LEGACY_EXTENSION_AUTH=true */
@@ -55,6 +68,12 @@ const char *config_get(const char *name);
 
 /* Whether origin appears in the comma list c->cors_origins. */
 bool config_cors_allowed(const struct config *c, const char *origin);
+
+/*
+ * Whether addr (text, IPv4 or IPv6) is inside one of TRUSTED_PROXIES: only
+ * such a peer's forwarded headers (X-Forwarded-For, -Proto, -Host) count.
+ */
+bool config_proxy_trusted(const struct config *c, const char *addr);
 
 /* Wipe secrets from c. */
 void config_wipe(struct config *c);

@@ -21,7 +21,7 @@ static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",
 	"SERVICE_NAME", "PUBLIC_HOST", "SWITCHBOARD_DEMO",
 	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
 	"CALL_ATTEMPTS_PER_MIN", "FCGI_CHILDREN", "ENV_FILE", "ONLY_IN_FILE",
-	NULL };
+	"PUBLIC_URL", "TRUSTED_PROXIES", "REGISTER_PER_ADDR_HOUR", NULL };
 
 static char dir[64];
 static char envpath[128];
@@ -148,7 +148,7 @@ test_env_file(void)
 		  "ASTERISK_HOST='pbx # not a comment'\n"
 		  "ASTERISK_AMI_SECRET=\"s3cr\\\"et\\\\x\\n\" # comment\n"
 		  "SERVICE_NAME=svc # trailing comment\n"
-		  "PUBLIC_HOST=host#notcomment\n"
+		  "SIP_DOMAIN=host#notcomment\n"
 		  "ENVIRONMENT=production\r\n"
 		  "ASTERISK_AMI_USERNAME=\"\"\n"
 		  "SIP_PORT=1\n"
@@ -166,7 +166,7 @@ test_env_file(void)
 	CHECK(strcmp(c.asterisk_host, "pbx # not a comment") == 0);
 	CHECK(strcmp(c.asterisk_ami_secret, "s3cr\"et\\x\n") == 0);
 	CHECK(strcmp(c.service_name, "svc") == 0);
-	CHECK(strcmp(c.public_host, "host#notcomment") == 0);
+	CHECK(strcmp(c.sip_domain, "host#notcomment") == 0);
 	CHECK(strcmp(c.environment, "production") == 0);
 	CHECK(strcmp(c.asterisk_ami_username, "admin") == 0); /* "" */
 	CHECK(c.sip_port == 65535);                           /* last wins */
@@ -537,6 +537,100 @@ test_cors(void)
 	config_wipe(&c);
 }
 
+/* PUBLIC_URL, PUBLIC_HOST, TRUSTED_PROXIES and REGISTER_PER_ADDR_HOUR. */
+static void
+test_public_edges(void)
+{
+	static const char *const bad_urls[] = { "voip.example.org",
+		"ftp://voip.example.org", "https://", "https:///",
+		"https://voip.example.org/app", "https://u:p@voip.example.org",
+		"https://voip.example.org?x=1", "https://voip example.org",
+		"https://:8443", "http://voip.example.org//" };
+	static const char *const bad_proxies[] = { "10.0.0.300", "10.0.0.1/33",
+		"::1/129", "10.0.0.1/", "10.0.0.1/x", "10.0.0.1/-1", "proxy",
+		"10.0.0.1,,fe80::1/ 64", "10.0.0.0/8 10.1.0.0/16" };
+	struct config c;
+	size_t i;
+
+	reset();
+	setenv("JWT_SECRET", GOOD_SECRET, 1);
+	load_ok(&c);
+	CHECK(c.public_url[0] == '\0');
+	CHECK(c.ntrusted_proxies == 0);
+	CHECK(c.register_per_addr_hour == 10);
+	CHECK(!config_proxy_trusted(&c, "127.0.0.1"));
+	config_wipe(&c);
+
+	setenv("PUBLIC_URL", "https://voip.example.org/", 1);
+	setenv("PUBLIC_HOST", "ignored.example", 1);
+	load_ok(&c);
+	CHECK(strcmp(c.public_url, "https://voip.example.org") == 0);
+	config_wipe(&c);
+	setenv("PUBLIC_URL", "http://[2001:db8::1]:8443", 1);
+	load_ok(&c);
+	CHECK(strcmp(c.public_url, "http://[2001:db8::1]:8443") == 0);
+	config_wipe(&c);
+	for (i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+		setenv("PUBLIC_URL", bad_urls[i], 1);
+		if (!load_fails("PUBLIC_URL"))
+			fprintf(stderr, "PUBLIC_URL=%s accepted\n",
+			    bad_urls[i]);
+	}
+	/* voip-application's PUBLIC_HOST meant http://PUBLIC_HOST:PORT */
+	unsetenv("PUBLIC_URL");
+	setenv("PORT", "8443", 1);
+	load_ok(&c);
+	CHECK(strcmp(c.public_url, "http://ignored.example:8443") == 0);
+	config_wipe(&c);
+	setenv("PUBLIC_HOST", "bad/host", 1);
+	CHECK(load_fails("PUBLIC_HOST"));
+	unsetenv("PUBLIC_HOST");
+
+	setenv("TRUSTED_PROXIES",
+	    " 10.0.0.1, 192.168.0.0/16,2001:db8::/32 ,"
+	    "172.16.0.0/12,::1",
+	    1);
+	load_ok(&c);
+	CHECK(c.ntrusted_proxies == 5);
+	CHECK(config_proxy_trusted(&c, "10.0.0.1"));
+	CHECK(!config_proxy_trusted(&c, "10.0.0.2"));
+	CHECK(config_proxy_trusted(&c, "192.168.200.7"));
+	CHECK(!config_proxy_trusted(&c, "192.169.0.1"));
+	CHECK(config_proxy_trusted(&c, "172.31.255.255"));
+	CHECK(!config_proxy_trusted(&c, "172.32.0.0"));
+	CHECK(config_proxy_trusted(&c, "2001:db8:ffff::5"));
+	CHECK(!config_proxy_trusted(&c, "2001:db9::5"));
+	CHECK(config_proxy_trusted(&c, "::1"));
+	CHECK(config_proxy_trusted(&c, "::ffff:10.0.0.1"));
+	CHECK(!config_proxy_trusted(&c, "::2"));
+	CHECK(!config_proxy_trusted(&c, ""));
+	CHECK(!config_proxy_trusted(&c, NULL));
+	CHECK(!config_proxy_trusted(&c, "10.0.0.1 "));
+	CHECK(!config_proxy_trusted(&c, "localhost"));
+	config_wipe(&c);
+	setenv("TRUSTED_PROXIES", "0.0.0.0/0", 1);
+	load_ok(&c);
+	CHECK(config_proxy_trusted(&c, "203.0.113.9"));
+	CHECK(!config_proxy_trusted(&c, "2001:db8::1"));
+	config_wipe(&c);
+	for (i = 0; i < sizeof(bad_proxies) / sizeof(bad_proxies[0]); i++) {
+		setenv("TRUSTED_PROXIES", bad_proxies[i], 1);
+		if (!load_fails("TRUSTED_PROXIES"))
+			fprintf(stderr, "TRUSTED_PROXIES=%s accepted\n",
+			    bad_proxies[i]);
+	}
+	unsetenv("TRUSTED_PROXIES");
+
+	setenv("REGISTER_PER_ADDR_HOUR", "3", 1);
+	load_ok(&c);
+	CHECK(c.register_per_addr_hour == 3);
+	config_wipe(&c);
+	setenv("REGISTER_PER_ADDR_HOUR", "0", 1);
+	CHECK(load_fails("REGISTER_PER_ADDR_HOUR"));
+	unsetenv("REGISTER_PER_ADDR_HOUR");
+	unsetenv("PORT");
+}
+
 int
 main(void)
 {
@@ -555,6 +649,7 @@ main(void)
 	test_secret_generated();
 	test_secret_race();
 	test_cors();
+	test_public_edges();
 	reset();
 	config_wipe(NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -695,6 +697,23 @@ hadd(struct hbuf *hb, const char *fmt, ...)
 		hb->n += (size_t)k;
 }
 
+/* Whether a handler set header name (http_set_header) for this reply. */
+static bool
+has_header(const struct http_req *r, const char *name)
+{
+	size_t n = strlen(name), i = 0;
+
+	while (i + n < r->headers_len) {
+		if (strncasecmp(r->headers + i, name, n) == 0 &&
+		    r->headers[i + n] == ':')
+			return true;
+		while (i < r->headers_len && r->headers[i] != '\n')
+			i++;
+		i++;
+	}
+	return false;
+}
+
 static void
 reply(struct http_req *r, int status, const char *type, const char *body,
     size_t len)
@@ -728,6 +747,13 @@ reply(struct http_req *r, int status, const char *type, const char *body,
 		hadd(&hb, "Content-Type: %s\r\nContent-Length: %zu\r\n", type,
 		    len);
 	hadd(&hb, "X-Request-Id: %s\r\n", r->request_id);
+	/*
+	 * Tokens, profiles, call logs, and errors that say whether an
+	 * account exists: nothing a program answers belongs in a shared
+	 * cache, nor in the browser's, unless the handler says otherwise.
+	 */
+	if (!has_header(r, "Cache-Control"))
+		hadd(&hb, "Cache-Control: no-store\r\n");
 	if (r->cors_origin != NULL)
 		hadd(&hb,
 		    "Access-Control-Allow-Origin: %s\r\n"
@@ -1230,33 +1256,114 @@ host_ok(const char *s)
 void
 http_origin(const struct http_req *r, char *buf, size_t size)
 {
-	const char *https = param(r, "HTTPS"), *fwd, *host, *name, *port;
-	bool tls = false;
+	const struct config *cfg = r->h->cfg;
+	const char *https = param(r, "HTTPS"), *fwd, *host, *port;
+	bool tls = false, trusted;
+	char fhost[256];
 	size_t n;
 
 	if (size == 0)
 		return;
+	if (cfg != NULL && cfg->public_url[0] != '\0') {
+		snprintf(buf, size, "%s", cfg->public_url);
+		return;
+	}
+	/*
+	 * Never from Host: anyone can send any Host, and a reply built from
+	 * it (wss://evil.example/ws) is worth poisoning a cache with. The
+	 * forwarded headers count only from a proxy the operator listed.
+	 */
+	trusted =
+	    cfg != NULL && config_proxy_trusted(cfg, param(r, "REMOTE_ADDR"));
 	if (https != NULL && *https != '\0' && strcasecmp(https, "off") != 0)
 		tls = true;
-	else if ((fwd = param(r, "HTTP_X_FORWARDED_PROTO")) != NULL) {
+	else if (trusted &&
+		 (fwd = param(r, "HTTP_X_FORWARDED_PROTO")) != NULL) {
 		n = strcspn(fwd, ", ");
 		tls = n == 5 && strncasecmp(fwd, "https", 5) == 0;
 	}
-	host = param(r, "HTTP_HOST");
-	if (host != NULL && host_ok(host)) {
-		snprintf(buf, size, "%s://%s", tls ? "https" : "http", host);
-		return;
+	/* The first entry: the host the client asked the first proxy for. */
+	if (trusted && (fwd = param(r, "HTTP_X_FORWARDED_HOST")) != NULL &&
+	    (n = strcspn(fwd, ",")) < sizeof(fhost)) {
+		while (n > 0 && (fwd[n - 1] == ' ' || fwd[n - 1] == '\t'))
+			n--;
+		memcpy(fhost, fwd, n);
+		fhost[n] = '\0';
+		if (host_ok(fhost)) {
+			snprintf(buf, size, "%s://%s", tls ? "https" : "http",
+			    fhost);
+			return;
+		}
 	}
-	name = param(r, "SERVER_NAME");
+	/* The address the connection came in on: the server's own. */
+	host = param(r, "SERVER_ADDR");
 	port = param(r, "SERVER_PORT");
-	if (name == NULL || !host_ok(name))
-		name = "localhost";
+	if (host == NULL || !host_ok(host))
+		host = "localhost";
 	if (port == NULL || strspn(port, "0123456789") != strlen(port) ||
 	    *port == '\0' || strlen(port) > 5 ||
 	    strcmp(port, tls ? "443" : "80") == 0)
 		port = NULL;
-	snprintf(buf, size, "%s://%s%s%s", tls ? "https" : "http", name,
-	    port != NULL ? ":" : "", port != NULL ? port : "");
+	snprintf(buf, size, "%s://%s%s%s%s%s", tls ? "https" : "http",
+	    strchr(host, ':') != NULL ? "[" : "", host,
+	    strchr(host, ':') != NULL ? "]" : "", port != NULL ? ":" : "",
+	    port != NULL ? port : "");
+}
+
+/* Whether <s, n> is an IPv4 or IPv6 address (text). */
+static bool
+addr_text_ok(const char *s, size_t n)
+{
+	unsigned char a[16];
+	char tmp[64];
+
+	if (n == 0 || n >= sizeof(tmp))
+		return false;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	return inet_pton(AF_INET, tmp, a) == 1 ||
+	       inet_pton(AF_INET6, tmp, a) == 1;
+}
+
+void
+http_client_addr(const struct http_req *r, char *buf, size_t size)
+{
+	const struct config *cfg = r->h->cfg;
+	const char *peer = param(r, "REMOTE_ADDR"), *xff, *p, *end, *s;
+	size_t n;
+
+	if (size == 0)
+		return;
+	if (peer == NULL)
+		peer = "";
+	snprintf(buf, size, "%s", peer);
+	if (cfg == NULL || !config_proxy_trusted(cfg, peer) ||
+	    (xff = param(r, "HTTP_X_FORWARDED_FOR")) == NULL)
+		return;
+	/*
+	 * Right to left: each trusted proxy appended the address it saw, so
+	 * the first one that is not a trusted proxy is the client. What is
+	 * left of it the client wrote itself and proves nothing.
+	 */
+	for (end = xff + strlen(xff);; end = p - 1) {
+		for (p = end; p > xff && p[-1] != ','; p--)
+			;
+		s = p;
+		n = (size_t)(end - p);
+		while (n > 0 && (*s == ' ' || *s == '\t')) {
+			s++;
+			n--;
+		}
+		while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		/* buf keeps the last proxy when the list makes no sense. */
+		if (!addr_text_ok(s, n) || n >= size)
+			return;
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+		if (!config_proxy_trusted(cfg, buf) || p == xff)
+			return;
+	}
 }
 
 static int

@@ -95,9 +95,21 @@ const char *http_query(const struct http_req *req, const char *name);
 /* Request header by its HTTP name ("X-Call-Method"), or NULL. */
 const char *http_header(const struct http_req *req, const char *name);
 const char *http_remote_addr(const struct http_req *req);
-/* The origin the browser used: "http://host[:port]" (scheme from HTTPS /
- * X-Forwarded-Proto, host from Host). Written into buf. */
+/*
+ * The public origin, "http[s]://host[:port]", into buf: PUBLIC_URL (or
+ * PUBLIC_HOST) when configured; else, from a peer in TRUSTED_PROXIES,
+ * X-Forwarded-Proto and X-Forwarded-Host; else the address and port the
+ * request came in on (SERVER_ADDR, SERVER_PORT; scheme from HTTPS). Never
+ * from Host, which any client sets.
+ */
 void http_origin(const struct http_req *req, char *buf, size_t size);
+
+/*
+ * The client's address into buf: REMOTE_ADDR, or, when that peer is in
+ * TRUSTED_PROXIES, the right-most X-Forwarded-For entry that is not
+ * (left-most when all are). Anything else a client sends is ignored.
+ */
+void http_client_addr(const struct http_req *req, char *buf, size_t size);
 
 /*
  * The body as a JSON object: ERR_TOO_LARGE past HTTP_BODY_MAX, ERR_INVALID
@@ -119,7 +131,8 @@ int http_authenticate(struct http_req *req, struct err *e);
 struct db *http_db(const struct http_req *req);
 const struct config *http_config(const struct http_req *req);
 
-/* Add a response header before replying. */
+/* Add a response header before replying. Every reply carries
+ * "Cache-Control: no-store" unless a handler sets Cache-Control itself. */
 void http_set_header(struct http_req *req, const char *name, const char *value);
 
 /* Reply with obj serialized; takes ownership of obj. */

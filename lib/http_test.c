@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -67,7 +68,7 @@ static int
 h_echo(struct http_req *req, struct err *e)
 {
 	struct json_object *o, *body;
-	char origin[300];
+	char origin[300], client[64];
 
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
@@ -86,6 +87,8 @@ h_echo(struct http_req *req, struct err *e)
 	jh_add_str(o, "addr", http_remote_addr(req));
 	http_origin(req, origin, sizeof(origin));
 	jh_add_str(o, "origin", origin);
+	http_client_addr(req, client, sizeof(client));
+	jh_add_str(o, "client", client);
 	jh_add_str(o, "path", http_path(req));
 	jh_add_int(o, "method", http_method(req));
 	jh_add_bool(o, "user", http_user(req) != NULL);
@@ -904,6 +907,83 @@ read_log(void)
 
 /* ---- CGI cases ---- */
 
+/*
+ * The public origin and the client's address: from configuration and the
+ * connection, forwarded headers only from a trusted proxy, never Host.
+ */
+static void
+test_origin_and_client(void)
+{
+	struct config saved = cfg;
+	struct resp r;
+
+	/* Untrusted peer: Host and every forwarded header are ignored. */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=203.0.113.5", "HTTP_HOST=evil.example",
+		"HTTP_X_FORWARDED_PROTO=https",
+		"HTTP_X_FORWARDED_HOST=evil.example",
+		"HTTP_X_FORWARDED_FOR=198.51.100.1", "SERVER_ADDR=192.0.2.10",
+		"SERVER_PORT=8080"));
+	CHECK(streq(jstr(&r, "origin"), "http://192.0.2.10:8080"));
+	CHECK(streq(jstr(&r, "client"), "203.0.113.5"));
+	CHECK(streq(hget(&r, "Cache-Control"), "no-store"));
+	resp_free(&r);
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=::1", "SERVER_ADDR=2001:db8::7", "SERVER_PORT=443",
+		"HTTPS=on"));
+	CHECK(streq(jstr(&r, "origin"), "https://[2001:db8::7]"));
+	CHECK(streq(jstr(&r, "client"), "::1"));
+	resp_free(&r);
+
+	/* A trusted proxy: its forwarded headers count. */
+	cfg.trusted_proxies[0].family = AF_INET;
+	CHECK(inet_pton(AF_INET, "10.0.0.0", cfg.trusted_proxies[0].addr) == 1);
+	cfg.trusted_proxies[0].prefix = 8;
+	cfg.ntrusted_proxies = 1;
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=10.1.2.3", "HTTP_HOST=evil.example",
+		"HTTP_X_FORWARDED_PROTO=https",
+		"HTTP_X_FORWARDED_HOST=voip.example.org:8443, evil.example",
+		"HTTP_X_FORWARDED_FOR=6.6.6.6, 198.51.100.1 , 10.9.9.9",
+		"SERVER_ADDR=10.0.0.2", "SERVER_PORT=8080"));
+	CHECK(streq(jstr(&r, "origin"), "https://voip.example.org:8443"));
+	/* right to left, past the trusted hops; what the client wrote is
+	 * left of that and ignored */
+	CHECK(streq(jstr(&r, "client"), "198.51.100.1"));
+	resp_free(&r);
+	/* no usable X-Forwarded-Host: the server's own address */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_HOST=bad host/",
+		"HTTP_X_FORWARDED_FOR=10.0.0.9,garbage, 10.0.0.8",
+		"SERVER_ADDR=10.0.0.2", "SERVER_PORT=80"));
+	CHECK(streq(jstr(&r, "origin"), "http://10.0.0.2"));
+	/* nonsense left of trusted hops: the last trusted one */
+	CHECK(streq(jstr(&r, "client"), "10.0.0.8"));
+	resp_free(&r);
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_FOR=10.0.0.9"));
+	CHECK(streq(jstr(&r, "client"), "10.0.0.9")); /* all trusted */
+	CHECK(streq(jstr(&r, "origin"), "http://localhost"));
+	resp_free(&r);
+
+	/* PUBLIC_URL wins over everything. */
+	snprintf(cfg.public_url, sizeof(cfg.public_url),
+	    "https://voip.example.net");
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
+		"REMOTE_ADDR=10.1.2.3", "HTTP_X_FORWARDED_PROTO=http",
+		"HTTP_X_FORWARDED_HOST=other.example",
+		"HTTP_HOST=evil.example"));
+	CHECK(streq(jstr(&r, "origin"), "https://voip.example.net"));
+	resp_free(&r);
+	cfg = saved;
+}
+
 static void
 test_echo(void)
 {
@@ -939,7 +1019,8 @@ test_echo(void)
 	CHECK(streq(jstr(&r, "hdr"), "webrtc"));
 	CHECK(streq(jstr(&r, "ctype"), "text/plain"));
 	CHECK(streq(jstr(&r, "addr"), "10.0.0.7"));
-	CHECK(streq(jstr(&r, "origin"), "https://example.org:8443"));
+	/* Host is never the origin; no SERVER_ADDR here */
+	CHECK(streq(jstr(&r, "origin"), "https://localhost"));
 	CHECK(streq(jstr(&r, "path"), "/echo/abc/items/x y"));
 	CHECK(jint(&r, "method") == HTTP_GET);
 	resp_free(&r);
@@ -955,7 +1036,8 @@ test_echo(void)
 	CHECK(streq(jstr(&r, "a"), "caf\xc3\xa9"));
 	CHECK(streq(jstr(&r, "b"), "7"));
 	CHECK(streq(jstr(&r, "q"), "zz"));
-	CHECK(streq(jstr(&r, "origin"), "https://srv.local"));
+	/* X-Forwarded-Proto from an untrusted peer is ignored */
+	CHECK(streq(jstr(&r, "origin"), "http://localhost:443"));
 	CHECK(jnull(&r, "hdr"));
 	CHECK(streq(jstr(&r, "addr"), ""));
 	id = hget(&r, "X-Request-Id");
@@ -967,7 +1049,7 @@ test_echo(void)
 	cgi(&r, NULL,
 	    ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/echo/a/items/b",
 		"SERVER_NAME=srv.local", "SERVER_PORT=8080"));
-	CHECK(streq(jstr(&r, "origin"), "http://srv.local:8080"));
+	CHECK(streq(jstr(&r, "origin"), "http://localhost:8080"));
 	resp_free(&r);
 
 	/* SCRIPT_NAME + PATH_INFO when nothing else says the path. */
@@ -1435,7 +1517,7 @@ test_fcgi_one(void)
 	CHECK(streq(jstr(&r, "x"), "A"));
 	CHECK(streq(jstr(&r, "hdr"), "ami"));
 	CHECK(streq(jstr(&r, "addr"), "127.0.0.1"));
-	CHECK(streq(jstr(&r, "origin"), "http://h.example"));
+	CHECK(streq(jstr(&r, "origin"), "http://localhost"));
 	resp_free(&r);
 
 	/* Bodies and replies spanning many records both ways. */
@@ -1613,6 +1695,7 @@ main(void)
 	setenv("ENV_FILE", "/nonexistent/.env", 1);
 	setup();
 	test_echo();
+	test_origin_and_client();
 	test_routing();
 	test_cors();
 	test_auth();

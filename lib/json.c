@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -11,6 +12,8 @@
 
 #define JH_DEPTH 32
 
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
 /* The contract's one client text for any malformed body or field. */
 #define JH_BAD "Invalid request format"
 
@@ -18,6 +21,18 @@ static bool
 is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int
+hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 size_t
@@ -68,48 +83,231 @@ utf8_valid(const unsigned char *s, size_t n)
 }
 
 /*
- * json-c accepts single-quoted strings, Infinity and raw control characters
- * in strings even when strict, so the bytes are checked first: outside
- * strings only structure, numbers and the words true, false and null.
+ * What the bytes must be before json-c sees them. json-c accepts
+ * single-quoted strings, Infinity, "1." and raw control characters in
+ * strings even when strict, turns a lone surrogate escape into U+FFFD and
+ * keeps the last of two equal keys, so the text is checked first: outside
+ * strings only structure, RFC 8259 numbers and the words true, false and
+ * null; inside, only the escapes RFC 8259 names, surrogates in pairs.
+ * members gets the member count of each object in the order the objects
+ * open, which dup_free compares with what json-c built.
+ */
+struct lex {
+	const char *buf;
+	size_t len, i;
+	size_t *members; /* one per '{', in order */
+	size_t nobj;
+};
+
+static int
+hex4(const char *p, size_t n, unsigned *out)
+{
+	unsigned v = 0;
+	size_t i;
+	int d;
+
+	if (n < 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		if ((d = hexdigit(p[i])) < 0)
+			return -1;
+		v = v << 4 | (unsigned)d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A string from its opening quote; i ends past the closing one. */
+static bool
+lex_string(struct lex *l)
+{
+	const char *b = l->buf;
+	unsigned u, lo;
+	size_t i = l->i + 1;
+
+	for (; i < l->len && b[i] != '"'; i++) {
+		if ((unsigned char)b[i] < 0x20)
+			return false;
+		if (b[i] != '\\')
+			continue;
+		if (++i == l->len)
+			return false;
+		if (strchr("\"\\/bfnrt", b[i]) != NULL && b[i] != '\0')
+			continue;
+		if (b[i] != 'u' || hex4(b + i + 1, l->len - i - 1, &u) == -1)
+			return false;
+		i += 4;
+		if (u >= 0xdc00 && u <= 0xdfff)
+			return false; /* a low half alone */
+		if (u < 0xd800 || u > 0xdbff)
+			continue;
+		/* A high half: only with a low half right after it. */
+		if (i + 2 >= l->len || b[i + 1] != '\\' || b[i + 2] != 'u' ||
+		    hex4(b + i + 3, l->len - i - 3, &lo) == -1 || lo < 0xdc00 ||
+		    lo > 0xdfff)
+			return false;
+		i += 6;
+	}
+	if (i >= l->len)
+		return false;
+	l->i = i + 1;
+	return true;
+}
+
+static bool
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? from i. An integer must
+ * also fit json-c's int64 or uint64, which otherwise saturates silently;
+ * a too large fraction or exponent is caught once parsed (not finite).
  */
 static bool
-lex_ok(const char *buf, size_t len)
+lex_number(struct lex *l)
 {
-	size_t i = 0, n;
+	const char *b = l->buf;
+	size_t i = l->i;
+	bool neg = false, integer = true;
+	uint64_t v = 0, d;
+
+	if (b[i] == '-') {
+		neg = true;
+		i++;
+	}
+	if (i == l->len || !is_digit(b[i]))
+		return false;
+	if (b[i] == '0') {
+		/* json-c takes "-01" for -1. */
+		if (++i < l->len && is_digit(b[i]))
+			return false;
+	} else
+		for (; i < l->len && is_digit(b[i]); i++) {
+			d = (uint64_t)(b[i] - '0');
+			if (v > (UINT64_MAX - d) / 10)
+				return false;
+			v = v * 10 + d;
+		}
+	if (i < l->len && b[i] == '.') {
+		integer = false;
+		if (++i == l->len || !is_digit(b[i]))
+			return false;
+		while (i < l->len && is_digit(b[i]))
+			i++;
+	}
+	if (i < l->len && (b[i] == 'e' || b[i] == 'E')) {
+		integer = false;
+		if (++i < l->len && (b[i] == '+' || b[i] == '-'))
+			i++;
+		if (i == l->len || !is_digit(b[i]))
+			return false;
+		while (i < l->len && is_digit(b[i]))
+			i++;
+	}
+	if (integer && neg && v > (uint64_t)INT64_MAX + 1)
+		return false;
+	l->i = i;
+	return true;
+}
+
+static bool
+lex_ok(struct lex *l)
+{
+	/* Which open containers are objects, and their members' slots. */
+	size_t stack[JH_DEPTH + 1], depth = 0, n;
+	const char *b = l->buf;
 	char c;
 
-	while (i < len) {
-		c = buf[i];
+	while (l->i < l->len) {
+		c = b[l->i];
 		if (c == '"') {
-			for (i++; i < len && buf[i] != '"'; i++) {
-				if ((unsigned char)buf[i] < 0x20)
-					return false;
-				if (buf[i] == '\\')
-					i++;
-			}
-			i++;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-			if ((c == 'e' || c == 'E') && i > 0 &&
-			    buf[i - 1] >= '0' && buf[i - 1] <= '9') {
-				i++;
-				continue;
-			}
-			for (n = 0; i + n < len && buf[i + n] >= 'a' &&
-				    buf[i + n] <= 'z';
+			if (!lex_string(l))
+				return false;
+		} else if (c == '-' || is_digit(c)) {
+			if (!lex_number(l))
+				return false;
+		} else if (c >= 'a' && c <= 'z') {
+			for (n = 0; l->i + n < l->len && b[l->i + n] >= 'a' &&
+				    b[l->i + n] <= 'z';
 			     n++)
 				;
-			if (!((n == 4 && memcmp(buf + i, "true", 4) == 0) ||
-				(n == 5 && memcmp(buf + i, "false", 5) == 0) ||
-				(n == 4 && memcmp(buf + i, "null", 4) == 0)))
+			if (!((n == 4 && memcmp(b + l->i, "true", 4) == 0) ||
+				(n == 5 && memcmp(b + l->i, "false", 5) == 0) ||
+				(n == 4 && memcmp(b + l->i, "null", 4) == 0)))
 				return false;
-			i += n;
-		} else if (strchr(" \t\r\n{}[],:0123456789+-.", c) != NULL &&
-			   c != '\0')
-			i++;
+			l->i += n;
+		} else if (c == '{' || c == '[') {
+			if (depth == nitems(stack))
+				return false; /* past json-c's limit anyway */
+			if (c == '{') {
+				l->members[l->nobj] = 0;
+				stack[depth++] = l->nobj++;
+			} else
+				stack[depth++] = SIZE_MAX;
+			l->i++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return false;
+			depth--;
+			l->i++;
+		} else if (c == ':') {
+			if (depth == 0 || stack[depth - 1] == SIZE_MAX)
+				return false;
+			l->members[stack[depth - 1]]++;
+			l->i++;
+		} else if (c == ',' || is_space(c))
+			l->i++;
 		else
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Whether every object of the tree has as many members as its text had
+ * (json-c keeps one of two equal keys) and every number is finite. Objects
+ * are visited in the order they opened in the text, as lex_ok counted them.
+ */
+static bool
+tree_ok(struct json_object *o, const struct lex *l, size_t *k)
+{
+	struct json_object_iterator it, end;
+	size_t i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(o));
+	case json_type_object:
+		if (*k >= l->nobj ||
+		    (size_t)json_object_object_length(o) != l->members[*k])
+			return false;
+		(*k)++;
+		it = json_object_iter_begin(o);
+		end = json_object_iter_end(o);
+		for (; !json_object_iter_equal(&it, &end);
+		     json_object_iter_next(&it))
+			if (!tree_ok(json_object_iter_peek_value(&it), l, k))
+				return false;
+		return true;
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			if (!tree_ok(json_object_array_get_idx(o, i), l, k))
+				return false;
+		return true;
+	default:
+		return true;
+	}
+}
+
+static struct json_object *
+refused(struct json_object *obj, struct err *e)
+{
+	json_object_put(obj);
+	err_set(e, ERR_INVALID, JH_BAD);
+	return NULL;
 }
 
 struct json_object *
@@ -118,19 +316,32 @@ jh_parse(const char *buf, size_t len, struct err *e)
 	enum json_tokener_error jerr;
 	struct json_tokener *tok;
 	struct json_object *obj;
-	size_t i, end;
+	struct lex l = { 0 };
+	size_t i, end, k = 0, opens = 0;
+	bool ok;
 
 	if (buf == NULL)
 		len = 0;
 	for (i = 0; i < len && is_space(buf[i]); i++)
 		;
 	/* json-c's own UTF-8 check lets overlong forms through. */
-	if (i == len || len > INT_MAX - 1 || !lex_ok(buf, len) ||
-	    !utf8_valid((const unsigned char *)buf, len)) {
-		err_set(e, ERR_INVALID, JH_BAD);
+	if (i == len || len > INT_MAX - 1 ||
+	    !utf8_valid((const unsigned char *)buf, len))
+		return refused(NULL, e);
+	for (i = 0; i < len; i++)
+		opens += buf[i] == '{';
+	l.buf = buf;
+	l.len = len;
+	if ((l.members = calloc(opens + 1, sizeof(*l.members))) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
+	if (!lex_ok(&l)) {
+		free(l.members);
+		return refused(NULL, e);
+	}
 	if ((tok = json_tokener_new_ex(JH_DEPTH)) == NULL) {
+		free(l.members);
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
@@ -147,19 +358,12 @@ jh_parse(const char *buf, size_t len, struct err *e)
 		end = len;
 	}
 	json_tokener_free(tok);
-	if (jerr != json_tokener_success || obj == NULL) {
-		json_object_put(obj);
-		err_set(e, ERR_INVALID, JH_BAD);
-		return NULL;
-	}
 	for (i = end; i < len && is_space(buf[i]); i++)
 		;
-	if (i != len) {
-		json_object_put(obj);
-		err_set(e, ERR_INVALID, JH_BAD);
-		return NULL;
-	}
-	return obj;
+	ok = jerr == json_tokener_success && obj != NULL && i == len &&
+	     tree_ok(obj, &l, &k);
+	free(l.members);
+	return ok ? obj : refused(obj, e);
 }
 
 static bool
@@ -178,6 +382,11 @@ email_ok(const char *s, size_t n)
 
 	for (i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+			return false;
+	/* C1 controls, U+0080 to U+009F, are 0xc2 0x80-0x9f in UTF-8. */
+	for (i = 0; i + 1 < n; i++)
+		if ((unsigned char)s[i] == 0xc2 &&
+		    (unsigned char)s[i + 1] <= 0x9f)
 			return false;
 	if ((at = memchr(s, '@', n)) == NULL || at == s)
 		return false;

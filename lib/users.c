@@ -17,8 +17,9 @@ enum q { Q_CONFLICTS, Q_INSERT, Q_ACTIVE_CALLS_DELETE, Q_DELETE, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_CONFLICTS] =
 	    "SELECT EXISTS (SELECT 1 FROM users "
-	    "WHERE username = ?1 AND id != ?4), "
-	    "EXISTS (SELECT 1 FROM users WHERE email = ?2 AND id != ?4), "
+	    "WHERE username = ?1 COLLATE NOCASE AND id != ?4), "
+	    "EXISTS (SELECT 1 FROM users "
+	    "WHERE email = ?2 COLLATE NOCASE AND id != ?4), "
 	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
 	[Q_INSERT] =
 	    "INSERT INTO users (username, email, password, extension, status, "
@@ -40,17 +41,71 @@ static const struct {
 };
 #define NUNIQUE (sizeof(unique) / sizeof(unique[0]))
 
+/* The code point of the len-byte well-formed UTF-8 sequence at p. */
+static unsigned long
+cp_at(const unsigned char *p, size_t len)
+{
+	static const unsigned char lead[] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	unsigned long c = p[0] & lead[len];
+	size_t i;
+
+	for (i = 1; i < len; i++)
+		c = c << 6 | (p[i] & 0x3fUL);
+	return c;
+}
+
+/* C0, DEL and C1 controls. */
+static bool
+cp_control(unsigned long c)
+{
+	return c < 0x20 || (c >= 0x7f && c <= 0x9f);
+}
+
+/* Unicode White_Space, controls aside. */
+static bool
+cp_blank(unsigned long c)
+{
+	return c == 0x20 || c == 0xa0 || c == 0x1680 ||
+	       (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+	       c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* Invisible format characters: soft hyphen, zero-width marks, direction
+ * overrides and isolates, the byte order mark. */
+static bool
+cp_invisible(unsigned long c)
+{
+	return c == 0xad || (c >= 0x200b && c <= 0x200f) ||
+	       (c >= 0x202a && c <= 0x202e) || (c >= 0x2060 && c <= 0x2064) ||
+	       (c >= 0x2066 && c <= 0x2069) || c == 0xfeff;
+}
+
 bool
 users_username_valid(const char *s)
 {
 	const unsigned char *p;
+	unsigned long c = 0;
+	size_t len, n;
+	bool first = true;
 
 	if (s == NULL)
 		return false;
-	for (p = (const unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f)
+	/*
+	 * "admin ", "admin\u00a0" or "ad\u200bmin" would read as admin in
+	 * every list: blanks only between other characters, controls and
+	 * invisible marks nowhere, and the bytes well-formed UTF-8.
+	 */
+	p = (const unsigned char *)s;
+	for (n = strlen(s); n > 0; p += len, n -= len) {
+		/* The command-line tool's names come from argv, unchecked. */
+		if ((len = jh_utf8_seq(p, n)) == 0)
 			return false;
-	return true;
+		c = cp_at(p, len);
+		if (cp_control(c) || cp_invisible(c) || (first && cp_blank(c)))
+			return false;
+		first = false;
+	}
+	return !cp_blank(c);
 }
 
 bool

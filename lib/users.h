@@ -55,8 +55,12 @@ struct err;
 #define USERS_EMAIL_TAKEN     "Email already exists"
 #define USERS_EXTENSION_TAKEN "Extension already exists"
 
-/* Whether s has no control characters (lengths are the field rows'). NULL is
- * not valid. */
+/*
+ * Whether s is well-formed UTF-8 with no control characters (C0, DEL,
+ * C1), no invisible format marks (zero-width, direction overrides, BOM,
+ * soft hyphen) and no blank at either end (space, no-break and the other
+ * Unicode spaces); lengths are the field rows'. NULL is not valid.
+ */
 bool users_username_valid(const char *s);
 
 /* Whether s is "user" or "admin". */
@@ -91,7 +95,9 @@ int users_hash(struct users_new *u, struct err *e);
 /*
  * Inside the caller's transaction: ERR_CONFLICT with the contract's text
  * when a user other than self_id (0: none) has username, email or extension,
- * checked in that order; each may be NULL (not checked). Writes nothing.
+ * checked in that order; each may be NULL (not checked). Usernames and
+ * emails compare without regard to ASCII case ("Admin" is "admin").
+ * Writes nothing.
  */
 int users_conflicts(struct db *db, int64_t self_id, const char *username,
     const char *email, const char *extension, struct err *e);

@@ -126,6 +126,32 @@ test_valid(void)
 	CHECK(!users_username_valid("\x1f"));
 	CHECK(!users_username_valid("del\x7f"));
 	CHECK(!users_username_valid(NULL));
+	/* blanks inside, never at the ends */
+	CHECK(users_username_valid("ann b"));
+	CHECK(users_username_valid("ann\xc2\xa0"
+				   "b"));
+	CHECK(!users_username_valid("admin "));
+	CHECK(!users_username_valid(" admin"));
+	CHECK(!users_username_valid("admin\xc2\xa0")); /* U+00A0 */
+	CHECK(!users_username_valid("\xe3\x80\x80"
+				    "admin"));             /* U+3000 */
+	CHECK(!users_username_valid("admin\xe2\x80\xaf")); /* U+202F */
+	CHECK(!users_username_valid(" "));
+	/* C1 controls and invisible marks anywhere */
+	CHECK(!users_username_valid("ad\xc2\x85min"));     /* U+0085 */
+	CHECK(!users_username_valid("ad\xc2\x9fmin"));     /* U+009F */
+	CHECK(users_username_valid("ad\xc2\xa1min"));      /* U+00A1 */
+	CHECK(!users_username_valid("ad\xe2\x80\x8bmin")); /* U+200B */
+	CHECK(!users_username_valid("ad\xe2\x80\xaemin")); /* U+202E */
+	CHECK(!users_username_valid("\xef\xbb\xbf"
+				    "admin")); /* U+FEFF */
+	CHECK(!users_username_valid("ad\xc2\xad"
+				    "min")); /* U+00AD */
+	/* not UTF-8 (argv of the command-line tool) */
+	CHECK(!users_username_valid("ad\xffmin"));
+	CHECK(!users_username_valid("ad\xc3"));
+	CHECK(!users_username_valid("ad\xed\xa0\x80min")); /* a surrogate */
+	CHECK(!users_username_valid("\xf0\x9f"));
 
 	CHECK(users_role_valid("user"));
 	CHECK(users_role_valid("admin"));
@@ -336,6 +362,19 @@ test_conflicts(struct db *db)
 	CHECK(e.code == ERR_OK);
 	CHECK(users_conflicts(db, root_id, "alice", NULL, NULL, &e) == -1);
 	CHECK(strcmp(e.msg, USERS_USERNAME_TAKEN) == 0);
+
+	/* Whatever the ASCII case; the user itself still is no conflict. */
+	err_clear(&e);
+	CHECK(users_conflicts(db, root_id, "ALICE", NULL, NULL, &e) == -1);
+	CHECK(strcmp(e.msg, USERS_USERNAME_TAKEN) == 0);
+	err_clear(&e);
+	CHECK(users_conflicts(db, root_id, NULL, "Alice@Example.TEST", NULL,
+		  &e) == -1);
+	CHECK(strcmp(e.msg, USERS_EMAIL_TAKEN) == 0);
+	err_clear(&e);
+	CHECK(users_conflicts(db, alice_id, "Alice", "ALICE@example.test",
+		  "1001", &e) == 0);
+	CHECK(e.code == ERR_OK);
 }
 
 static void

@@ -44,6 +44,8 @@ CONFIG_VARS = (
     "PUBLIC_HOST", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
     "NGINX_LOGIN_RATE", "CALL_DISCONNECT_GRACE_S", "PRESENCE_STALE_S",
     "CALL_ATTEMPTS_PER_MIN",
+    "NGINX_REGISTER_RATE", "PUBLIC_URL", "TRUSTED_PROXIES",
+    "REGISTER_PER_ADDR_HOUR",
 )
 
 SANITIZER_MARKS = (
@@ -178,6 +180,9 @@ class System:
             # Users logged in by one test stay online for the later tests
             # of a long session; the presence sweep has tests of its own.
             "PRESENCE_STALE_S": "86400",
+            # Every test registers from 127.0.0.1; the limit has tests of
+            # its own.
+            "REGISTER_PER_ADDR_HOUR": "100000",
             # Absent unless a test writes it: the repo's own .env must
             # never reach a test system.
             "ENV_FILE": str(self.workdir / ".env"),
@@ -250,11 +255,13 @@ class System:
         if self.admin_password is None:
             raise StartError("switchboard init printed no admin password")
 
-        # Tests log in far more often than people: nginx's per-address
-        # login limit is raised unless a test asks for a value.
+        # Tests log in and register far more often than people: nginx's
+        # per-address limits are raised unless a test asks for a value.
         conf_env = dict(os.environ)
         conf_env["NGINX_LOGIN_RATE"] = self.env.get("NGINX_LOGIN_RATE",
                                                     "10000r/s")
+        conf_env["NGINX_REGISTER_RATE"] = self.env.get(
+            "NGINX_REGISTER_RATE", "10000r/s")
         conf = subprocess.run(
             [str(REPO / "cli" / "nginx-conf.sh"), str(self.run_dir),
              "127.0.0.1", str(self.port), str(REPO / "nginx" / "html")],

@@ -202,11 +202,12 @@ def test_plain_cgi_login_and_profile(sb):
     status, _, out = cgi(sb, "user", "GET", "/protected/profile",
                          headers={"Authorization": "Bearer "})
     assert (status, json.loads(out)) == (401, {"error": "Token required"})
-    # The URLs of /config come from the request.
+    # The URLs of /config never come from Host (cgi.example here): with no
+    # PUBLIC_URL and no SERVER_ADDR, the server is localhost.
     status, _, out = cgi(sb, "auth", "GET", "/config")
     c = json.loads(out)["config"]
-    assert c["api_url"] == "http://cgi.example:8000"
-    assert c["ws_url"] == "ws://cgi.example:8000/ws"
+    assert c["api_url"] == "http://localhost:8000"
+    assert c["ws_url"] == "ws://localhost:8000/ws"
 
 
 # ---- .env versus the environment

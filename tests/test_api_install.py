@@ -56,7 +56,7 @@ def test_install_into_destdir(tmp_path):
 
 def test_snippet_in_a_site_config(tmp_path):
     """The snippet as documented: included in a site's server block, the
-    rate-limit zone in its http block. nginx must accept it."""
+    rate-limit zones in its http block. nginx must accept it."""
     snippet = tmp_path / "switchboard.conf"
     text = (REPO / "nginx" / "switchboard.conf").read_text()
     snippet.write_text(text.replace("@RUN_DIR@", str(tmp_path / "run"))
@@ -75,6 +75,7 @@ http {{
     scgi_temp_path {tmp_path}/scgi;
     access_log off;
     limit_req_zone $binary_remote_addr zone=switchboard_login:10m rate=10r/s;
+    limit_req_zone $binary_remote_addr zone=switchboard_register:10m rate=6r/m;
     server {{
         listen 127.0.0.1:{free_port()};
         server_name voip.example.org;

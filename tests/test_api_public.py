@@ -54,20 +54,24 @@ def test_config_points_at_nginx_origin(sb):
     assert c["service"] == "voip-backend"
 
 
-def test_config_behind_tls_proxy(sb):
-    c = expect(sb.req("GET", "/config",
-                      headers={"X-Forwarded-Proto": "https"}), 200)["config"]
-    hostport = sb.base.split("://")[1]
-    assert c["api_url"] == f"https://{hostport}"
-    assert c["ws_url"] == f"wss://{hostport}/ws"
+def test_config_ignores_forwarded_headers_of_an_untrusted_peer(sb):
+    # No TRUSTED_PROXIES: anyone could send these.
+    r = sb.req("GET", "/config", headers={"X-Forwarded-Proto": "https",
+                                          "X-Forwarded-Host": "evil.example"})
+    c = expect(r, 200)["config"]
+    assert c["api_url"] == sb.base
+    assert c["ws_url"] == sb.ws_url
 
 
-def test_config_uses_host_header(sb):
-    c = expect(sb.req("GET", "/config",
-                      headers={"Host": "voip.example.org:8443"}),
-               200)["config"]
-    assert c["api_url"] == "http://voip.example.org:8443"
-    assert c["ws_url"] == "ws://voip.example.org:8443/ws"
+def test_config_ignores_host_header(sb):
+    # A reply built from Host (ws://evil.example/ws) would be worth
+    # poisoning a cache with; it comes from the configuration and the
+    # address the request came in on, and is never stored.
+    r = sb.req("GET", "/config", headers={"Host": "evil.example:8443"})
+    c = expect(r, 200)["config"]
+    assert c["api_url"] == sb.base
+    assert c["ws_url"] == sb.ws_url
+    assert r.headers["Cache-Control"] == "no-store"
 
 
 def test_static_index(sb):
