@@ -310,18 +310,22 @@ has_pct00(const char *s, size_t n)
 }
 
 /*
- * The path to route: DOCUMENT_URI (nginx, already decoded and normalized),
- * else the path part of REQUEST_URI (decoded here), else SCRIPT_NAME plus
- * PATH_INFO. Too long, NUL or %00, or not absolute: not routable.
+ * The path to route. A CGI server (Apache, fcgiwrap, shared hosting) names
+ * the program in SCRIPT_NAME (/cgi-bin/auth) and passes the route after it
+ * as PATH_INFO (/health), already decoded: PATH_INFO wins when there is
+ * one. Else DOCUMENT_URI (nginx, already decoded and normalized), else the
+ * path part of REQUEST_URI (decoded here), else SCRIPT_NAME. Too long, NUL
+ * or %00, or not absolute: not routable.
  */
 static bool
 req_path(struct http_req *r)
 {
-	char tmp[HTTP_PATH_MAX + 1], *seg, *slash;
-	const char *v, *s, *i;
+	char *seg, *slash;
+	const char *v;
 	size_t n, len;
 
-	if ((v = param(r, "DOCUMENT_URI")) != NULL && *v != '\0') {
+	if (((v = param(r, "PATH_INFO")) != NULL && *v != '\0') ||
+	    ((v = param(r, "DOCUMENT_URI")) != NULL && *v != '\0')) {
 		n = strlen(v);
 		if (n > HTTP_PATH_MAX || has_pct00(v, n))
 			return false;
@@ -335,16 +339,13 @@ req_path(struct http_req *r)
 		if (strlen(r->path) != len)
 			return false;
 	} else {
-		s = param(r, "SCRIPT_NAME");
-		i = param(r, "PATH_INFO");
-		n = (size_t)snprintf(tmp, sizeof(tmp), "%s%s", s ? s : "",
-		    i ? i : "");
-		if (n > HTTP_PATH_MAX)
+		if ((v = param(r, "SCRIPT_NAME")) == NULL || *v == '\0')
+			v = "/";
+		n = strlen(v);
+		if (n > HTTP_PATH_MAX || has_pct00(v, n))
 			return false;
-		if (n == 0)
-			snprintf(tmp, sizeof(tmp), "/");
-		len = strlen(tmp);
-		memcpy(r->path, tmp, len + 1);
+		memcpy(r->path, v, n + 1);
+		len = n;
 	}
 	if (r->path[0] != '/')
 		return false;
