@@ -101,6 +101,7 @@ struct http_req {
 	struct http_qpair *qpairs;
 	size_t nq;
 
+	size_t in_got;  /* body bytes read so far */
 	int body_state; /* 0 unread, 1 parsed, -1 failed (body_err) */
 	struct json_object *body;
 	struct err body_err;
@@ -169,7 +170,39 @@ io_read(struct http_req *r, char *buf, size_t len)
 			break;
 		got += (size_t)n;
 	}
+	r->in_got += got;
 	return (ssize_t)got;
+}
+
+/*
+ * Plain CGI: read what is left of the body before exiting. A CGI server
+ * that passes the body on a socket (mod_cgid) sees an exit with unread
+ * input as a reset and cuts the reply short; a reply sent before the body
+ * was read (401, 405, 413) would never arrive whole. Never more than
+ * CONTENT_LENGTH (RFC 3875 4.2), and not past a bound: a client that sends
+ * that much for an error gets what its server makes of it.
+ */
+static void
+cgi_drain(struct http_req *r)
+{
+	const char *cl = param(r, "CONTENT_LENGTH");
+	unsigned long long len = 0;
+	char buf[4096];
+	ssize_t n;
+	size_t i, want;
+
+	if (cl == NULL)
+		return;
+	for (i = 0; cl[i] >= '0' && cl[i] <= '9' && i < 19; i++)
+		len = len * 10 + (unsigned long long)(cl[i] - '0');
+	if (cl[i] != '\0' || len > 16 * 1024 * 1024)
+		return;
+	while (r->in_got < len) {
+		want = len - r->in_got < sizeof(buf) ? (size_t)(len - r->in_got)
+						     : sizeof(buf);
+		if ((n = io_read(r, buf, want)) <= 0)
+			break;
+	}
 }
 
 static int
@@ -884,7 +917,9 @@ req_finish(struct http_req *r)
 	r->qpairs = NULL;
 	explicit_bzero(&r->claims, sizeof(r->claims));
 	r->active = false;
-	if (!r->h->cgi)
+	if (r->h->cgi)
+		cgi_drain(r);
+	else
 		FCGX_Finish_r(&r->h->fcgx);
 }
 
