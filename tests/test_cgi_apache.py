@@ -385,6 +385,8 @@ def test_programs_answer_at_their_own_url(apache):
 
 def test_every_route_was_exercised():
     # Runs last in this module: each front end went through all routes.
+    if not any(exercised.values()):
+        pytest.skip("only with the checks above (whole module)")
     for name in ("nginx", "apache"):
         assert exercised[name] == ALL_ROUTES, (
             name, sorted(ALL_ROUTES - exercised[name]))
