@@ -140,7 +140,12 @@ stop_all() {
 	rm -f "$RUN_DIR"/fcgi-*.sock
 }
 
+# Once only: `make run` gets the signal twice (from the terminal, or from
+# make, which passes SIGTERM on to its children).
 on_signal() {
+	trap '' INT TERM HUP
+	[ $stopping -eq 0 ] || return 0
+	stopping=1
 	echo
 	echo "run: stopping" >&2
 	stop_all
