@@ -90,7 +90,10 @@ def test_relay_comes_back_after_sigkill(tmp_path):
             wsclient.wait_until(
                 lambda: run.text().count("run: relay restarted") == n,
                 timeout=30, what="relay restart %d" % n)
-            assert relay_pid(tmp_path) not in (None, pid)
+            # A new process (once it has become the relay).
+            wsclient.wait_until(
+                lambda: relay_pid(tmp_path) not in (None, pid),
+                timeout=30, what="a new relay process")
 
             # It serves WebSockets again (once it has bound its socket).
             def connects():
