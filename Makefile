@@ -46,7 +46,7 @@ APT_NODE != command -v npm >/dev/null 2>&1 || echo nodejs npm
 APT_BENCH = wrk
 APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE) $(APT_BENCH)
 # Only for make fresh-check, on the machine that runs it.
-APT_FRESH = debootstrap
+APT_FRESH = debootstrap curl python3
 
 LIB_SRC   = $(filter-out %_test.c,$(wildcard lib/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/migrations.o
