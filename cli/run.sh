@@ -234,7 +234,8 @@ while :; do
 	status=0 done_pid=
 	wait -n -p done_pid || status=$?
 	[ $stopping -eq 0 ] || break
-	name=${names[$done_pid]-}
+	name=
+	[ -z "$done_pid" ] || name=${names[$done_pid]-}
 	if [ -z "$name" ]; then
 		# A stray child (or none left): find who is gone by asking.
 		for pid in "${!names[@]}"; do
