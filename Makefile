@@ -4,6 +4,12 @@
 #   make run     the whole system on http://$HOST:$PORT until Ctrl-C
 #   make test    sanitized build into build/san, unit and end-to-end tests
 #   make bench   throughput and latency figures (not a test)
+#   make fresh-check  `make run` and `make test` in a fresh Debian 12 root
+# run, test and bench install the packages first, then build in a second
+# make: pkg-config is asked when a Makefile is read, so the make that
+# installs the -dev packages cannot be the one that links against them.
+# The project's flags live in SB_*; CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are
+# the user's and are added after them (make CFLAGS=-O0 keeps -Werror).
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -21,24 +27,26 @@ SAN      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 REL      = -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 MODEFLAGS = $(if $(filter san,$(MODE)),$(SAN),$(REL))
 
-CFLAGS  ?=
-CFLAGS  += -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP
-CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I)
-SANLD    = -fsanitize=address,undefined
-LDFLAGS += $(if $(filter san,$(MODE)),$(SANLD))
-LDLIBS  += $(DEPS_L) -lfcgi -lm
+SB_CFLAGS   = -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP $(CFLAGS)
+SB_CPPFLAGS = -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I) \
+              $(CPPFLAGS)
+SANLD       = -fsanitize=address,undefined
+SB_LDFLAGS  = $(if $(filter san,$(MODE)),$(SANLD)) $(LDFLAGS)
+SB_LDLIBS   = $(DEPS_L) -lfcgi -lm $(LDLIBS)
 
 # Debian packages: building, running, testing and benchmarking.
 APT_BUILD = build-essential pkg-config libfcgi-dev libsqlite3-dev \
             libjson-c-dev libjwt-dev libwebsockets-dev libcrypt-dev
 APT_RUN   = nginx-light spawn-fcgi sqlite3
 APT_TEST  = python3 python3-pytest python3-requests python3-websocket \
-            valgrind curl chromium
+            valgrind curl chromium apache2
 # Debian's node only when there is none: NodeSource's nodejs bundles npm and
 # conflicts with Debian's npm package.
 APT_NODE != command -v npm >/dev/null 2>&1 || echo nodejs npm
 APT_BENCH = wrk
 APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE) $(APT_BENCH)
+# Only for make fresh-check, on the machine that runs it.
+APT_FRESH = debootstrap curl python3
 
 LIB_SRC   = $(filter-out %_test.c,$(wildcard lib/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/migrations.o
@@ -51,7 +59,7 @@ CLI_SRC   = $(wildcard cli/*.c)
 BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
 PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
 
-.PHONY: all deps run test check bench install clean headers
+.PHONY: all deps run test check bench install clean headers fresh-check
 .SECONDARY:
 all: $(PROGS)
 
@@ -63,42 +71,44 @@ $(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) sql/embed.sh
 	sql/embed.sh $(sort $(wildcard sql/*.sql)) > $@.tmp && mv $@.tmp $@
 
 $(B)/gen/migrations.o: $(B)/gen/migrations.c
-	$(CC) $(CFLAGS) -Wno-missing-prototypes $(CPPFLAGS) -c $< -o $@
+	$(CC) $(SB_CFLAGS) -Wno-missing-prototypes $(SB_CPPFLAGS) -c $< -o $@
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CPPFLAGS) -c $< -o $@
+	$(CC) $(SB_CFLAGS) $(SB_CPPFLAGS) -c $< -o $@
 
 $(B)/lib/libswitchboard.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(B)/cgi-bin/%: $(B)/cgi-bin/%.o $(CGI_COMMON:%.c=$(B)/%.o) \
     $(B)/lib/libswitchboard.a
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 $(B)/bin/switchboard-relay: $(RELAY_SRC:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 $(B)/bin/switchboard: $(CLI_SRC:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 $(B)/test/%_test: $(B)/lib/%_test.o $(B)/lib/libswitchboard.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(B)/lib/libswitchboard.a
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 # Each header compiles alone.
 headers:
 	@mkdir -p $(B)/hdr
 	@for h in lib/*.h; do \
-	    echo "#include \"$$h\"" | $(CC) $(CFLAGS) $(CPPFLAGS) -x c -c - \
+	    echo "#include \"$$h\"" | $(CC) $(SB_CFLAGS) $(SB_CPPFLAGS) -x c -c - \
 	        -o $(B)/hdr/$$(basename $$h .h).o || exit 1; done
 
-run: deps all
+run:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	@cli/run.sh $(B)
 
 # The browser test's driver (playwright-core; the browser is Debian's).
@@ -106,17 +116,28 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json \
     tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
 
-# The test build: sanitizers on, its own build directory.
-test: deps tests/browser/node_modules/.package-lock.json
+# The test build: sanitizers on, its own build directory. npm ci only once
+# deps has installed npm, even under make -j.
+test:
+	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
-	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS))
+	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS)) \
+	    tests/browser/node_modules/.package-lock.json
 	@tests/run.sh build/san
 
 check: test
 
-bench: deps
+bench:
+	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all $(BENCH_PROGS)
 	@tests/bench/run.sh $(B)
+
+# A fresh Debian 12 root (debootstrap, cached outside the clone), a clean
+# clone of HEAD in it, the README's make run until /health answers, then
+# make test. As root.
+fresh-check:
+	@cli/deps.sh $(APT_FRESH)
+	@cli/fresh-check.sh
 
 install: all
 	cli/install.sh "$(DESTDIR)" "$(PREFIX)" $(B)

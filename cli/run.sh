@@ -5,6 +5,11 @@
 # per FastCGI program, and the relay. PORT, HOST, DB_PATH and RUN_DIR come
 # from the environment, else from .env (ENV_FILE), else the defaults, so
 # several instances run side by side with different values.
+# SIGINT (Ctrl-C), SIGTERM or SIGHUP stop everything. The relay holds only
+# live sockets, so when it dies it is started again (with a growing pause
+# if it keeps dying); any other program exiting stops the run.
+# A script that starts this one in the background hands it SIGINT ignored,
+# and bash cannot trap a signal ignored at its start: stop it with SIGTERM.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -109,11 +114,13 @@ nginx -t -q "${nginx_args[@]}" || die "nginx refused $RUN_DIR/nginx.conf"
 
 declare -A names # pid -> what it runs
 stopping=0
+nap_pid=
 
 stop_all() {
 	local pid
 	stopping=1
-	trap '' INT TERM
+	trap '' INT TERM HUP
+	[ -z "$nap_pid" ] || kill "$nap_pid" 2>/dev/null || true
 	for pid in "${!names[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -133,13 +140,18 @@ stop_all() {
 	rm -f "$RUN_DIR"/fcgi-*.sock
 }
 
+# Once only: `make run` gets the signal twice (from the terminal, or from
+# make, which passes SIGTERM on to its children).
 on_signal() {
+	trap '' INT TERM HUP
+	[ $stopping -eq 0 ] || return 0
+	stopping=1
 	echo
 	echo "run: stopping" >&2
 	stop_all
 	exit 0
 }
-trap on_signal INT TERM
+trap on_signal INT TERM HUP
 
 for prog in "$build"/cgi-bin/*; do
 	[ -f "$prog" ] && [ -x "$prog" ] || continue
@@ -156,10 +168,17 @@ for prog in "$build"/cgi-bin/*; do
 done
 [ ${#names[@]} -gt 0 ] || die "no FastCGI programs in $build/cgi-bin"
 
-if [ -x "$build/bin/switchboard-relay" ]; then
+relay_started=0
+start_relay() {
 	setsid "$build/bin/switchboard-relay" </dev/null >/dev/null \
 	    2>>"$RUN_DIR/log/relay.log" &
 	names[$!]=relay
+	relay_started=$SECONDS
+}
+relay=0
+if [ -x "$build/bin/switchboard-relay" ]; then
+	relay=1
+	start_relay
 fi
 
 setsid nginx "${nginx_args[@]}" -g 'daemon off;' </dev/null &
@@ -206,15 +225,45 @@ done
 echo "switchboard is serving on $url (Ctrl-C stops)"
 echo "logs: $RUN_DIR/log/"
 
-# Any process that exits on its own ends the run: half a system only
-# confuses.
-status=0
-wait -n || status=$?
-if [ $stopping -eq 0 ]; then
-	for pid in "${!names[@]}"; do
-		kill -0 "$pid" 2>/dev/null && continue
-		echo "run: ${names[$pid]} exited (status $status); stopping" >&2
-	done
-	stop_all
-	exit 1
-fi
+# The relay comes back after a pause: 0.5 s, then doubling up to 16 s
+# while it keeps dying within a minute of its start. Any other process that
+# exits on its own ends the run: half a system only confuses.
+pauses=(0.5 1 2 4 8 16)
+tries=0
+while :; do
+	status=0 done_pid=
+	wait -n -p done_pid || status=$?
+	[ $stopping -eq 0 ] || break
+	name=
+	[ -z "$done_pid" ] || name=${names[$done_pid]-}
+	if [ -z "$name" ]; then
+		# A stray child (or none left): find who is gone by asking.
+		for pid in "${!names[@]}"; do
+			kill -0 "$pid" 2>/dev/null && continue
+			name=${names[$pid]} done_pid=$pid
+		done
+		if [ -z "$name" ]; then
+			sleep 0.2
+			continue
+		fi
+	fi
+	unset "names[$done_pid]"
+	if [ "$name" != relay ] || [ $relay -eq 0 ]; then
+		echo "run: $name exited (status $status); stopping" >&2
+		stop_all
+		exit 1
+	fi
+	[ $((SECONDS - relay_started)) -ge 60 ] && tries=0
+	pause=${pauses[tries]}
+	[ $tries -lt $((${#pauses[@]} - 1)) ] && tries=$((tries + 1))
+	echo "run: relay exited (status $status); restarting in ${pause}s" >&2
+	# In the background so that a signal is handled at once, not after
+	# the pause.
+	sleep "$pause" &
+	nap_pid=$!
+	wait "$nap_pid" 2>/dev/null || true
+	nap_pid=
+	[ $stopping -eq 0 ] || break
+	start_relay
+	echo "run: relay restarted (pid $!)" >&2
+done

@@ -103,6 +103,7 @@ struct http_req {
 	struct http_qpair *qpairs;
 	size_t nq;
 
+	size_t in_got;  /* body bytes read so far */
 	int body_state; /* 0 unread, 1 parsed, -1 failed (body_err) */
 	struct json_object *body;
 	struct err body_err;
@@ -171,7 +172,39 @@ io_read(struct http_req *r, char *buf, size_t len)
 			break;
 		got += (size_t)n;
 	}
+	r->in_got += got;
 	return (ssize_t)got;
+}
+
+/*
+ * Plain CGI: read what is left of the body before exiting. A CGI server
+ * that passes the body on a socket (mod_cgid) sees an exit with unread
+ * input as a reset and cuts the reply short; a reply sent before the body
+ * was read (401, 405, 413) would never arrive whole. Never more than
+ * CONTENT_LENGTH (RFC 3875 4.2), and not past a bound: a client that sends
+ * that much for an error gets what its server makes of it.
+ */
+static void
+cgi_drain(struct http_req *r)
+{
+	const char *cl = param(r, "CONTENT_LENGTH");
+	unsigned long long len = 0;
+	char buf[4096];
+	ssize_t n;
+	size_t i, want;
+
+	if (cl == NULL)
+		return;
+	for (i = 0; cl[i] >= '0' && cl[i] <= '9' && i < 19; i++)
+		len = len * 10 + (unsigned long long)(cl[i] - '0');
+	if (cl[i] != '\0' || len > 16 * 1024 * 1024)
+		return;
+	while (r->in_got < len) {
+		want = len - r->in_got < sizeof(buf) ? (size_t)(len - r->in_got)
+						     : sizeof(buf);
+		if ((n = io_read(r, buf, want)) <= 0)
+			break;
+	}
 }
 
 static int
@@ -312,18 +345,22 @@ has_pct00(const char *s, size_t n)
 }
 
 /*
- * The path to route: DOCUMENT_URI (nginx, already decoded and normalized),
- * else the path part of REQUEST_URI (decoded here), else SCRIPT_NAME plus
- * PATH_INFO. Too long, NUL or %00, or not absolute: not routable.
+ * The path to route. A CGI server (Apache, fcgiwrap, shared hosting) names
+ * the program in SCRIPT_NAME (/cgi-bin/auth) and passes the route after it
+ * as PATH_INFO (/health), already decoded: PATH_INFO wins when there is
+ * one. Else DOCUMENT_URI (nginx, already decoded and normalized), else the
+ * path part of REQUEST_URI (decoded here), else SCRIPT_NAME. Too long, NUL
+ * or %00, or not absolute: not routable.
  */
 static bool
 req_path(struct http_req *r)
 {
-	char tmp[HTTP_PATH_MAX + 1], *seg, *slash;
-	const char *v, *s, *i;
+	char *seg, *slash;
+	const char *v;
 	size_t n, len;
 
-	if ((v = param(r, "DOCUMENT_URI")) != NULL && *v != '\0') {
+	if (((v = param(r, "PATH_INFO")) != NULL && *v != '\0') ||
+	    ((v = param(r, "DOCUMENT_URI")) != NULL && *v != '\0')) {
 		n = strlen(v);
 		if (n > HTTP_PATH_MAX || has_pct00(v, n))
 			return false;
@@ -337,16 +374,13 @@ req_path(struct http_req *r)
 		if (strlen(r->path) != len)
 			return false;
 	} else {
-		s = param(r, "SCRIPT_NAME");
-		i = param(r, "PATH_INFO");
-		n = (size_t)snprintf(tmp, sizeof(tmp), "%s%s", s ? s : "",
-		    i ? i : "");
-		if (n > HTTP_PATH_MAX)
+		if ((v = param(r, "SCRIPT_NAME")) == NULL || *v == '\0')
+			v = "/";
+		n = strlen(v);
+		if (n > HTTP_PATH_MAX || has_pct00(v, n))
 			return false;
-		if (n == 0)
-			snprintf(tmp, sizeof(tmp), "/");
-		len = strlen(tmp);
-		memcpy(r->path, tmp, len + 1);
+		memcpy(r->path, v, n + 1);
+		len = n;
 	}
 	if (r->path[0] != '/')
 		return false;
@@ -909,7 +943,9 @@ req_finish(struct http_req *r)
 	r->qpairs = NULL;
 	explicit_bzero(&r->claims, sizeof(r->claims));
 	r->active = false;
-	if (!r->h->cgi)
+	if (r->h->cgi)
+		cgi_drain(r);
+	else
 		FCGX_Finish_r(&r->h->fcgx);
 }
 

@@ -1052,10 +1052,8 @@ test_echo(void)
 	CHECK(streq(jstr(&r, "origin"), "http://localhost:8080"));
 	resp_free(&r);
 
-	/* SCRIPT_NAME + PATH_INFO when nothing else says the path. */
-	cgi(&r, NULL,
-	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/echo",
-		"PATH_INFO=/p/items/q"));
+	/* SCRIPT_NAME alone when nothing else says the path. */
+	cgi(&r, NULL, ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/echo/p/items/q"));
 	CHECK(r.status == 200);
 	CHECK(streq(jstr(&r, "a"), "p"));
 	resp_free(&r);
@@ -1070,6 +1068,88 @@ test_echo(void)
 	resp_free(&r);
 	cgi(&r, NULL, ENV("REQUEST_METHOD=GET", "DOCUMENT_URI=/"));
 	CHECK(r.status == 200);
+	resp_free(&r);
+}
+
+/*
+ * Plain CGI as Apache, fcgiwrap or a shared host runs it: SCRIPT_NAME names
+ * the program, PATH_INFO (decoded by the server) is the route, REQUEST_URI
+ * is what the client asked for (the program's URL, or the URL a rewrite
+ * rule mapped onto it).
+ */
+static void
+test_path_info(void)
+{
+	struct resp r;
+
+	/* /cgi-bin/echo/echo/p/items/q asked for directly. */
+	cgi(&r, NULL,
+	    ENV("GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=GET",
+		"SCRIPT_NAME=/cgi-bin/echo", "PATH_INFO=/echo/p/items/q",
+		"REQUEST_URI=/cgi-bin/echo/echo/p/items/q?x=1",
+		"QUERY_STRING=x=1"));
+	CHECK(r.status == 200);
+	CHECK(streq(jstr(&r, "path"), "/echo/p/items/q"));
+	CHECK(streq(jstr(&r, "a"), "p"));
+	CHECK(streq(jstr(&r, "b"), "q"));
+	CHECK(streq(jstr(&r, "x"), "1"));
+	resp_free(&r);
+
+	/* /me rewritten onto /cgi-bin/echo/me (.htaccess). */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/me", "REQUEST_URI=/me"));
+	CHECK(r.status == 401); /* found, and needs a token */
+	resp_free(&r);
+
+	/* Routed on PATH_INFO whatever DOCUMENT_URI says (fcgiwrap). */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/echo/a/items/b",
+		"DOCUMENT_URI=/cgi-bin/echo/echo/a/items/b"));
+	CHECK(r.status == 200);
+	CHECK(streq(jstr(&r, "path"), "/echo/a/items/b"));
+	resp_free(&r);
+
+	/* Already decoded: not decoded a second time. */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/echo/caf\xc3\xa9 100%41/items/7",
+		"REQUEST_URI=/cgi-bin/echo/echo/caf%C3%A9%20100%2541/items/7"));
+	CHECK(r.status == 200);
+	CHECK(streq(jstr(&r, "a"), "caf\xc3\xa9 100%41"));
+	CHECK(streq(jstr(&r, "b"), "7"));
+	resp_free(&r);
+
+	/* A route the program does not have; the program's own URL. */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/nope", "REQUEST_URI=/cgi-bin/echo/nope"));
+	CHECK(r.status == 404);
+	resp_free(&r);
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=", "REQUEST_URI=/cgi-bin/echo"));
+	CHECK(r.status == 404);
+	resp_free(&r);
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=DELETE", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/echo/a/items/b"));
+	CHECK(r.status == 405);
+	CHECK(streq(hget(&r, "Allow"), "GET, POST, OPTIONS"));
+	resp_free(&r);
+
+	/* Not routable: %00, relative. */
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=/echo/%00/items/b"));
+	CHECK(r.status == 400);
+	CHECK(streq(jstr(&r, "error"), "Invalid request path"));
+	resp_free(&r);
+	cgi(&r, NULL,
+	    ENV("REQUEST_METHOD=GET", "SCRIPT_NAME=/cgi-bin/echo",
+		"PATH_INFO=me"));
+	CHECK(r.status == 400);
 	resp_free(&r);
 }
 
@@ -1696,6 +1776,7 @@ main(void)
 	setup();
 	test_echo();
 	test_origin_and_client();
+	test_path_info();
 	test_routing();
 	test_cors();
 	test_auth();

@@ -1,5 +1,10 @@
 """cli/run.sh, what `make run` starts: two instances side by side, each
-from its own directory and settings, stopped by a signal."""
+from its own directory and settings, stopped by a signal.
+
+The tests stop run.sh with SIGTERM: a runner started from a script in the
+background inherits SIGINT ignored, and bash cannot trap a signal ignored
+at its start. Whatever happens, a Run's cleanup kills every process of its
+instance (each runs in its own session, out of reach of run.sh's group)."""
 
 import os
 import re
@@ -16,8 +21,42 @@ def build_dir():
     return REPO / os.environ.get("SB_BUILD", "build/san")
 
 
+def instance_pids(root):
+    """Processes whose working directory is root or under it: everything a
+    run.sh started there (nginx, its workers, the programs, the relay)."""
+    root = os.path.realpath(root)
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            # " (deleted)": the directory is gone, its processes are not.
+            cwd = os.readlink(f"/proc/{d}/cwd").removesuffix(" (deleted)")
+            with open(f"/proc/{d}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        if cwd == root or cwd.startswith(root + "/"):
+            pids.append(int(d))
+    return pids
+
+
+def kill_instance(root):
+    """SIGKILL every process of the instance under root until none is left."""
+    deadline = time.monotonic() + 10
+    while (pids := instance_pids(root)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
 class Run:
-    def __init__(self, cwd, env):
+    def __init__(self, cwd, env, ignore=()):
         self.cwd = cwd
         e = {k: v for k, v in os.environ.items()
              if k not in ("PORT", "HOST", "DB_PATH", "RUN_DIR", "JWT_SECRET",
@@ -25,10 +64,21 @@ class Run:
         e.update(env)
         e["ASAN_OPTIONS"] = "abort_on_error=1:detect_leaks=1"
         self.out = open(cwd / "run.out", "w+")
+
+        # SIGINT at its default, even when these tests were started with
+        # it ignored; ignore: signals the runner inherits ignored, as from
+        # a script's background job (SIGINT) or nohup (SIGHUP).
+        def child():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for sig in ignore:
+                signal.signal(sig, signal.SIG_IGN)
+
         self.p = subprocess.Popen(
             [str(REPO / "cli" / "run.sh"), str(build_dir())], cwd=cwd, env=e,
             stdin=subprocess.DEVNULL, stdout=self.out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=child)
+        self.left = None
 
     def text(self):
         return (self.cwd / "run.out").read_text()
@@ -44,17 +94,28 @@ class Run:
             time.sleep(0.1)
         raise AssertionError("run.sh did not start:\n" + self.text())
 
-    def stop(self, sig=signal.SIGINT):
+    def stop(self, sig=signal.SIGTERM):
+        """Signal run.sh and wait for it; left: what of the instance
+        outlived it. Then kill whatever is left."""
         if self.p.poll() is None:
             os.kill(self.p.pid, sig)
         try:
-            return self.p.wait(timeout=20)
+            rc = self.p.wait(timeout=20)
+            # Workers of a program may outlive their parent by a moment.
+            deadline = time.monotonic() + 5
+            self.left = instance_pids(self.cwd)
+            while self.left and time.monotonic() < deadline:
+                time.sleep(0.05)
+                self.left = instance_pids(self.cwd)
+            return rc
         finally:
             self.out.close()
             try:
                 os.killpg(self.p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self.p.poll()
+            kill_instance(self.cwd)
 
 
 def group_alive(pgid):
@@ -114,6 +175,7 @@ def test_two_instances_side_by_side(tmp_path):
     assert (rc_a, rc_b) == (0, 0), a.text() + b.text()
     # Everything it started is gone, and so are the ports and sockets.
     assert not group_alive(a.p.pid) and not group_alive(b.p.pid)
+    assert a.left == [] and b.left == []
     for port in (port_a, port_b):
         try:
             requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
