@@ -31,7 +31,7 @@ class Timeout(AssertionError):
     pass
 
 
-def ws_url(system, token=None, extension=None, since=None):
+def ws_url(system, token=None, extension=None, since=None, epoch=None):
     q = []
     if token is not None:
         q.append(("token", token))
@@ -39,6 +39,8 @@ def ws_url(system, token=None, extension=None, since=None):
         q.append(("extension", extension))
     if since is not None:
         q.append(("since", str(since)))
+    if epoch is not None:
+        q.append(("epoch", epoch))
     url = system.ws_url
     if q:
         url += "?" + urllib.parse.urlencode(q)
@@ -56,6 +58,8 @@ class Client:
         self.log = []     # every message, in arrival order
         self.frames = []  # number of frames of each message in log
         self.closed = None
+        self.epoch = None
+        self.welcome_seq = None
 
     # -- reading -------------------------------------------------------
 
@@ -206,21 +210,29 @@ def _short(msgs, n=8):
 
 
 def connect(system, token=None, extension=None, since=None,
-    timeout=DEFAULT_TIMEOUT, name="", welcome=True):
-    """Open a socket; with welcome, read and check the welcome first."""
-    c = Client(ws_url(system, token, extension, since), timeout,
+    timeout=DEFAULT_TIMEOUT, name="", welcome=True, epoch=None):
+    """Open a socket; with welcome, read and check the welcome first (its
+    epoch and last_seq are kept as c.epoch and c.welcome_seq)."""
+    c = Client(ws_url(system, token, extension, since, epoch), timeout,
         name=name or (extension or "client"))
     if welcome:
         m = c.recv(timeout)
-        assert m == {"type": "welcome", "status": "connected",
-            "timestamp": 0}, m
+        assert list(m) == ["type", "status", "timestamp", "epoch",
+            "last_seq"], m
+        assert m["type"] == "welcome" and m["status"] == "connected", m
+        assert m["timestamp"] == 0, m
+        assert isinstance(m["epoch"], str) and m["epoch"], m
+        assert isinstance(m["last_seq"], int) and m["last_seq"] >= 0, m
+        c.epoch = m["epoch"]
+        c.welcome_seq = m["last_seq"]
     return c
 
 
 def connect_user(system, user, since=None, name=None, welcome=True,
-    timeout=DEFAULT_TIMEOUT):
+    timeout=DEFAULT_TIMEOUT, epoch=None):
     return connect(system, token=user["token"], since=since,
-        name=name or user["extension"], welcome=welcome, timeout=timeout)
+        name=name or user["extension"], welcome=welcome, timeout=timeout,
+        epoch=epoch)
 
 
 def refused(url, timeout=DEFAULT_TIMEOUT):
