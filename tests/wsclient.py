@@ -585,3 +585,61 @@ def assert_forwarded(got, sent, sender_ext):
         assert got[k] == v, "field %r changed" % k
     extra = set(got) - set(sent) - {"from", "seq"}
     assert not extra, "unexpected fields %r" % extra
+
+
+# -- upgrades and frames by hand ----------------------------------------------
+
+def upgrade_refusal(url, timeout=DEFAULT_TIMEOUT):
+    """
+    Ask for an upgrade of url by hand; (status, parsed JSON body) of a
+    refusal. AssertionError when the upgrade is accepted.
+    """
+    u = urllib.parse.urlsplit(url)
+    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = u.path + ("?" + u.query if u.query else "")
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n" % (path, u.hostname, u.port,
+            key)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise AssertionError("upgrade: closed without a reply")
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        assert status != 101, "upgrade accepted: %s" % _redact(url)
+        hdrs = {k.strip().lower(): v.strip() for k, v in
+            (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        n = int(hdrs.get("content-length", "0"))
+        while len(body) < n:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        assert hdrs.get("content-type", "").startswith("application/json"), \
+            hdrs
+        return status, json.loads(body[:n])
+    finally:
+        s.close()
+
+
+def frame(opcode, payload, mask=True, fin=True):
+    """One client frame, masked unless mask is False."""
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head = struct.pack("!BB", b0, mbit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
