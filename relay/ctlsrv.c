@@ -214,7 +214,7 @@ op_stats(struct relay *r, struct json_object *rq)
 	jh_add_str(o, "epoch", r->epoch);
 	jh_add_int(o, "replayed", (int64_t)s->replayed);
 	jh_add_int(o, "revoked_closed", (int64_t)s->revoked_closed);
-	jh_add_int(o, "rx_limited", (int64_t)s->rx_limited);
+	jh_add_int(o, "rx_dropped", (int64_t)s->rx_dropped);
 	jh_add_int(o, "outbox_dropped", (int64_t)s->outbox_dropped);
 	jh_add_int(o, "queued_bytes", (int64_t)r->queued);
 	jh_add_int(o, "ctl_requests", (int64_t)s->ctl_requests);

@@ -56,7 +56,7 @@ struct json_object;
 #define RELAY_RX_BYTES_S      (512 * 1024) /* inbound bytes per second */
 #define RELAY_RX_BYTES_BURST  (1024 * 1024)
 
-/* Close codes the relay sends (besides 1002, 1007, 1008 and 1009). */
+/* Close codes the relay sends (besides 1002, 1007 and 1009). */
 #define RELAY_CLOSE_EXPIRED 4001 /* the token expired */
 #define RELAY_CLOSE_REVOKED 4003 /* the user's tokens were revoked */
 #define RELAY_CLOSE_SLOW    4008 /* the send queue overflowed */
@@ -91,6 +91,7 @@ struct client {
 	uint16_t qcap, qhead, qlen;
 	uint16_t close_code; /* closing: the code it is sent */
 	bool attached, closing, replaying, rx_binary;
+	bool rx_dropping, rx_limited; /* over the inbound limit */
 	char *rx; /* a fragmented message being reassembled */
 	uint32_t rxlen;
 	struct client *next_closing; /* closing, not yet out of the roster */
@@ -128,7 +129,7 @@ struct relay_stats {
 	uint64_t written;     /* frames written */
 	uint64_t slow_closed; /* sockets closed for falling behind */
 	uint64_t revoked_closed;
-	uint64_t rx_limited; /* sockets closed for sending too much */
+	uint64_t rx_dropped; /* messages dropped over the inbound limit */
 	uint64_t frames_in;
 	uint64_t invalid_in;
 	uint64_t auth_failed;

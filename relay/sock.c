@@ -130,8 +130,6 @@ close_reason(int code)
 		return "session revoked";
 	case RELAY_CLOSE_EXPIRED:
 		return "token expired";
-	case LWS_CLOSE_STATUS_POLICY_VIOLATION:
-		return "rate limit exceeded";
 	default:
 		return "client too slow";
 	}

@@ -512,8 +512,12 @@ utf8_valid(const unsigned char *s, size_t len)
 /*
  * The token bucket: every socket may send r->rx_frames_s messages and
  * r->rx_bytes_s bytes a second, with bursts up to RELAY_RX_FRAMES_BURST
- * and RELAY_RX_BYTES_BURST. Past that it is closed with 1008: a client
- * that floods gets itself closed, not its peers. A rate of 0 turns a
+ * and RELAY_RX_BYTES_BURST. Past that its messages are dropped unread and
+ * counted (stats rx_dropped), and it is told once per burst with an error
+ * "rate limit exceeded": a client that floods loses its own messages, not
+ * its peers' sockets. Dropping rather than closing with 1008: a socket
+ * closed with a flood still unread is reset, and the proxy in front logs
+ * that reset with the request line, the token in it. A rate of 0 turns a
  * limit off. False when c is over.
  */
 static bool
@@ -529,17 +533,37 @@ rx_charge(struct relay *r, struct client *c, size_t bytes, bool frame)
 		c->rx_frames += dt * r->rx_frames_s;
 		if (c->rx_frames > RELAY_RX_FRAMES_BURST)
 			c->rx_frames = RELAY_RX_FRAMES_BURST;
-		if (frame && (c->rx_frames -= 1) < 0)
+		if (frame && c->rx_frames < 1)
 			return false;
+		if (frame)
+			c->rx_frames -= 1;
 	}
 	if (r->rx_bytes_s > 0) {
 		c->rx_bytes += dt * r->rx_bytes_s;
 		if (c->rx_bytes > RELAY_RX_BYTES_BURST)
 			c->rx_bytes = RELAY_RX_BYTES_BURST;
-		if ((c->rx_bytes -= (double)bytes) < 0)
+		/* What is dropped costs nothing: the bucket never goes into
+		 * debt, so a client that stops flooding is heard again at
+		 * once. */
+		if (c->rx_bytes < (double)bytes)
 			return false;
+		c->rx_bytes -= (double)bytes;
 	}
 	return true;
+}
+
+/* c went over its limit: the message is dropped; the first drop of a
+ * burst is answered. */
+static void
+rx_drop(struct relay *r, struct client *c)
+{
+	r->stats.rx_dropped++;
+	if (c->rx_limited)
+		return;
+	c->rx_limited = true;
+	log_msg(LOG_INFO, "socket of extension %s: rate limit exceeded",
+	    c->user->extension);
+	ws_error(r, c, "rate limit exceeded", NULL);
 }
 
 /* A whole message: checked, then handled. -1 closes the socket. */
@@ -547,13 +571,12 @@ static int
 ws_complete(struct relay *r, struct client *c, const char *buf, size_t len,
     bool binary)
 {
-	if (!rx_charge(r, c, 0, true)) {
-		r->stats.rx_limited++;
-		log_msg(LOG_INFO, "socket of extension %s: rate limit exceeded",
-		    c->user->extension);
-		return close_with(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-		    "rate limit exceeded");
+	if (c->rx_dropping || !rx_charge(r, c, 0, true)) {
+		c->rx_dropping = false;
+		rx_drop(r, c);
+		return 0;
 	}
+	c->rx_limited = false;
 	if (!binary && !utf8_valid((const unsigned char *)buf, len)) {
 		r->stats.invalid_in++;
 		return close_with(c->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
@@ -578,12 +601,15 @@ ws_receive(struct relay *r, struct client *c, const char *in, size_t len)
 
 	if (c->closing || c->user == NULL)
 		return 0;
-	if (!rx_charge(r, c, len, false)) {
-		r->stats.rx_limited++;
-		log_msg(LOG_INFO, "socket of extension %s: rate limit exceeded",
-		    c->user->extension);
-		return close_with(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-		    "rate limit exceeded");
+	if (!rx_charge(r, c, len, false) || c->rx_dropping) {
+		/* The rest of this message goes unread too. */
+		free(c->rx);
+		c->rx = NULL;
+		c->rxlen = 0;
+		c->rx_dropping = true;
+		if (final)
+			return ws_complete(r, c, NULL, 0, false);
+		return 0;
 	}
 	if (c->rx == NULL && final)
 		return ws_complete(r, c, in, len, lws_frame_is_binary(c->wsi));
