@@ -133,12 +133,12 @@ vhosts_create(struct relay *r, const char *ws_path, const char *ctl_path)
 }
 
 /*
- * A relay-only setting in seconds (unset or empty: def). Read here rather
- * than in struct config, which the cgi-bin programs share and never need
- * these for. A malformed value stops the start, as config_load does.
+ * A relay-only setting, a whole number (unset or empty: def). Read here
+ * rather than in struct config, which the cgi-bin programs share and never
+ * need these for. A malformed value stops the start, as config_load does.
  */
 static int
-seconds_get(const char *name, int def, long max, int *dst)
+number_get(const char *name, int def, long max, int *dst)
 {
 	const char *v = config_get(name);
 	char *end;
@@ -173,17 +173,17 @@ relay_open(struct relay *r)
 		return -1;
 	}
 	log_init("relay", r->cfg.debug);
-	if (seconds_get("CALL_DISCONNECT_GRACE_S", RELAY_GRACE_S, 86400,
+	if (number_get("CALL_DISCONNECT_GRACE_S", RELAY_GRACE_S, 86400,
 		&r->call_grace_s) == -1 ||
-	    seconds_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
+	    number_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
 		&r->presence_stale_s) == -1 ||
-	    seconds_get("NOTIFY_RETENTION_S", RELAY_RETENTION_S, 86400 * 365,
+	    number_get("NOTIFY_RETENTION_S", RELAY_RETENTION_S, 86400 * 365,
 		&r->retention_s) == -1 ||
-	    seconds_get("WS_MAX_SOCKETS_PER_USER", RELAY_SOCKETS_MAX, 100000,
+	    number_get("WS_MAX_SOCKETS_PER_USER", RELAY_SOCKETS_MAX, 100000,
 		&r->sockets_max) == -1 ||
-	    seconds_get("WS_RX_FRAMES_PER_S", RELAY_RX_FRAMES_S, 1000000,
+	    number_get("WS_RX_FRAMES_PER_S", RELAY_RX_FRAMES_S, 1000000,
 		&r->rx_frames_s) == -1 ||
-	    seconds_get("WS_RX_BYTES_PER_S", RELAY_RX_BYTES_S, 1 << 30,
+	    number_get("WS_RX_BYTES_PER_S", RELAY_RX_BYTES_S, 1 << 30,
 		&r->rx_bytes_s) == -1)
 		return -1;
 	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) ==

@@ -5,7 +5,7 @@
  * The queue is hand-rolled rather than an lws_ring: an lws_ring has a fixed
  * capacity allocated when it is created, and RELAY_Q_MAX entries would cost
  * every idle socket 16 KiB, twice the per-socket memory budget. This one
- * starts at HUB_QCAP_MIN entries, doubles up to RELAY_Q_MAX, and is freed
+ * starts at SOCK_QCAP_MIN entries, doubles up to RELAY_Q_MAX, and is freed
  * whenever it empties.
  */
 #include <inttypes.h>
