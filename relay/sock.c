@@ -20,8 +20,9 @@
 #include "lib/log.h"
 #include "relay/relay.h"
 
-#define SOCK_QCAP_MIN   8
-#define SOCK_SEQ_PREFIX 32 /* {"seq":<int64>, */
+#define SOCK_QCAP_MIN    8
+#define SOCK_SEQ_PREFIX  32 /* {"seq":<int64>, */
+#define SOCK_WRITE_BURST 16
 
 static void reap(lws_sorted_usec_list_t *sul);
 
@@ -135,23 +136,15 @@ close_reason(int code)
 	}
 }
 
-int
-sock_write(struct relay *r, struct client *c)
+/* Write c's oldest message as one frame: 0, or -1 when lws could not. */
+static int
+write_one(struct relay *r, struct client *c)
 {
 	unsigned char *p, *buf;
-	const char *why;
 	struct qent e;
 	size_t need, n = 0;
 	int k;
 
-	if (c->closing) {
-		why = close_reason(c->close_code);
-		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-		    (unsigned char *)(uintptr_t)why, strlen(why));
-		return -1;
-	}
-	if (c->qlen == 0)
-		return 0;
 	e = c->q[c->qhead];
 	need = LWS_PRE + SOCK_SEQ_PREFIX + e.m->len;
 	if (need > r->sendcap) {
@@ -180,6 +173,32 @@ sock_write(struct relay *r, struct client *c)
 	if (lws_write(c->wsi, p, n, LWS_WRITE_TEXT) < (int)n)
 		return -1;
 	r->stats.written++;
+	return 0;
+}
+
+/*
+ * Up to SOCK_WRITE_BURST frames per WRITEABLE, as long as the kernel takes
+ * them whole (lws_send_pipe_choked): a backlog drains in fewer turns of
+ * the loop, and lws never has to buffer a partial frame.
+ */
+int
+sock_write(struct relay *r, struct client *c)
+{
+	const char *why;
+	int i;
+
+	if (c->closing) {
+		why = close_reason(c->close_code);
+		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+		    (unsigned char *)(uintptr_t)why, strlen(why));
+		return -1;
+	}
+	for (i = 0; i < SOCK_WRITE_BURST && c->qlen > 0; i++) {
+		if (i > 0 && lws_send_pipe_choked(c->wsi))
+			break;
+		if (write_one(r, c) == -1)
+			return -1;
+	}
 	if (c->qlen > 0)
 		lws_callback_on_writable(c->wsi);
 	return 0;

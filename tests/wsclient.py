@@ -91,10 +91,9 @@ class Client:
                 if len(fr.data) >= 2:
                     code = struct.unpack("!H", fr.data[:2])[0]
                 self.closed = (code, fr.data[2:])
-                try:
-                    self.ws.send_close()
-                except Exception:
-                    pass
+                # No close frame back: the relay closes its side right
+                # after its own close frame, and one arriving after that
+                # is answered with a reset the proxy logs.
                 raise Closed(code, fr.data[2:])
             nframes += 1
             parts.append(fr.data)
@@ -193,7 +192,13 @@ class Client:
 
     def close(self):
         try:
-            self.ws.close(timeout=1)
+            if self.closed is not None:
+                # The close handshake is done (_read_one answered it): a
+                # second close frame would reach a relay that has gone,
+                # and the proxy would log the failed send.
+                self.ws.shutdown()
+            else:
+                self.ws.close(timeout=1)
         except Exception:
             pass
 
