@@ -191,16 +191,17 @@ status_update(struct http_req *req, struct err *e)
 static bool
 has_socket(const struct config *cfg, const char *extension)
 {
-	struct json_object *rq, *reply = NULL, *exts, *n;
+	struct json_object *rq, *reply = NULL, *n;
 	struct err e = { 0 };
 	bool live = false;
 
 	if ((rq = json_object_new_object()) == NULL)
 		return false;
+	/* Asked about this extension only: one lookup in the relay. */
 	jh_add_str(rq, "op", "who");
+	jh_add_str(rq, "extension", extension);
 	if (ctl_call(cfg, rq, &reply, WHO_TIMEOUT_MS, &e) == 0 &&
-	    json_object_object_get_ex(reply, "extensions", &exts) &&
-	    json_object_object_get_ex(exts, extension, &n))
+	    json_object_object_get_ex(reply, "clients", &n))
 		live = json_object_get_int64(n) > 0;
 	json_object_put(reply);
 	json_object_put(rq);

@@ -18,6 +18,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
+#include "lib/notify.h"
 
 /* Far above any token we sign; anything longer is not worth parsing. */
 #define AUTH_TOKEN_MAX 8192
@@ -47,7 +48,8 @@ static const char *const sql[Q__MAX] = {
 	[Q_REVOKE] = "INSERT INTO token_generations "
 		     "(user_id, generation, revoked_at) VALUES (?1, 1, ?2) "
 		     "ON CONFLICT (user_id) DO UPDATE SET "
-		     "generation = generation + 1, revoked_at = ?2",
+		     "generation = generation + 1, revoked_at = ?2 "
+		     "RETURNING generation",
 	/*
 	 * The n-th newest failure inside the window (OFFSET n-1): when it
 	 * exists the limit is reached, and it leaving the window is what
@@ -600,15 +602,30 @@ auth_user_load(struct db *db, int64_t id, struct auth_user *u, struct err *e)
 int
 auth_revoke_user(struct db *db, int64_t user_id, struct err *e)
 {
+	char now[40], event[96], id[24];
 	sqlite3_stmt *st;
-	char now[40];
+	int64_t gen;
+	int n, rc;
 
 	if ((st = db_stmt(db, sql[Q_REVOKE], e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
 	sqlite3_bind_int64(st, 1, user_id);
 	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-	return db_done(db, st, e);
+	if ((rc = db_row(db, st, e)) != 1)
+		return rc == -1
+			   ? -1
+			   : err_set(e, ERR_INTERNAL, "revoke: no generation");
+	gen = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	/* In the same transaction: whoever holds the user's sockets or
+	 * state (the relay) hears of it in stream order. */
+	n = snprintf(event, sizeof(event),
+	    "{\"type\":\"" NOTIFY_TYPE_REVOKED "\",\"user_id\":%lld,"
+	    "\"generation\":%lld}",
+	    (long long)user_id, (long long)gen);
+	snprintf(id, sizeof(id), "%lld", (long long)user_id);
+	return notify_enqueue_text(db, NOTIFY_USER, id, event, (size_t)n, e);
 }
 
 /*

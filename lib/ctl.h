@@ -11,7 +11,8 @@ struct json_object;
  * The control socket between cgi-bin programs and the relay: a Unix stream
  * socket at RUN_DIR/ctl.sock; one JSON object per line each way, one request
  * per connection. Requests carry "op"; replies carry "ok" (bool) and, when
- * not ok, "error". Ops: "kick", "who", "deliver", "call_invite",
+ * not ok, "error". Ops: "kick", "who" (every connected extension, or
+ * with "extension" that one's socket count), "deliver", "call_invite",
  * "call_end", "stats" (see relay/ctlsrv.c).
  */
 

@@ -1,4 +1,5 @@
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,15 +160,152 @@ test_enqueue(struct db *db)
 	CHECK(e.code == ERR_INTERNAL);
 	CHECK(count(db) == 4);
 
-	/* an empty object and an array are fine payloads */
+	/* an empty object is a fine payload; an event is an object */
 	CHECK(notify_enqueue(db, NOTIFY_USER, "1", p, &e) == 0);
 	json_object_put(p);
 	p = json_object_new_array();
-	CHECK(notify_enqueue(db, NOTIFY_USER, "1", p, &e) == 0);
+	err_clear(&e);
+	CHECK(notify_enqueue(db, NOTIFY_USER, "1", p, &e) == -1);
+	CHECK(e.code == ERR_INTERNAL);
 	json_object_put(p);
-	CHECK(read_rows(db, rows, 8) == 6);
+	CHECK(read_rows(db, rows, 8) == 5);
 	CHECK(strcmp(rows[4].payload, "{}") == 0);
-	CHECK(strcmp(rows[5].payload, "[]") == 0);
+}
+
+struct got {
+	int64_t ids[16];
+	int n, stop_at;
+};
+
+static int
+collect(void *arg, const struct notify_event *ev)
+{
+	struct got *g = arg;
+
+	CHECK(g->n < 16);
+	CHECK(ev->payload[0] == '{' && ev->len == strlen(ev->payload));
+	g->ids[g->n++] = ev->id;
+	return g->stop_at > 0 && g->n == g->stop_at;
+}
+
+static void
+put(struct db *db, enum notify_target t, const char *v)
+{
+	struct err e = { 0 };
+
+	CHECK(notify_enqueue_text(db, t, v, "{\"k\":1}", 7, &e) == 0);
+}
+
+/* The rows for user 5 (extension 2005, role admin), from the database. */
+static void
+test_read_for(struct db *db)
+{
+	struct err e = { 0 };
+	struct got g;
+	int64_t base, mine[5];
+	int i, k = 0;
+
+	CHECK(notify_enqueue_text(db, NOTIFY_ALL, "", "{}", 2, &e) == 0);
+	base = db_last_id(db);
+	put(db, NOTIFY_USER, "5");
+	mine[k++] = db_last_id(db);
+	put(db, NOTIFY_USER, "50");
+	put(db, NOTIFY_EXTENSION, "2005");
+	mine[k++] = db_last_id(db);
+	put(db, NOTIFY_EXTENSION, "20050");
+	put(db, NOTIFY_ROLE, "user");
+	put(db, NOTIFY_ROLE, "admin");
+	mine[k++] = db_last_id(db);
+	put(db, NOTIFY_ALL, "");
+	mine[k++] = db_last_id(db);
+	put(db, NOTIFY_USER, "5");
+	mine[k++] = db_last_id(db);
+
+	memset(&g, 0, sizeof(g));
+	CHECK(notify_read_for(db, 5, "2005", "admin", base, 0, 100, collect, &g,
+		  &e) == 5);
+	CHECK(g.n == 5);
+	for (i = 0; i < 5; i++)
+		CHECK(g.ids[i] == mine[i]);
+	/* limit, and a bound above */
+	memset(&g, 0, sizeof(g));
+	CHECK(notify_read_for(db, 5, "2005", "admin", base, 0, 2, collect, &g,
+		  &e) == 2);
+	CHECK(g.ids[1] == mine[1]);
+	memset(&g, 0, sizeof(g));
+	CHECK(notify_read_for(db, 5, "2005", "admin", mine[1], mine[3], 100,
+		  collect, &g, &e) == 2);
+	CHECK(g.ids[0] == mine[2] && g.ids[1] == mine[3]);
+	/* the callback stops it */
+	memset(&g, 0, sizeof(g));
+	g.stop_at = 1;
+	CHECK(notify_read_for(db, 5, "2005", "admin", base, 0, 100, collect, &g,
+		  &e) == 1);
+	/* nothing after the newest */
+	memset(&g, 0, sizeof(g));
+	CHECK(notify_read_for(db, 5, "2005", "admin", mine[4], 0, 100, collect,
+		  &g, &e) == 0);
+}
+
+static void
+test_stream(struct db *db)
+{
+	struct notify_stream s, s2;
+	struct err e = { 0 };
+	int rotated, n;
+	int64_t last;
+
+	CHECK(notify_stream_get(db, &s, &e) == 0);
+	CHECK(strlen(s.epoch) == 16);
+	CHECK(s.last == db_last_id(db) && s.pruned_through == 0);
+	CHECK(notify_stream_replayable(&s, s.epoch, s.last));
+	CHECK(notify_stream_replayable(&s, NULL, 0));
+	CHECK(!notify_stream_replayable(&s, "feedfacefeedface", s.last));
+	CHECK(!notify_stream_replayable(&s, s.epoch, s.last + 1));
+
+	/* Continuous: no new epoch; the mark follows. */
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 0);
+	CHECK(notify_stream_get(db, &s2, &e) == 0);
+	CHECK(strcmp(s.epoch, s2.epoch) == 0);
+
+	/* The retention: rows go, pruned_through follows, same epoch. */
+	CHECK(notify_prune(db, db_now_us() + 1000000, 3, &n, &e) == 0);
+	CHECK(n == 3);
+	CHECK(notify_stream_get(db, &s2, &e) == 0);
+	CHECK(s2.pruned_through == 3 && s2.last == s.last);
+	CHECK(!notify_stream_replayable(&s2, s.epoch, 2));
+	CHECK(notify_stream_replayable(&s2, s.epoch, 3));
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 0);
+	/* Nothing old enough: nothing goes. */
+	CHECK(notify_prune(db, 0, 100, &n, &e) == 0 && n == 0);
+
+	/* Rows deleted behind the retention's back: a new epoch, and
+	 * everything before counts as pruned. */
+	last = s2.last;
+	CHECK(sqlite3_exec(db_handle(db), "DELETE FROM notify WHERE id = 5",
+		  NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
+	CHECK(notify_stream_get(db, &s, &e) == 0);
+	CHECK(strcmp(s.epoch, s2.epoch) != 0);
+	CHECK(s.pruned_through == last && s.last == last);
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 0);
+
+	/* A table that went back (restored, recreated): a new epoch. */
+	CHECK(sqlite3_exec(db_handle(db),
+		  "DELETE FROM notify; UPDATE sqlite_sequence SET seq = 2 "
+		  "WHERE name = 'notify'",
+		  NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
+	CHECK(notify_stream_get(db, &s2, &e) == 0);
+	CHECK(strcmp(s.epoch, s2.epoch) != 0 && s2.last == 2);
+
+	/* No stream row (an operator asking for a new epoch). */
+	CHECK(sqlite3_exec(db_handle(db), "DELETE FROM notify_stream", NULL,
+		  NULL, NULL) == SQLITE_OK);
+	CHECK(notify_stream_get(db, &s, &e) == -1);
+	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
+	CHECK(notify_stream_get(db, &s, &e) == 0);
+	CHECK(strcmp(s.epoch, s2.epoch) != 0);
 }
 
 int
@@ -179,6 +317,8 @@ main(void)
 	db = check_db_open(dir, sizeof(dir), "n.db");
 	test_names();
 	test_enqueue(db);
+	test_read_for(db);
+	test_stream(db);
 	check_db_close(db, dir);
 	printf("notify: %d checks passed\n", checks);
 	return 0;

@@ -67,9 +67,10 @@ refuse(struct err *e)
 
 int
 ticket_redeem(struct db *db, const char *ticket, int64_t now,
-    struct auth_user *u, int64_t *token_exp, struct err *e)
+    struct auth_user *u, struct auth_claims *c, struct err *e)
 {
-	int64_t user_id, gen, exp, expires_at;
+	struct auth_claims got;
+	int64_t expires_at;
 	sqlite3_stmt *st;
 	int rc;
 
@@ -82,19 +83,18 @@ ticket_redeem(struct db *db, const char *ticket, int64_t now,
 		return -1;
 	if (rc == 0)
 		return refuse(e);
-	user_id = sqlite3_column_int64(st, 0);
-	gen = sqlite3_column_int64(st, 1);
-	exp = sqlite3_column_int64(st, 2);
+	memset(&got, 0, sizeof(got));
+	got.user_id = sqlite3_column_int64(st, 0);
+	got.gen = sqlite3_column_int64(st, 1);
+	got.exp = sqlite3_column_int64(st, 2);
 	expires_at = sqlite3_column_int64(st, 3);
 	/* Finish the DELETE before anything else runs on this connection. */
 	if ((rc = db_row(db, st, e)) != 0)
 		return rc == -1 ? -1 : refuse(e);
-	if (now > expires_at)
+	if (now > expires_at || (got.exp != 0 && now >= got.exp))
 		return refuse(e);
-	if (exp != 0 && now >= exp)
-		return refuse(e);
-	if (auth_user_current(db, user_id, gen, u, e) == -1)
+	if (auth_user_current(db, got.user_id, got.gen, u, e) == -1)
 		return e->code == ERR_AUTH ? refuse(e) : -1;
-	*token_exp = exp;
+	*c = got;
 	return 0;
 }

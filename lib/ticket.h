@@ -32,10 +32,11 @@ int ticket_issue(struct db *db, const struct auth_claims *c, int64_t now,
  * Redeem ticket at unix time now: it is consumed whatever the outcome, and
  * accepted only when it exists, has not expired, its token has not, and
  * its user's generation is still the one it was issued at. Fills u from
- * the user row and *token_exp with the token's expiry. ERR_AUTH "Invalid
+ * the user row, and of c the token's user_id, gen and exp (the rest
+ * zeroed). ERR_AUTH "Invalid
  * ticket", the same text for every reason, when refused.
  */
 int ticket_redeem(struct db *db, const char *ticket, int64_t now,
-    struct auth_user *u, int64_t *token_exp, struct err *e);
+    struct auth_user *u, struct auth_claims *c, struct err *e);
 
 #endif

@@ -59,14 +59,14 @@ issue(struct db *db, const struct auth_claims *c, int64_t now, char *out)
 static void
 refused(struct db *db, const char *ticket, int64_t now)
 {
+	struct auth_claims got = { .exp = -7 };
 	struct auth_user u;
 	struct err e = { 0 };
-	int64_t exp = -7;
 
-	CHECK(ticket_redeem(db, ticket, now, &u, &exp, &e) == -1);
+	CHECK(ticket_redeem(db, ticket, now, &u, &got, &e) == -1);
 	CHECK(e.code == ERR_AUTH);
 	CHECK(strcmp(e.msg, "Invalid ticket") == 0);
-	CHECK(exp == -7);
+	CHECK(got.exp == -7);
 }
 
 static void
@@ -74,20 +74,20 @@ test_once(struct db *db)
 {
 	struct auth_claims c = claims_for(1, 0, NOW + 3600);
 	char t[TICKET_LEN + 1], t2[TICKET_LEN + 1];
+	struct auth_claims got;
 	struct auth_user u;
 	struct err e = { 0 };
-	int64_t exp = 0;
 
 	issue(db, &c, NOW, t);
 	issue(db, &c, NOW, t2);
 	CHECK(strcmp(t, t2) != 0);
-	CHECK(ticket_redeem(db, t, NOW + 1, &u, &exp, &e) == 0);
+	CHECK(ticket_redeem(db, t, NOW + 1, &u, &got, &e) == 0);
 	CHECK(u.id == 1 && strcmp(u.username, "ann") == 0);
 	CHECK(strcmp(u.extension, "1001") == 0);
-	CHECK(exp == NOW + 3600);
+	CHECK(got.user_id == 1 && got.gen == 0 && got.exp == NOW + 3600);
 	/* Single use: the second try fails, the other ticket still works. */
 	refused(db, t, NOW + 1);
-	CHECK(ticket_redeem(db, t2, NOW + 2, &u, &exp, &e) == 0);
+	CHECK(ticket_redeem(db, t2, NOW + 2, &u, &got, &e) == 0);
 	CHECK(count(db, "SELECT count(*) FROM ws_tickets") == 0);
 }
 
@@ -128,9 +128,9 @@ test_bounds(struct db *db)
 {
 	struct auth_claims c = claims_for(2, 0, 0);
 	char t[TICKET_PER_USER + 4][TICKET_LEN + 1];
+	struct auth_claims got;
 	struct auth_user u;
 	struct err e = { 0 };
-	int64_t exp;
 	int i;
 
 	for (i = 0; i < TICKET_PER_USER + 4; i++)
@@ -139,9 +139,9 @@ test_bounds(struct db *db)
 	      TICKET_PER_USER);
 	refused(db, t[0], NOW + 21);
 	refused(db, t[3], NOW + 21);
-	CHECK(ticket_redeem(db, t[TICKET_PER_USER + 3], NOW + 21, &u, &exp,
+	CHECK(ticket_redeem(db, t[TICKET_PER_USER + 3], NOW + 21, &u, &got,
 		  &e) == 0);
-	CHECK(exp == 0); /* a token without exp: the socket has no end */
+	CHECK(got.exp == 0); /* a token without exp: the socket has no end */
 	/* Issuing later prunes everything expired, any user's. */
 	issue(db, &c, NOW + 1000, t[0]);
 	CHECK(count(db, "SELECT count(*) FROM ws_tickets") == 1);

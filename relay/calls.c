@@ -44,9 +44,9 @@
 struct call {
 	char id[CALLS_ID_MAX];
 	int64_t log_id;
-	struct hub_user *party[2]; /* caller, callee */
-	struct call *pnext[2];     /* in each party's list */
-	struct call *next, *prev;  /* all live calls */
+	struct roster_user *party[2]; /* caller, callee */
+	struct call *pnext[2];        /* in each party's list */
+	struct call *next, *prev;     /* all live calls */
 	bool answered, ended;
 	int64_t gone_us[2]; /* when each party's last socket closed; 0: here */
 	lws_sorted_usec_list_t
@@ -68,19 +68,19 @@ static void call_timer(lws_sorted_usec_list_t *sul);
 static void grace_timer(lws_sorted_usec_list_t *sul);
 
 static int
-side(const struct call *c, const struct hub_user *u)
+side(const struct call *c, const struct roster_user *u)
 {
 	return c->party[0] == u ? 0 : c->party[1] == u ? 1 : -1;
 }
 
-struct hub_user *
-calls_peer(const struct call *c, const struct hub_user *u)
+struct roster_user *
+calls_peer(const struct call *c, const struct roster_user *u)
 {
 	return c->party[side(c, u) == 0 ? 1 : 0];
 }
 
 struct call *
-calls_find(const struct hub_user *u, const char *call_id)
+calls_find(const struct roster_user *u, const char *call_id)
 {
 	struct call *c;
 
@@ -93,7 +93,7 @@ calls_find(const struct hub_user *u, const char *call_id)
 /* u's call with the holder of peer_ext: the one named call_id, else a
  * live one, else one that just ended. */
 struct call *
-calls_find_peer(const struct hub_user *u, const char *peer_ext,
+calls_find_peer(const struct roster_user *u, const char *peer_ext,
     const char *call_id)
 {
 	struct call *c, *live = NULL, *ended = NULL;
@@ -120,7 +120,7 @@ calls_allows(const struct call *c, const char *type)
 
 static struct call *
 call_add(struct relay *r, const char *id, int64_t log_id,
-    struct hub_user *caller, struct hub_user *callee)
+    struct roster_user *caller, struct roster_user *callee)
 {
 	struct call *c;
 	int i;
@@ -147,6 +147,7 @@ call_add(struct relay *r, const char *id, int64_t log_id,
 static void
 call_forget(struct relay *r, struct call *c)
 {
+	struct roster_user *parties[2];
 	struct call **pp;
 	int i;
 
@@ -166,7 +167,11 @@ call_forget(struct relay *r, struct call *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	r->ncalls--;
+	parties[0] = c->party[0];
+	parties[1] = c->party[1];
 	free(c);
+	roster_release(r, parties[0]);
+	roster_release(r, parties[1]);
 }
 
 static void
@@ -188,26 +193,16 @@ call_linger(struct relay *r, struct call *c)
 
 /* ---- the log row ---- */
 
-/* The log's verdict on a step (calllog_answer, calllog_close), the
- * failure logged here: the call goes on in memory either way. */
-static int
-log_result(const struct call *c, int rc, const struct err *e)
-{
-	if (rc == -1)
-		log_msg(LOG_ERROR, "call %s: log %" PRId64 ": %s", c->id,
-		    c->log_id, e->msg);
-	return rc;
-}
-
-/* Close the row as of at_us: ended with its duration when answered, else
- * as how says of a ringing call. */
+/*
+ * Close the row as of at_us: ended with its duration when answered, else
+ * as how says of a ringing call. The steps of a call's row go through the
+ * outbox, in order, retried while the database is busy: the call goes on
+ * in memory at once, and its row follows.
+ */
 static void
 log_close(struct relay *r, struct call *c, int64_t at_us, enum calllog_end how)
 {
-	struct err e = { 0 };
-
-	log_result(c, calllog_close(r->db, c->log_id, how, at_us, NULL, &e),
-	    &e);
+	outbox_close(r, c->log_id, how, at_us);
 }
 
 /* ---- parties without sockets ---- */
@@ -252,17 +247,11 @@ grace_arm(struct relay *r, struct call *c)
 static void
 mark_answered(struct relay *r, struct call *c)
 {
-	struct err e = { 0 };
-
 	if (c->answered)
 		return;
-	if (log_result(c, calllog_answer(r->db, c->log_id, db_now_us(), &e),
-		&e) == 0) {
-		/* Closed meanwhile (REST hangup): nothing left to track. */
-		log_msg(LOG_INFO, "call %s answered after it ended", c->id);
-		call_linger(r, c);
-		return;
-	}
+	/* A REST hangup that closed the row first ends the call through
+	 * call_end; the answer then changes nothing in the row. */
+	outbox_answer(r, c->log_id, db_now_us());
 	c->answered = true;
 	lws_sul_cancel(&c->sul);
 	/* The callee's absence counts from now on too. */
@@ -271,21 +260,20 @@ mark_answered(struct relay *r, struct call *c)
 
 /* ---- events to the two parties ---- */
 
-/* o (taken) to one party, or to both when to is NULL. */
+/*
+ * o (taken) to one party, or to both when to is NULL, as events of the
+ * stream: a party that was away when its call ended learns it from its
+ * replay.
+ */
 static void
-push_obj(struct relay *r, struct call *c, struct hub_user *to,
+push_obj(struct relay *r, struct call *c, struct roster_user *to,
     struct json_object *o)
 {
-	struct msg *m;
-
 	if (o == NULL)
 		return;
-	if ((m = msg_json(o, true)) != NULL) {
-		hub_push(r, to != NULL ? to : c->party[0], m);
-		if (to == NULL)
-			hub_push(r, c->party[1], m);
-		msg_unref(m);
-	}
+	outbox_notify_user(r, (to != NULL ? to : c->party[0])->id, o);
+	if (to == NULL)
+		outbox_notify_user(r, c->party[1]->id, o);
 	json_object_put(o);
 }
 
@@ -309,7 +297,7 @@ push_call_event(struct relay *r, struct call *c, const char *type,
 
 /* webrtc_call_ended from the relay itself: the call ended for `reason`. */
 static void
-push_ended(struct relay *r, struct call *c, struct hub_user *to,
+push_ended(struct relay *r, struct call *c, struct roster_user *to,
     const char *reason)
 {
 	struct json_object *o;
@@ -369,7 +357,7 @@ grace_timer(lws_sorted_usec_list_t *sul)
 }
 
 void
-calls_absent(struct relay *r, struct hub_user *u)
+calls_absent(struct relay *r, struct roster_user *u)
 {
 	int64_t now = db_now_us();
 	struct call *c;
@@ -385,7 +373,7 @@ calls_absent(struct relay *r, struct hub_user *u)
 }
 
 void
-calls_present(struct relay *r, struct hub_user *u)
+calls_present(struct relay *r, struct roster_user *u)
 {
 	struct call *c;
 	int s;
@@ -400,7 +388,7 @@ calls_present(struct relay *r, struct hub_user *u)
 }
 
 void
-calls_signal(struct relay *r, struct call *c, struct hub_user *from,
+calls_signal(struct relay *r, struct call *c, struct roster_user *from,
     const char *type)
 {
 	bool callee = side(c, from) == 1;
@@ -423,7 +411,7 @@ calls_signal(struct relay *r, struct call *c, struct hub_user *from,
 
 /* hangup: both parties hear call_ended (again, if it already ended). */
 void
-calls_hangup(struct relay *r, struct call *c, struct hub_user *by)
+calls_hangup(struct relay *r, struct call *c, struct roster_user *by)
 {
 	push_call_event(r, c, "call_ended", by->extension, "ended");
 	if (c->ended)
@@ -433,7 +421,7 @@ calls_hangup(struct relay *r, struct call *c, struct hub_user *by)
 }
 
 void
-calls_answer(struct relay *r, struct call *c, struct hub_user *by)
+calls_answer(struct relay *r, struct call *c, struct roster_user *by)
 {
 	if (c->ended)
 		return;
@@ -445,7 +433,7 @@ calls_answer(struct relay *r, struct call *c, struct hub_user *by)
 bool
 calls_end(struct relay *r, const char *call_id, const char *by_ext)
 {
-	struct hub_user *by;
+	struct roster_user *by;
 	struct call *c;
 
 	for (c = r->calls; c != NULL; c = c->next)
@@ -453,7 +441,7 @@ calls_end(struct relay *r, const char *call_id, const char *by_ext)
 			break;
 	if (c == NULL)
 		return false;
-	by = hub_user_by_ext(r, by_ext, false);
+	by = roster_by_ext(r, by_ext);
 	push_call_event(r, c, "call_ended",
 	    by != NULL && side(c, by) >= 0 ? by->extension
 					   : c->party[0]->extension,
@@ -465,13 +453,19 @@ calls_end(struct relay *r, const char *call_id, const char *by_ext)
 /*
  * The invitation goes to the callee's sockets; only when it reached one
  * does the caller hear the call is ringing and does the relay track it.
+ * The parties are those of the log row, by id, so an extension that
+ * changed hands since can never ring its former holder.
+ *
+ * The invitation and webrtc_call_initiated are outside the stream (no
+ * seq): call_invite must answer whether a socket got the invitation, and
+ * a replayed one would ring for a call that is over or taken elsewhere.
  */
 int
 calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
     const char *callee_ext, struct json_object *invitation,
     struct json_object *initiated, size_t *delivered, struct err *e)
 {
-	struct hub_user *caller, *callee;
+	struct roster_user *caller, *callee;
 	struct calllog_row row;
 	struct msg *m;
 	struct call *c;
@@ -480,32 +474,41 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 	*delivered = 0;
 	if (strlen(call_id) >= CALLS_ID_MAX)
 		return err_set(e, ERR_INVALID, "call_id too long");
-	if ((caller = hub_user_by_ext(r, caller_ext, true)) == NULL ||
-	    (callee = hub_user_by_ext(r, callee_ext, true)) == NULL)
-		return err_set(e, ERR_NOTFOUND, "unknown extension");
-	if (caller == callee)
-		return err_set(e, ERR_INVALID, "caller is the callee");
 	if ((rc = calllog_find(r->db, call_id, &row, e)) == -1)
 		return -1;
 	if (rc == 0)
 		return err_set(e, ERR_NOTFOUND, "no call log for '%s'",
 		    call_id);
-	if (row.caller_id != caller->id || row.callee_id != callee->id)
-		return err_set(e, ERR_INVALID, "call log parties differ");
-	if (strcmp(row.status, "initiated") != 0)
-		return err_set(e, ERR_CONFLICT, "call is %s", row.status);
-	if (calls_find(callee, call_id) != NULL)
-		return err_set(e, ERR_CONFLICT, "call already known");
-	if (callee->nclients == 0)
-		return 0;
-	if ((m = msg_json(invitation, true)) == NULL)
-		return err_set(e, ERR_INVALID, "invitation is not an object");
-	*delivered = hub_push(r, callee, m);
-	msg_unref(m);
-	if (*delivered == 0)
-		return 0;
-	if ((c = call_add(r, call_id, row.id, caller, callee)) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
+	if (row.caller_id == row.callee_id)
+		return err_set(e, ERR_INVALID, "caller is the callee");
+	if ((caller = roster_load_id(r, row.caller_id)) == NULL)
+		return err_set(e, ERR_NOTFOUND, "unknown extension");
+	if ((callee = roster_load_id(r, row.callee_id)) == NULL) {
+		roster_release(r, caller);
+		return err_set(e, ERR_NOTFOUND, "unknown extension");
+	}
+	if (strcmp(caller->extension, caller_ext) != 0 ||
+	    strcmp(callee->extension, callee_ext) != 0)
+		rc = err_set(e, ERR_INVALID, "call log parties differ");
+	else if (strcmp(row.status, "initiated") != 0)
+		rc = err_set(e, ERR_CONFLICT, "call is %s", row.status);
+	else if (calls_find(callee, call_id) != NULL)
+		rc = err_set(e, ERR_CONFLICT, "call already known");
+	else if ((m = msg_json(invitation, false)) == NULL)
+		rc = err_set(e, ERR_INVALID, "invitation is not an object");
+	else {
+		*delivered = fan_user(r, callee, m, 0);
+		msg_unref(m);
+		rc = 0;
+	}
+	if (rc == -1 || *delivered == 0 ||
+	    (c = call_add(r, call_id, row.id, caller, callee)) == NULL) {
+		roster_release(r, caller);
+		roster_release(r, callee);
+		if (rc == 0 && *delivered > 0)
+			return err_set(e, ERR_INTERNAL, "out of memory");
+		return rc;
+	}
 	ring_start(r, c, (int64_t)r->cfg.call_ring_timeout_s * US_PER_S);
 	/* A caller that rang over REST without a socket of its own is as
 	 * good as gone: it cannot hear the answer unless it connects. */
@@ -513,8 +516,8 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 		c->gone_us[0] = db_now_us();
 		grace_arm(r, c);
 	}
-	if (initiated != NULL && (m = msg_json(initiated, true)) != NULL) {
-		hub_push(r, caller, m);
+	if (initiated != NULL && (m = msg_json(initiated, false)) != NULL) {
+		fan_user(r, caller, m, 0);
 		msg_unref(m);
 	}
 	return 0;
@@ -534,7 +537,7 @@ int
 calls_init(struct relay *r, struct err *e)
 {
 	int64_t now = db_now_us(), ring_us, start_us;
-	struct hub_user *caller, *callee;
+	struct roster_user *caller, *callee;
 	const char *status, *channel, *at;
 	char cutoff[40];
 	sqlite3_stmt *st;
@@ -552,12 +555,17 @@ calls_init(struct relay *r, struct err *e)
 	while ((rc = db_row(r->db, st, e)) == 1) {
 		channel = (const char *)sqlite3_column_text(st, 1);
 		status = (const char *)sqlite3_column_text(st, 4);
-		caller = hub_user_by_id(r, sqlite3_column_int64(st, 2), false);
-		callee = hub_user_by_id(r, sqlite3_column_int64(st, 3), false);
-		if (channel == NULL || status == NULL || caller == NULL ||
-		    callee == NULL || caller == callee ||
-		    strlen(channel) >= CALLS_ID_MAX)
+		if (channel == NULL || status == NULL ||
+		    strlen(channel) >= CALLS_ID_MAX ||
+		    sqlite3_column_int64(st, 2) == sqlite3_column_int64(st, 3))
 			continue;
+		caller = roster_load_id(r, sqlite3_column_int64(st, 2));
+		callee = roster_load_id(r, sqlite3_column_int64(st, 3));
+		if (caller == NULL || callee == NULL) {
+			roster_release(r, caller);
+			roster_release(r, callee);
+			continue;
+		}
 		if ((c = call_add(r, channel, sqlite3_column_int64(st, 0),
 			 caller, callee)) == NULL) {
 			sqlite3_reset(st);

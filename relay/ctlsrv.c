@@ -67,36 +67,46 @@ op_kick(struct relay *r, struct json_object *rq)
 	return reply_new(true, NULL);
 }
 
+/*
+ * {"op":"who"}: every connected extension with its socket count.
+ * {"op":"who","extension":E}: that one only, {"ok":true,"extension":E,
+ * "clients":n}, one lookup whatever the number of users.
+ */
 static struct json_object *
 op_who(struct relay *r, struct json_object *rq)
 {
+	const char *ext = jh_get_str(rq, "extension");
 	struct json_object *o, *exts;
-	struct hub_user *u;
-	size_t i;
+	struct roster_user *u;
 
-	(void)rq;
 	if ((o = reply_new(true, NULL)) == NULL)
 		return NULL;
+	if (ext != NULL) {
+		u = roster_by_ext(r, ext);
+		jh_add_str(o, "extension", ext);
+		jh_add_int(o, "clients", u != NULL ? u->nclients : 0);
+		return o;
+	}
 	if ((exts = json_object_new_object()) == NULL) {
 		json_object_put(o);
 		return NULL;
 	}
-	for (i = 0; i < r->nusers; i++) {
-		u = r->users[i];
+	for (u = r->users; u != NULL; u = u->next)
 		if (u->nclients > 0 && u->extension[0] != '\0')
 			jh_add_int(exts, u->extension, u->nclients);
-	}
 	json_object_object_add(o, "extensions", exts);
 	jh_add_int(o, "total_clients", (int64_t)r->nclients);
 	return o;
 }
 
+/* A message straight to the sockets of an extension open now, outside the
+ * stream (no seq, no replay): an operator's or a test's probe. */
 static struct json_object *
 op_deliver(struct relay *r, struct json_object *rq)
 {
 	const char *ext = jh_get_str(rq, "extension");
 	struct json_object *msg;
-	struct hub_user *u;
+	struct roster_user *u;
 	struct msg *m;
 	size_t n = 0;
 
@@ -105,10 +115,10 @@ op_deliver(struct relay *r, struct json_object *rq)
 	if (!json_object_object_get_ex(rq, "message", &msg) ||
 	    !json_object_is_type(msg, json_type_object))
 		return reply_new(false, "message must be an object");
-	if ((u = hub_user_by_ext(r, ext, true)) != NULL) {
-		if ((m = msg_json(msg, true)) == NULL)
+	if ((u = roster_by_ext(r, ext)) != NULL) {
+		if ((m = msg_json(msg, false)) == NULL)
 			return reply_new(false, "out of memory");
-		n = hub_push(r, u, m);
+		n = fan_user(r, u, m, 0);
 		msg_unref(m);
 	}
 	return reply_delivered(n);
@@ -177,14 +187,15 @@ static struct json_object *
 op_stats(struct relay *r, struct json_object *rq)
 {
 	const struct relay_stats *s = &r->stats;
+	struct roster_user *u;
 	struct json_object *o;
-	size_t i, online = 0;
+	size_t online = 0;
 
 	(void)rq;
 	if ((o = reply_new(true, NULL)) == NULL)
 		return NULL;
-	for (i = 0; i < r->nusers; i++)
-		if (r->users[i]->nclients > 0)
+	for (u = r->users; u != NULL; u = u->next)
+		if (u->nclients > 0)
 			online++;
 	jh_add_int(o, "clients", (int64_t)r->nclients);
 	jh_add_int(o, "extensions", (int64_t)online);
@@ -200,8 +211,13 @@ op_stats(struct relay *r, struct json_object *rq)
 	jh_add_int(o, "connections", (int64_t)s->connections);
 	jh_add_int(o, "notify_rows", (int64_t)s->notify_rows);
 	jh_add_int(o, "notify_cursor", r->cursor);
+	jh_add_str(o, "epoch", r->epoch);
+	jh_add_int(o, "replayed", (int64_t)s->replayed);
+	jh_add_int(o, "revoked_closed", (int64_t)s->revoked_closed);
+	jh_add_int(o, "rx_dropped", (int64_t)s->rx_dropped);
+	jh_add_int(o, "outbox_dropped", (int64_t)s->outbox_dropped);
+	jh_add_int(o, "queued_bytes", (int64_t)r->queued);
 	jh_add_int(o, "ctl_requests", (int64_t)s->ctl_requests);
-	jh_add_int(o, "seq_base", r->seq_base);
 	jh_add_int(o, "uptime_s", (db_now_us() - r->started_us) / 1000000);
 	jh_add_int(o, "rss_kb", rss_kb());
 	return o;

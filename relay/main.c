@@ -133,12 +133,12 @@ vhosts_create(struct relay *r, const char *ws_path, const char *ctl_path)
 }
 
 /*
- * A relay-only setting in seconds (unset or empty: def). Read here rather
- * than in struct config, which the cgi-bin programs share and never need
- * these for. A malformed value stops the start, as config_load does.
+ * A relay-only setting, a whole number (unset or empty: def). Read here
+ * rather than in struct config, which the cgi-bin programs share and never
+ * need these for. A malformed value stops the start, as config_load does.
  */
 static int
-seconds_get(const char *name, int def, long max, int *dst)
+number_get(const char *name, int def, long max, int *dst)
 {
 	const char *v = config_get(name);
 	char *end;
@@ -173,10 +173,18 @@ relay_open(struct relay *r)
 		return -1;
 	}
 	log_init("relay", r->cfg.debug);
-	if (seconds_get("CALL_DISCONNECT_GRACE_S", RELAY_GRACE_S, 86400,
+	if (number_get("CALL_DISCONNECT_GRACE_S", RELAY_GRACE_S, 86400,
 		&r->call_grace_s) == -1 ||
-	    seconds_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
-		&r->presence_stale_s) == -1)
+	    number_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
+		&r->presence_stale_s) == -1 ||
+	    number_get("NOTIFY_RETENTION_S", RELAY_RETENTION_S, 86400 * 365,
+		&r->retention_s) == -1 ||
+	    number_get("WS_MAX_SOCKETS_PER_USER", RELAY_SOCKETS_MAX, 100000,
+		&r->sockets_max) == -1 ||
+	    number_get("WS_RX_FRAMES_PER_S", RELAY_RX_FRAMES_S, 1000000,
+		&r->rx_frames_s) == -1 ||
+	    number_get("WS_RX_BYTES_PER_S", RELAY_RX_BYTES_S, 1 << 30,
+		&r->rx_bytes_s) == -1)
 		return -1;
 	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) ==
 	    NULL) {
@@ -184,8 +192,8 @@ relay_open(struct relay *r)
 		return -1;
 	}
 	r->started_us = db_now_us();
-	r->seq_base = (r->started_us / 1000) * 1000;
-	if (hub_init(r, &e) == -1) {
+	r->user_gone = ws_user_gone;
+	if (roster_init(r, &e) == -1) {
 		log_msg(LOG_ERROR, "users: %s", e.msg);
 		return -1;
 	}
@@ -227,12 +235,12 @@ main(void)
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
-	hub_sweep_start(&r);
+	presence_start(&r);
 	signal_ctx = r.ctx;
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	log_msg(LOG_INFO, "listening on %s and %s (%zu users, seq base %lld)",
-	    ws_path, ctl_path, r.nusers, (long long)r.seq_base);
+	log_msg(LOG_INFO, "listening on %s and %s (stream %s at %lld)", ws_path,
+	    ctl_path, r.epoch, (long long)r.cursor);
 
 	while (!stop)
 		if (lws_service(r.ctx, 0) < 0)
@@ -246,11 +254,19 @@ out:
 	r.stopping = true;
 	pump_stop(&r);
 	calls_stop(&r);
-	hub_stop(&r);
+	presence_stop(&r);
+	outbox_stop(&r);
+	sock_stop(&r);
 	if (r.ctx != NULL)
 		lws_context_destroy(r.ctx);
 	r.ctx = NULL;
-	hub_free(&r);
+	/* The sockets are gone: their users' offline rows, then the rest. */
+	if (r.db != NULL) {
+		outbox_free(&r);
+		presence_free(&r);
+	}
+	sock_free(&r);
+	roster_free(&r);
 	db_close(r.db);
 	config_wipe(&r.cfg);
 	return rc;

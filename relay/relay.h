@@ -7,9 +7,10 @@
 
 #include <libwebsockets.h>
 
+#include "lib/auth.h"
 #include "lib/config.h"
+#include "lib/notify.h"
 
-struct auth_user;
 struct db;
 struct err;
 struct json_object;
@@ -18,33 +19,52 @@ struct json_object;
  * The relay: one process, one lws context, one thread. Shared state lives in
  * one struct relay (the context's user pointer); each connection kind keeps
  * its own state in the per-session data lws allocates for it.
+ *
+ * Modules, each importing only those above it:
+ *   msg.c      messages built once, shared by reference
+ *   roster.c   the users the relay holds state for (connected ones and
+ *              the parties of live calls), by id and by extension
+ *   sock.c     one browser socket: its send queue, its close
+ *   fanout.c   events to the sockets they concern, replays from the stream
+ *   outbox.c   the relay's own writes, in order, retried on BUSY
+ *   presence.c who is online, coalesced per user; the stale sweep
+ *   pump.c     the notify stream: live delivery, revocations, retention
+ *   calls.c    live WebRTC calls
+ *   ws.c, ctlsrv.c, main.c: the two protocols and the process
  */
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
-#define RELAY_WS_MSG_MAX     (64 * 1024)  /* one inbound message, reassembled */
-#define RELAY_WS_RX_BUF      2048         /* lws rx buffer per socket */
-#define RELAY_WS_TX_PACKET   (256 * 1024) /* one send() per frame */
-#define RELAY_Q_MAX          1024         /* messages queued per socket */
-#define RELAY_Q_BYTES_MAX    (1024 * 1024) /* bytes queued per socket */
-#define RELAY_RING_MAX       256           /* events kept per user for replay */
-#define RELAY_RING_BYTES_MAX (256 * 1024)
-#define RELAY_PING_S         30 /* server ping after this much silence */
-#define RELAY_HANGUP_S       70 /* no pong by then: the peer is gone */
-#define RELAY_DB_BUSY_MS     200
-#define RELAY_SLOW_KILL_S    30  /* a slow socket that cannot take its close */
-#define RELAY_GRACE_S        10  /* a call's party may be without sockets */
-#define RELAY_STALE_S        120 /* no socket, no heartbeat: offline */
-#define RELAY_SWEEP_S        60  /* how often stale presence is looked for */
+#define RELAY_WS_MSG_MAX      (64 * 1024) /* one inbound message, reassembled */
+#define RELAY_WS_RX_BUF       2048        /* lws rx buffer per socket */
+#define RELAY_WS_TX_PACKET    (256 * 1024)  /* one send() per frame */
+#define RELAY_Q_MAX           1024          /* messages queued per socket */
+#define RELAY_Q_BYTES_MAX     (1024 * 1024) /* bytes queued per socket */
+#define RELAY_QUEUED_MAX      (64 * 1024 * 1024) /* all sockets together */
+#define RELAY_OUTBOX_MAX      (8 * 1024 * 1024)  /* unwritten own events */
+#define RELAY_PING_S          30 /* server ping after this much silence */
+#define RELAY_HANGUP_S        70 /* no pong by then: the peer is gone */
+#define RELAY_DB_BUSY_MS      200
+#define RELAY_SLOW_KILL_S     30  /* a slow socket that cannot take its close */
+#define RELAY_GRACE_S         10  /* a call's party may be without sockets */
+#define RELAY_STALE_S         120 /* no socket, no heartbeat: offline */
+#define RELAY_SWEEP_S         60  /* how often stale presence is looked for */
+#define RELAY_RETENTION_S     86400 /* notify rows kept for replays */
+#define RELAY_SOCKETS_MAX     16    /* per user: five per page, three pages */
+#define RELAY_RX_FRAMES_S     50    /* inbound frames per second per socket */
+#define RELAY_RX_FRAMES_BURST 200
+#define RELAY_RX_BYTES_S      (512 * 1024) /* inbound bytes per second */
+#define RELAY_RX_BYTES_BURST  (1024 * 1024)
 
-/* Close codes the relay sends (besides 1009 for an oversized message). */
+/* Close codes the relay sends (besides 1002, 1007 and 1009). */
 #define RELAY_CLOSE_EXPIRED 4001 /* the token expired */
+#define RELAY_CLOSE_REVOKED 4003 /* the user's tokens were revoked */
 #define RELAY_CLOSE_SLOW    4008 /* the send queue overflowed */
 
 /*
- * A message built once and shared by every queue and ring that holds it.
- * An event's text lacks its leading '{': it is written after {"seq":N, so
- * each recipient gets its own seq without a copy of the body per recipient.
+ * A message built once and shared by every queue that holds it. An event's
+ * text lacks its leading '{': it is written after {"seq":N, so a message
+ * needs no copy per seq.
  */
 struct msg {
 	uint32_t refs;
@@ -55,63 +75,69 @@ struct msg {
 
 struct qent {
 	struct msg *m;
-	int64_t seq; /* 0 for replies, which carry none */
+	int64_t seq; /* 0 for messages outside the stream, which carry none */
 };
 
 struct call;
-struct hub_user;
+struct roster_user;
 
 /* A browser socket: the ws protocol's per-session data (kept small). */
 struct client {
 	struct lws *wsi;
-	struct hub_user *user;
+	struct roster_user *user;
 	struct client *next, *prev; /* the user's sockets */
 	struct qent *q;             /* send queue, allocated while non-empty */
 	uint32_t qbytes;
 	uint16_t qcap, qhead, qlen;
-	bool attached, slow, has_since, rx_binary;
+	uint16_t close_code; /* closing: the code it is sent */
+	bool attached, closing, replaying, rx_binary;
+	bool rx_dropping, rx_limited; /* over the inbound limit */
 	char *rx; /* a fragmented message being reassembled */
 	uint32_t rxlen;
-	struct client *next_slow; /* marked slow, not yet out of the hub */
-	int64_t since;
-	int64_t exp; /* token expiry, unix s; 0 none */
+	struct client *next_closing; /* closing, not yet out of the roster */
+	int64_t since;               /* replaying: the last seq queued */
+	int64_t exp;                 /* token expiry, unix s; 0 none */
+	int64_t gen;      /* token generation; -1: no token (legacy) */
+	int64_t rx_at_us; /* the token bucket's last refill */
+	double rx_frames, rx_bytes;
 };
 
 /*
- * What the relay knows of one user: created for every user at start and on
- * first need later, kept until exit. Events for a user get consecutive seqs
- * and the last RELAY_RING_MAX stay in the ring for ?since= replays, whether
- * or not a socket is open.
+ * What the relay knows of one user. Only users with a socket, a live call
+ * or a presence change not yet written have one: an offline user costs
+ * nothing, its replay comes from the database.
  */
-struct hub_user {
+struct roster_user {
 	int64_t id;
 	char extension[16];
 	char username[64];
 	char role[16];
-	struct hub_user *next_id, *next_ext; /* hash chains */
+	struct roster_user *next_id, *next_ext; /* hash chains */
+	struct roster_user *next, *prev;        /* every entry */
 	struct client *clients;
 	unsigned nclients;
-	int64_t next_seq;
-	struct msg **ring;
-	uint32_t ring_bytes;
-	uint16_t ring_cap, ring_head, ring_len;
-	bool complete; /* known since start: the ring began at the first seq */
-	bool presence_dirty;
-	struct hub_user *next_dirty;
+	bool presence_dirty, online_written;
+	char said_type[24]; /* a status the user sent, not yet written */
+	char said_status[16];
+	struct roster_user *next_dirty;
 	struct call *calls; /* live calls this user is part of */
 };
 
 struct relay_stats {
-	uint64_t events;      /* seqs handed out */
+	uint64_t events;      /* stream rows delivered */
 	uint64_t delivered;   /* messages queued to sockets */
 	uint64_t written;     /* frames written */
 	uint64_t slow_closed; /* sockets closed for falling behind */
+	uint64_t revoked_closed;
+	uint64_t rx_dropped; /* messages dropped over the inbound limit */
 	uint64_t frames_in;
 	uint64_t invalid_in;
 	uint64_t auth_failed;
 	uint64_t notify_rows;
+	uint64_t replayed;
 	uint64_t ctl_requests;
 	uint64_t connections; /* sockets ever attached */
+	uint64_t outbox_dropped;
 };
 
 struct relay {
@@ -120,37 +146,55 @@ struct relay {
 	struct lws_context *ctx;
 	bool stopping;
 	int64_t started_us;
-	int64_t seq_base;     /* boot ms * 1000: seqs grow across restarts */
-	int call_grace_s;     /* CALL_DISCONNECT_GRACE_S */
-	int presence_stale_s; /* PRESENCE_STALE_S */
+	int call_grace_s;            /* CALL_DISCONNECT_GRACE_S */
+	int presence_stale_s;        /* PRESENCE_STALE_S */
+	int retention_s;             /* NOTIFY_RETENTION_S */
+	int sockets_max;             /* WS_MAX_SOCKETS_PER_USER */
+	int rx_frames_s, rx_bytes_s; /* WS_RX_FRAMES_PER_S, WS_RX_BYTES_PER_S */
 
-	/* hub.c */
-	struct hub_user **by_id, **by_ext;
+	/* roster.c */
+	struct roster_user **by_id, **by_ext;
 	size_t nbuckets;
-	struct hub_user **users;
-	size_t nusers, users_cap;
+	struct roster_user *users; /* every entry */
+	size_t nusers;
 	size_t nclients;
-	struct hub_user *dirty;
-	lws_sorted_usec_list_t sul_presence;
-	lws_sorted_usec_list_t sul_sweep;
-	int64_t sweep_after; /* the id the current sweep resumes after */
-	struct client *slow;
+
+	/* sock.c */
+	struct client *closing;
 	lws_sorted_usec_list_t sul_reap;
 	unsigned char *sendbuf;
 	size_t sendcap;
-	struct msg *welcome;
+	uint64_t queued; /* bytes in all send queues */
+	/* A closing socket left its user, who has no socket left: set by
+	 * ws.c, which tells presence and calls (sock.c imports neither). */
+	void (*user_gone)(struct relay *, struct roster_user *);
+
+	/* presence.c */
+	struct roster_user *dirty;
+	lws_sorted_usec_list_t sul_presence;
+	lws_sorted_usec_list_t sul_sweep;
+	int64_t sweep_after; /* the id the current sweep resumes after */
+
+	/* outbox.c */
+	struct outbox_item *ob_head, **ob_tail;
+	size_t ob_bytes;
+	lws_sorted_usec_list_t sul_outbox;
 
 	/* ws.c: the upgrade authenticated in CONFIRM_UPGRADE, bound in FILTER
 	 */
-	struct {
+	struct relay_pending {
 		struct lws *wsi;
-		struct hub_user *user;
-		int64_t since, exp;
-		bool has_since;
+		struct auth_user au; /* au.id 0: legacy, by extension */
+		char ext[16];
+		int64_t since, exp, gen;
+		bool has_since, has_epoch;
+		char epoch[40];
 	} pending;
 
-	/* pump.c */
-	int64_t cursor;
+	/* pump.c: the stream */
+	int64_t cursor; /* the last row delivered */
+	int64_t pruned_through;
+	char epoch[40];
 	lws_sorted_usec_list_t sul_pump, sul_prune;
 
 	/* calls.c */
@@ -160,38 +204,86 @@ struct relay {
 	struct relay_stats stats;
 };
 
-/* main.c: time */
+/* main.c */
 struct relay *relay_from_wsi(struct lws *wsi);
 
-/* hub.c: messages */
+/* msg.c */
 struct msg *msg_new(const char *text, size_t len, bool event);
 /* Serialize o; an event drops the leading '{'. NULL on failure. */
 struct msg *msg_json(struct json_object *o, bool event);
+struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
 
-/* hub.c: users and sockets */
-int hub_init(struct relay *r, struct err *e);
-/* Start the stale presence sweep: now, then every RELAY_SWEEP_S. */
-void hub_sweep_start(struct relay *r);
-void hub_stop(struct relay *r);
-void hub_free(struct relay *r);
-struct hub_user *hub_user_by_id(struct relay *r, int64_t id, bool load);
-struct hub_user *hub_user_by_ext(struct relay *r, const char *ext, bool load);
-/* The state of au, created or refreshed from the database row. */
-struct hub_user *hub_user_update(struct relay *r, const struct auth_user *au);
-void hub_attach(struct relay *r, struct client *c);
-void hub_detach(struct relay *r, struct client *c);
-/* A reply (no seq) to one socket; false when it was not queued. */
-bool hub_reply(struct relay *r, struct client *c, struct msg *m);
-/* Replay u's events after since to c, or tell it to resync. */
-void hub_replay(struct relay *r, struct client *c, int64_t since);
-/* Events: a seq for each user, into the ring, onto every socket. The
- * return is how many sockets it was queued to. */
-size_t hub_push(struct relay *r, struct hub_user *u, struct msg *m);
-size_t hub_push_all(struct relay *r, struct msg *m);
-size_t hub_push_role(struct relay *r, const char *role, struct msg *m);
+/* roster.c */
+int roster_init(struct relay *r, struct err *e);
+void roster_free(struct relay *r);
+/* The entry of a user the relay holds state for, or NULL. */
+struct roster_user *roster_by_id(struct relay *r, int64_t id);
+struct roster_user *roster_by_ext(struct relay *r, const char *ext);
+/* The same, loading the user from the database when it has no entry
+ * (NULL: no such user, or an error, logged). Pair with roster_release. */
+struct roster_user *roster_load_id(struct relay *r, int64_t id);
+struct roster_user *roster_load_ext(struct relay *r, const char *ext);
+/* The entry of au, created or refreshed from its database row. */
+struct roster_user *roster_update(struct relay *r, const struct auth_user *au);
+/* Read u's row again: 1, 0 when the user is gone (u loses its
+ * extension), -1 on error. */
+int roster_reload(struct relay *r, struct roster_user *u);
+/* Forget u if nothing holds it: no socket, no call, nothing to write. */
+void roster_release(struct relay *r, struct roster_user *u);
+
+/* sock.c */
+/* Queue m with seq (0: outside the stream); false when it was not. */
+bool sock_send(struct relay *r, struct client *c, struct msg *m, int64_t seq);
+void sock_send_text(struct relay *r, struct client *c, const char *text);
+/* Close c with code and reason (a literal) once it can take the frame;
+ * it gets nothing more and leaves its user at once. */
+void sock_close(struct relay *r, struct client *c, int code,
+    const char *reason);
+/* Into its user's sockets; out of them (CLOSED). Each returns whether the
+ * user's socket count went from or to zero. */
+bool sock_attach(struct relay *r, struct client *c);
+bool sock_detach(struct relay *r, struct client *c);
 /* The WRITEABLE callback's work: one frame. -1 closes the socket. */
-int hub_write(struct relay *r, struct client *c);
+int sock_write(struct relay *r, struct client *c);
+void sock_stop(struct relay *r);
+void sock_free(struct relay *r);
+
+/* fanout.c: events, each queued once to each socket it concerns */
+struct msg *fan_event(struct relay *r, const char *payload, size_t len);
+size_t fan_user(struct relay *r, struct roster_user *u, struct msg *m,
+    int64_t seq);
+size_t fan_all(struct relay *r, struct msg *m, int64_t seq);
+size_t fan_role(struct relay *r, const char *role, struct msg *m, int64_t seq);
+/* One step of c's replay from the stream: up to a chunk of rows after
+ * c->since up to the cursor; c->replaying ends when it has caught up. */
+void fan_replay(struct relay *r, struct client *c);
+
+/* outbox.c: the relay's own writes, done in order on the next turn of the
+ * loop, retried while the database is busy. */
+void outbox_notify(struct relay *r, enum notify_target target,
+    const char *value, struct json_object *payload);
+void outbox_notify_user(struct relay *r, int64_t id,
+    struct json_object *payload);
+void outbox_answer(struct relay *r, int64_t log_id, int64_t at_us);
+void outbox_close(struct relay *r, int64_t log_id, int how, int64_t at_us);
+void outbox_stop(struct relay *r);
+/* After the loop: one last try, then whatever is left is freed. */
+void outbox_free(struct relay *r);
+
+/* presence.c */
+/* u's socket count went from or to zero. */
+void presence_changed(struct relay *r, struct roster_user *u);
+/* u said type ("user_status", "user_status_changed") with status. */
+void presence_said(struct relay *r, struct roster_user *u, const char *type,
+    const char *status);
+/* Start the stale presence sweep: now, then every RELAY_SWEEP_S. */
+void presence_start(struct relay *r);
+void presence_stop(struct relay *r);
+void presence_free(struct relay *r);
+
+/* ws.c: u has no socket left (r->user_gone) */
+void ws_user_gone(struct relay *r, struct roster_user *u);
 
 /* ws.c, ctlsrv.c: the protocols of the two vhosts */
 extern const struct lws_protocols ws_protocols[];
@@ -205,27 +297,28 @@ void pump_stop(struct relay *r);
 /* calls.c */
 int calls_init(struct relay *r, struct err *e);
 void calls_stop(struct relay *r);
-struct call *calls_find(const struct hub_user *u, const char *call_id);
-struct call *calls_find_peer(const struct hub_user *u, const char *peer_ext,
+struct call *calls_find(const struct roster_user *u, const char *call_id);
+struct call *calls_find_peer(const struct roster_user *u, const char *peer_ext,
     const char *call_id);
-struct hub_user *calls_peer(const struct call *c, const struct hub_user *u);
-/* Whether a webrtc_* message of type may pass within c (an ended call
- * still lets the late end messages through). */
+struct roster_user *calls_peer(const struct call *c,
+    const struct roster_user *u);
+/* Whether a message of type may pass within c (an ended call still lets
+ * the late end messages through). */
 bool calls_allows(const struct call *c, const char *type);
 int calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
     const char *callee_ext, struct json_object *invitation,
     struct json_object *initiated, size_t *delivered, struct err *e);
 /* After a webrtc_* message from `from` was forwarded within c. */
-void calls_signal(struct relay *r, struct call *c, struct hub_user *from,
+void calls_signal(struct relay *r, struct call *c, struct roster_user *from,
     const char *type);
-void calls_hangup(struct relay *r, struct call *c, struct hub_user *by);
-void calls_answer(struct relay *r, struct call *c, struct hub_user *by);
+void calls_hangup(struct relay *r, struct call *c, struct roster_user *by);
+void calls_answer(struct relay *r, struct call *c, struct roster_user *by);
 /* ctl call_end: the log was closed over REST; tell both, end the call.
  * False when no live call has that id. */
 bool calls_end(struct relay *r, const char *call_id, const char *by_ext);
 /* u's last socket closed: its live calls wait r->call_grace_s for it. */
-void calls_absent(struct relay *r, struct hub_user *u);
+void calls_absent(struct relay *r, struct roster_user *u);
 /* u has a socket again: its calls stop waiting. */
-void calls_present(struct relay *r, struct hub_user *u);
+void calls_present(struct relay *r, struct roster_user *u);
 
 #endif

@@ -21,14 +21,17 @@
 #include "lib/json.h"
 #include "lib/log.h"
 #include "lib/ticket.h"
+#include "lib/users.h"
 #include "relay/relay.h"
 
 #define WS_ARG_MAX        2048 /* one ?name=value, the token included */
-#define WS_STATUS_MAX     32   /* user_status "status" */
 #define WS_HTTP_REPLY_MAX 1024
+#define WS_TIMER_MAX_S    86400 /* expiry timers are re-armed past this */
 
 typedef void (*ws_handler)(struct relay *, struct client *,
     struct json_object *, const char *);
+
+static void reply_obj(struct relay *r, struct client *c, struct json_object *o);
 
 /* ---- the upgrade ---- */
 
@@ -97,30 +100,27 @@ parse_since(const char *s, int64_t *v)
 
 /*
  * The credential in the URL: a single-use ticket (POST /protected/ws-ticket),
- * or on the legacy path the token itself. 1 with au and *exp (the token's
- * expiry) filled, 0 when the URL carries neither, -1 with e set.
+ * or on the legacy path the token itself. 1 with au and claims (user, gen,
+ * exp) filled, 0 when the URL carries neither, -1 with e set.
  */
 static int
 ws_credential(struct relay *r, struct lws *wsi, struct auth_user *au,
-    int64_t *exp, struct err *e)
+    struct auth_claims *claims, struct err *e)
 {
-	struct auth_claims claims;
 	char arg[WS_ARG_MAX];
 	const char *v;
 	int rc;
 
 	if ((v = lws_get_urlarg_by_name(wsi, "ticket=", arg, sizeof(arg))) !=
-	    NULL) {
-		rc = ticket_redeem(r->db, v, (int64_t)time(NULL), au, exp, e);
-	} else if ((v = lws_get_urlarg_by_name(wsi, "token=", arg,
-			sizeof(arg))) != NULL &&
-		   v[0] != '\0') {
-		if ((rc = auth_token_verify(r->db, &r->cfg, v, &claims, au,
-			 e)) == 0)
-			*exp = claims.exp;
-	} else {
+	    NULL)
+		rc =
+		    ticket_redeem(r->db, v, (int64_t)time(NULL), au, claims, e);
+	else if ((v = lws_get_urlarg_by_name(wsi, "token=", arg,
+		      sizeof(arg))) != NULL &&
+		 v[0] != '\0')
+		rc = auth_token_verify(r->db, &r->cfg, v, claims, au, e);
+	else
 		return 0;
-	}
 	explicit_bzero(arg, sizeof(arg));
 	return rc == -1 ? -1 : 1;
 }
@@ -136,15 +136,17 @@ static int
 ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 {
 	char arg[WS_ARG_MAX], ext[sizeof(((struct auth_user *)0)->extension)];
-	struct hub_user *u = NULL;
+	struct relay_pending *p = &r->pending;
+	struct auth_claims claims;
+	struct roster_user *u;
 	struct auth_user au;
 	struct err e = { 0 };
 	const char *v;
-	int64_t since = 0, exp = 0;
+	int64_t since = 0;
 	bool has_since = false;
 	int rc;
 
-	memset(&r->pending, 0, sizeof(r->pending));
+	memset(p, 0, sizeof(*p));
 	if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0)
 		return -1;
 	ext[0] = '\0';
@@ -162,7 +164,14 @@ ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 			return refuse(r, wsi, 400, "Invalid since parameter");
 		has_since = true;
 	}
-	if ((rc = ws_credential(r, wsi, &au, &exp, &e)) != 0) {
+	if ((v = lws_get_urlarg_by_name(wsi, "epoch=", arg, sizeof(arg))) !=
+	    NULL) {
+		if (strlen(v) >= sizeof(p->epoch))
+			return refuse(r, wsi, 400, "Invalid epoch parameter");
+		snprintf(p->epoch, sizeof(p->epoch), "%s", v);
+		p->has_epoch = true;
+	}
+	if ((rc = ws_credential(r, wsi, &au, &claims, &e)) != 0) {
 		if (rc == -1) {
 			if (e.code == ERR_AUTH)
 				return refuse(r, wsi, 401, e.msg);
@@ -175,54 +184,124 @@ ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 		if (ext[0] != '\0' && strcmp(ext, au.extension) != 0)
 			return refuse(r, wsi, 401,
 			    "Extension does not match token");
-		if ((u = hub_user_update(r, &au)) == NULL)
-			return refuse(r, wsi, 500, "Internal server error");
-		r->pending.exp = exp;
+		p->au = au;
+		p->exp = claims.exp;
+		p->gen = claims.gen;
 	} else if (!r->cfg.ws_legacy_extension_auth) {
 		return refuse(r, wsi, 401, "Token required");
 	} else if (ext[0] == '\0') {
 		return refuse(r, wsi, 400, "Extension parameter required");
-	} else if ((u = hub_user_by_ext(r, ext, true)) == NULL) {
+	} else if ((u = roster_load_ext(r, ext)) == NULL) {
 		return refuse(r, wsi, 401, "Unknown extension");
+	} else {
+		p->au.id = u->id;
+		roster_release(r, u);
+		p->gen = -1;
 	}
-	r->pending.wsi = wsi;
-	r->pending.user = u;
-	r->pending.since = since;
-	r->pending.has_since = has_since;
+	if ((u = roster_by_id(r, p->au.id)) != NULL &&
+	    u->nclients >= (unsigned)r->sockets_max)
+		return refuse(r, wsi, 429, "Too many connections");
+	snprintf(p->ext, sizeof(p->ext), "%s", ext);
+	p->wsi = wsi;
+	p->since = since;
+	p->has_since = has_since;
 	return 0;
 }
 
-/* FILTER_PROTOCOL_CONNECTION: c is the ws session, zeroed by lws. */
+/* FILTER_PROTOCOL_CONNECTION: c is the ws session, zeroed by lws. The
+ * roster entry is made here, not at CONFIRM_UPGRADE: nothing must hold a
+ * pointer across an upgrade that may still fail. */
 static int
 ws_bind(struct relay *r, struct lws *wsi, struct client *c)
 {
-	if (r->pending.wsi != wsi || r->pending.user == NULL) {
-		memset(&r->pending, 0, sizeof(r->pending));
+	struct relay_pending *p = &r->pending;
+	struct roster_user *u;
+
+	if (p->wsi != wsi || p->au.id == 0) {
+		memset(p, 0, sizeof(*p));
 		log_msg(LOG_WARN, "websocket upgrade without authentication");
 		return -1;
 	}
+	u = p->gen >= 0 ? roster_update(r, &p->au)
+			: roster_load_id(r, p->au.id);
+	if (u == NULL) {
+		memset(p, 0, sizeof(*p));
+		return -1;
+	}
 	c->wsi = wsi;
-	c->user = r->pending.user;
-	c->since = r->pending.since;
-	c->has_since = r->pending.has_since;
-	c->exp = r->pending.exp;
-	memset(&r->pending, 0, sizeof(r->pending));
+	c->user = u;
+	c->exp = p->exp;
+	c->gen = p->gen;
+	c->rx_frames = r->rx_frames_s > 0 ? RELAY_RX_FRAMES_BURST : 0;
+	c->rx_bytes = r->rx_bytes_s > 0 ? RELAY_RX_BYTES_BURST : 0;
+	c->rx_at_us = lws_now_usecs();
+	/* Held by the socket from here; attached at ESTABLISHED. */
+	c->attached = false;
 	return 0;
 }
 
+/* Arm the expiry timer: at most WS_TIMER_MAX_S ahead, re-armed then, so
+ * no exp (up to INT64_MAX) can overflow the microseconds. */
+static void
+expiry_arm(struct lws *wsi, const struct client *c)
+{
+	int64_t now = (int64_t)time(NULL), left;
+
+	if (c->exp <= 0)
+		return;
+	left = c->exp > now ? c->exp - now : 0;
+	if (left > WS_TIMER_MAX_S)
+		left = WS_TIMER_MAX_S;
+	lws_set_timer_usecs(wsi,
+	    left > 0 ? (lws_usec_t)left * LWS_USEC_PER_SEC : 1);
+}
+
+/*
+ * The welcome names the stream (epoch) and where it stands (last_seq): a
+ * browser keeps both and, after any loss of its socket, reconnects with
+ * ?since=<last seq it saw>&epoch=<epoch>. A since it cannot be replayed
+ * from (another epoch, older than what is kept, ahead of the stream) gets
+ * resync_required with the same two fields, then live events.
+ */
 static void
 ws_established(struct relay *r, struct lws *wsi, struct client *c)
 {
-	time_t now = time(NULL);
+	struct relay_pending *p = &r->pending;
+	struct notify_stream s;
+	struct json_object *o;
+	bool since = false, replay = false;
 
-	hub_reply(r, c, r->welcome);
-	if (c->has_since)
-		hub_replay(r, c, c->since);
-	hub_attach(r, c);
-	if (c->exp > 0)
-		lws_set_timer_usecs(wsi,
-		    c->exp > now ? (lws_usec_t)(c->exp - now) * LWS_USEC_PER_SEC
-				 : 1);
+	if (p->wsi == wsi) {
+		since = p->has_since;
+		s.last = r->cursor;
+		s.pruned_through = r->pruned_through;
+		snprintf(s.epoch, sizeof(s.epoch), "%s", r->epoch);
+		replay = since && notify_stream_replayable(&s,
+				      p->has_epoch ? p->epoch : NULL, p->since);
+		c->since = p->since;
+	}
+	memset(p, 0, sizeof(*p));
+	if ((o = json_object_new_object()) != NULL) {
+		jh_add_str(o, "type", "welcome");
+		jh_add_str(o, "status", "connected");
+		jh_add_int(o, "timestamp", 0);
+		jh_add_str(o, "epoch", r->epoch);
+		jh_add_int(o, "last_seq", r->cursor);
+		reply_obj(r, c, o);
+	}
+	if (since && !replay && (o = json_object_new_object()) != NULL) {
+		jh_add_str(o, "type", "resync_required");
+		jh_add_str(o, "epoch", r->epoch);
+		jh_add_int(o, "last_seq", r->cursor);
+		reply_obj(r, c, o);
+	}
+	c->replaying = replay;
+	if (sock_attach(r, c)) {
+		presence_changed(r, c->user);
+		calls_present(r, c->user);
+	}
+	fan_replay(r, c);
+	expiry_arm(wsi, c);
 }
 
 /* ---- replies and events ---- */
@@ -235,7 +314,7 @@ reply_obj(struct relay *r, struct client *c, struct json_object *o)
 	if (o == NULL)
 		return;
 	if ((m = msg_json(o, false)) != NULL) {
-		hub_reply(r, c, m);
+		sock_send(r, c, m, 0);
 		msg_unref(m);
 	}
 	json_object_put(o);
@@ -253,27 +332,6 @@ ws_error(struct relay *r, struct client *c, const char *text, const char *ref)
 	if (ref != NULL)
 		jh_add_str(o, "ref", ref);
 	reply_obj(r, c, o);
-}
-
-/* {"type","from","status","timestamp"} from c's user to everyone. */
-static void
-push_status(struct relay *r, struct client *c, const char *type,
-    const char *status)
-{
-	struct json_object *o;
-	struct msg *m;
-
-	if ((o = json_object_new_object()) == NULL)
-		return;
-	jh_add_str(o, "type", type);
-	jh_add_str(o, "from", c->user->extension);
-	jh_add_str(o, "status", status);
-	jh_add_int(o, "timestamp", (int64_t)time(NULL));
-	if ((m = msg_json(o, true)) != NULL) {
-		hub_push_all(r, m);
-		msg_unref(m);
-	}
-	json_object_put(o);
 }
 
 /* ---- inbound messages ---- */
@@ -295,48 +353,41 @@ ws_ping(struct relay *r, struct client *c, struct json_object *in,
 
 /*
  * The raw object goes on with every field, "from" being the sender's own
- * extension whatever it said. WebRTC signalling only flows between the two
- * parties of a live call.
+ * extension whatever it said. Signalling (call_status and webrtc_*) only
+ * flows between the two parties of a call the relay knows, and outside the
+ * stream (no seq): it is only meaningful to the sockets open now, and a
+ * replayed offer or ICE candidate of a call long over would be nonsense.
  */
 static void
 ws_forward(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
-	bool webrtc = strncmp(type, "webrtc_", 7) == 0;
 	const char *to = jh_get_str(in, "to"), *hint;
-	struct call *call = NULL;
-	struct hub_user *dst;
+	struct roster_user *dst;
+	struct call *call;
 	char text[96];
 	struct msg *m;
 
 	if (to == NULL || to[0] == '\0') {
-		if (webrtc)
-			ws_error(r, c, "invalid message", type);
+		ws_error(r, c, "invalid message", type);
 		return;
 	}
-	if (webrtc) {
-		if ((hint = jh_get_str(in, "call_id")) == NULL)
-			hint = jh_get_str(in, "channel");
-		if ((call = calls_find_peer(c->user, to, hint)) == NULL ||
-		    !calls_allows(call, type)) {
-			snprintf(text, sizeof(text),
-			    "no active call with %.40s", to);
-			ws_error(r, c, text, type);
-			return;
-		}
-		dst = calls_peer(call, c->user);
-	} else if ((dst = hub_user_by_ext(r, to, true)) == NULL) {
-		log_msg(LOG_DEBUG, "%s to unknown extension dropped", type);
+	if ((hint = jh_get_str(in, "call_id")) == NULL)
+		hint = jh_get_str(in, "channel");
+	if ((call = calls_find_peer(c->user, to, hint)) == NULL ||
+	    !calls_allows(call, type)) {
+		snprintf(text, sizeof(text), "no active call with %.40s", to);
+		ws_error(r, c, text, type);
 		return;
 	}
+	dst = calls_peer(call, c->user);
 	json_object_object_add(in, "from",
 	    json_object_new_string(c->user->extension));
-	if ((m = msg_json(in, true)) != NULL) {
-		hub_push(r, dst, m);
+	if ((m = msg_json(in, false)) != NULL) {
+		fan_user(r, dst, m, 0);
 		msg_unref(m);
 	}
-	if (call != NULL)
-		calls_signal(r, call, c->user, type);
+	calls_signal(r, call, c->user, type);
 }
 
 static void
@@ -356,19 +407,19 @@ ws_call_action(struct relay *r, struct client *c, struct json_object *in,
 		calls_answer(r, call, c->user);
 }
 
+/* The statuses REST accepts (lib/users.h); everyone hears the latest
+ * one, coalesced per user (presence.c). */
 static void
 ws_user_status(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
-	struct json_object *v;
+	const char *status = jh_get_str(in, "status");
 
-	if (!json_object_object_get_ex(in, "status", &v) ||
-	    !json_object_is_type(v, json_type_string) ||
-	    json_object_get_string_len(v) > WS_STATUS_MAX) {
-		ws_error(r, c, "invalid message", type);
+	if (!users_status_valid(status)) {
+		ws_error(r, c, USERS_STATUS_ERROR, type);
 		return;
 	}
-	push_status(r, c, "user_status", json_object_get_string(v));
+	presence_said(r, c->user, "user_status", status);
 }
 
 static void
@@ -376,7 +427,7 @@ ws_user_online(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
 	(void)in;
-	push_status(r, c, "user_status_changed",
+	presence_said(r, c->user, "user_status_changed",
 	    strcmp(type, "user_online") == 0 ? "online" : "offline");
 }
 
@@ -408,7 +459,7 @@ ws_message(struct relay *r, struct client *c, const char *buf, size_t len,
 	size_t i;
 
 	r->stats.frames_in++;
-	if (c->slow)
+	if (c->closing)
 		return;
 	if (!binary)
 		o = jh_parse(buf, len, NULL);
@@ -442,6 +493,125 @@ close_with(struct lws *wsi, int code, const char *why)
 }
 
 /*
+ * Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF).
+ */
+static bool
+utf8_valid(const unsigned char *s, size_t len)
+{
+	size_t i = 0, n, k;
+	uint32_t cp;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0xc2 && s[i] <= 0xdf) {
+			n = 1;
+			cp = s[i] & 0x1f;
+		} else if (s[i] >= 0xe0 && s[i] <= 0xef) {
+			n = 2;
+			cp = s[i] & 0x0f;
+		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
+			n = 3;
+			cp = s[i] & 0x07;
+		} else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 &&
+			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/*
+ * The token bucket: every socket may send r->rx_frames_s messages and
+ * r->rx_bytes_s bytes a second, with bursts up to RELAY_RX_FRAMES_BURST
+ * and RELAY_RX_BYTES_BURST. Past that its messages are dropped unread and
+ * counted (stats rx_dropped), and it is told once per burst with an error
+ * "rate limit exceeded": a client that floods loses its own messages, not
+ * its peers' sockets. Dropping rather than closing with 1008: a socket
+ * closed with a flood still unread is reset, and the proxy in front logs
+ * that reset with the request line, the token in it. A rate of 0 turns a
+ * limit off. False when c is over.
+ */
+static bool
+rx_charge(struct relay *r, struct client *c, size_t bytes, bool frame)
+{
+	int64_t now = lws_now_usecs();
+	double dt = (double)(now - c->rx_at_us) / 1e6;
+
+	if (dt < 0)
+		dt = 0;
+	c->rx_at_us = now;
+	if (r->rx_frames_s > 0) {
+		c->rx_frames += dt * r->rx_frames_s;
+		if (c->rx_frames > RELAY_RX_FRAMES_BURST)
+			c->rx_frames = RELAY_RX_FRAMES_BURST;
+		if (frame && c->rx_frames < 1)
+			return false;
+		if (frame)
+			c->rx_frames -= 1;
+	}
+	if (r->rx_bytes_s > 0) {
+		c->rx_bytes += dt * r->rx_bytes_s;
+		if (c->rx_bytes > RELAY_RX_BYTES_BURST)
+			c->rx_bytes = RELAY_RX_BYTES_BURST;
+		/* What is dropped costs nothing: the bucket never goes into
+		 * debt, so a client that stops flooding is heard again at
+		 * once. */
+		if (c->rx_bytes < (double)bytes)
+			return false;
+		c->rx_bytes -= (double)bytes;
+	}
+	return true;
+}
+
+/* c went over its limit: the message is dropped; the first drop of a
+ * burst is answered. */
+static void
+rx_drop(struct relay *r, struct client *c)
+{
+	r->stats.rx_dropped++;
+	if (c->rx_limited)
+		return;
+	c->rx_limited = true;
+	log_msg(LOG_INFO, "socket of extension %s: rate limit exceeded",
+	    c->user->extension);
+	ws_error(r, c, "rate limit exceeded", NULL);
+}
+
+/* A whole message: checked, then handled. -1 closes the socket. */
+static int
+ws_complete(struct relay *r, struct client *c, const char *buf, size_t len,
+    bool binary)
+{
+	if (c->rx_dropping || !rx_charge(r, c, 0, true)) {
+		c->rx_dropping = false;
+		rx_drop(r, c);
+		return 0;
+	}
+	c->rx_limited = false;
+	if (!binary && !utf8_valid((const unsigned char *)buf, len)) {
+		r->stats.invalid_in++;
+		return close_with(c->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+		    "invalid utf-8");
+	}
+	ws_message(r, c, buf, len, binary);
+	return 0;
+}
+
+/*
  * Fragments and frames longer than the rx buffer arrive in pieces; they
  * are gathered in a buffer that exists only while a message is incomplete.
  * A message that would pass RELAY_WS_MSG_MAX closes the socket with 1009.
@@ -451,12 +621,23 @@ ws_receive(struct relay *r, struct client *c, const char *in, size_t len)
 {
 	size_t more = lws_remaining_packet_payload(c->wsi), need;
 	bool final = lws_is_final_fragment(c->wsi);
+	int rc;
 	char *p;
 
-	if (c->rx == NULL && final) {
-		ws_message(r, c, in, len, lws_frame_is_binary(c->wsi));
+	if (c->closing || c->user == NULL)
+		return 0;
+	if (!rx_charge(r, c, len, false) || c->rx_dropping) {
+		/* The rest of this message goes unread too. */
+		free(c->rx);
+		c->rx = NULL;
+		c->rxlen = 0;
+		c->rx_dropping = true;
+		if (final)
+			return ws_complete(r, c, NULL, 0, false);
 		return 0;
 	}
+	if (c->rx == NULL && final)
+		return ws_complete(r, c, in, len, lws_frame_is_binary(c->wsi));
 	if (c->rx == NULL)
 		c->rx_binary = lws_frame_is_binary(c->wsi);
 	need = (size_t)c->rxlen + len + more;
@@ -472,12 +653,21 @@ ws_receive(struct relay *r, struct client *c, const char *in, size_t len)
 	memcpy(c->rx + c->rxlen, in, len);
 	c->rxlen += (uint32_t)len;
 	if (final) {
-		ws_message(r, c, c->rx, c->rxlen, c->rx_binary);
+		rc = ws_complete(r, c, c->rx, c->rxlen, c->rx_binary);
 		free(c->rx);
 		c->rx = NULL;
 		c->rxlen = 0;
+		return rc;
 	}
 	return 0;
+}
+
+void
+ws_user_gone(struct relay *r, struct roster_user *u)
+{
+	presence_changed(r, u);
+	/* While stopping the calls are already forgotten. */
+	calls_absent(r, u);
 }
 
 static int
@@ -486,6 +676,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 {
 	struct relay *r = relay_from_wsi(wsi);
 	struct client *c = user;
+	struct roster_user *u;
+	int rc;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -502,11 +694,23 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RECEIVE:
 		return ws_receive(r, c, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return hub_write(r, c);
+		if ((rc = sock_write(r, c)) == 0 && c->replaying &&
+		    c->qlen == 0)
+			fan_replay(r, c);
+		return rc;
 	case LWS_CALLBACK_TIMER:
+		if (c->exp > (int64_t)time(NULL)) {
+			expiry_arm(wsi, c);
+			return 0;
+		}
 		return close_with(wsi, RELAY_CLOSE_EXPIRED, "token expired");
 	case LWS_CALLBACK_CLOSED:
-		hub_detach(r, c);
+		u = c->user;
+		if (sock_detach(r, c))
+			ws_user_gone(r, u);
+		c->user = NULL;
+		if (u != NULL)
+			roster_release(r, u);
 		return 0;
 	default:
 		break;

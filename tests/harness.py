@@ -540,7 +540,7 @@ def expect(r, status, body=None):
 def snapshot(sb):
     """What a refused request must leave as it was."""
     tables = sb.sql("SELECT name FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT IN ('login_attempts', 'notify_cursor', "
+                    "AND name NOT IN ('login_attempts', 'notify_stream', "
                     "'sqlite_sequence')")
     out = {}
     for (t,) in tables:

@@ -316,7 +316,10 @@ def test_users_delete(sb):
                   (other["id"],)) == [(None, other["id"])]
     rows = sb.sql("SELECT target_kind, payload FROM notify WHERE id > ?",
                   (mark,))
+    # The revocation that closes the user's sockets, then the deletion.
     assert [(k, json.loads(p)) for k, p in rows] == [
+        ("user", {"type": "session_revoked", "user_id": u["id"],
+                  "generation": 1}),
         ("all", {"deleted_by": admin_id, "type": "user_deleted",
                  "user_id": u["id"], "username": u["username"]})]
     expect(sb.req("GET", "/protected/profile", token=u["token"]), 401,

@@ -61,9 +61,10 @@ def test_logout_sets_offline_and_revokes(sb):
     assert (row["status"], row["is_online"]) == ("offline", 0)
     assert TIME_RE.match(row["last_seen"])
     events = notify_since(sb, mark)
-    assert [(k, v, p["type"], p["user_id"], p["status"])
+    assert [(k, v, p["type"], p["user_id"], p.get("status"))
             for k, v, p, _ in events] == [
-        ("all", "", "user_status_changed", u["id"], "offline")]
+        ("all", "", "user_status_changed", u["id"], "offline"),
+        ("user", str(u["id"]), "session_revoked", u["id"], None)]
     for path, method in (("/protected/profile", "GET"),
                          ("/protected/logout", "POST")):
         expect(sb.req(method, path, token=u["token"]), 401,

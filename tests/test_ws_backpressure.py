@@ -1,6 +1,7 @@
 """A client that stops reading is closed with 4008; others keep going."""
 
 import threading
+import time
 
 from wsclient import Closed, connect_user, ctl, raw_connect, raw_frames
 
@@ -93,6 +94,9 @@ def test_stalled_reader_via_forwarding(sb):
                 ca.send(cand)
             except Exception:
                 break
+            # Under the sender's own limit (WS_RX_BYTES_PER_S): it is
+            # the reader that must be dropped, not the writer.
+            time.sleep(0.07)
             if i % 100 == 99:
                 # Meanwhile the relay answers others at once.
                 cc.ping(timeout=30)

@@ -83,7 +83,7 @@ def workload(s):
                 status="busy", timeout=t)
         ca.send({"type": "call_status", "to": c["extension"],
             "status": "x", "from": "spoof"})
-        cc.wait_type("call_status", timeout=t)
+        ca.wait_type("error", ref="call_status", timeout=t)
         ca.send({"type": "webrtc_offer", "to": c["extension"],
             "offer": {"sdp": "v=0"}})
         ca.wait_type("error", timeout=t)

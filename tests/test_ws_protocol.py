@@ -18,8 +18,14 @@ def marker(sb):
 def test_welcome_pong_carry_no_seq(sb):
     u = sb.make_user()
     with connect_user(sb, u) as c:
-        assert c.log[0] == {"type": "welcome", "status": "connected",
-            "timestamp": 0}
+        w = c.log[0]
+        assert {k: w[k] for k in ("type", "status", "timestamp")} == {
+            "type": "welcome", "status": "connected", "timestamp": 0}, w
+        # The stream's name and where it stands, not a seq of its own.
+        assert "seq" not in w and w["epoch"] == c.epoch, w
+        e = sb.sql("SELECT epoch FROM notify_stream")[0][0]
+        assert w["epoch"] == e, (w, e)
+        assert w["last_seq"] <= sb.sql("SELECT max(id) FROM notify")[0][0]
         p = c.ping()
         assert set(p) == {"type", "timestamp"}, p
 
@@ -40,17 +46,24 @@ def test_events_carry_increasing_seq(sb, marker):
 
 
 def test_call_status_forwarded_with_sender_extension(sb):
-    """Raw object, all fields, to every socket of to; from is the sender."""
+    """Raw object, all fields, to every socket of to, within a call the
+    relay knows; from is the sender."""
     a, b = sb.make_user(), sb.make_user()
     with connect_user(sb, a) as ca, connect_user(sb, b) as cb1, \
         connect_user(sb, b) as cb2:
+        r = sb.req("POST", "/protected/call/initiate?method=webrtc",
+            token=a["token"], json={"target_extension": b["extension"]})
+        assert r.status_code == 200, r.text
+        call_id = r.json()["call_id"]
+        for cb in (cb1, cb2):
+            cb.wait_type("webrtc_call_invitation", call_id=call_id)
         sent = {"type": "call_status", "to": b["extension"],
-            "from": "0000", "channel": "PJSIP/x", "status": "ringing",
+            "from": "0000", "channel": call_id, "status": "ringing",
             "extra": {"nested": [1, 2.5, None, True], "s": "\u00e9\u2603"},
             "timestamp": 1700000000123}
         ca.send(sent)
         for cb in (cb1, cb2):
-            got = cb.wait_type("call_status", channel="PJSIP/x")
+            got = cb.wait_type("call_status", channel=call_id)
             assert_forwarded(got, sent, a["extension"])
             assert cb.frames[cb.log.index(got)] == 1
 
@@ -213,12 +226,13 @@ def test_malformed_client_messages_are_harmless(sb):
 def test_64k_message_boundary(sb):
     """65,536 bytes is forwarded; one byte more closes the sender (1009)."""
     a, b = sb.make_user(), sb.make_user()
-    with connect_user(sb, b) as cb:
+    with connect_user(sb, b) as cb, connect_user(sb, a) as ca0:
+        call_id = start_call(sb, a, b, ca0, cb)
         for size in (64 * 1024, 64 * 1024 + 1):
             ca = connect_user(sb, a)
             try:
                 m = {"type": "call_status", "to": b["extension"],
-                    "size": size, "pad": ""}
+                    "channel": call_id, "size": size, "pad": ""}
                 m["pad"] = "p" * (size - len(json.dumps(m)))
                 assert len(json.dumps(m)) == size
                 ca.send(m)

@@ -1,12 +1,13 @@
-"""Per-user seq, ?since= replay, ring overflow, and exactly-once delivery
-of notify events across a relay kill -9."""
+"""seq is the notify row id; ?since= replays from the database, whatever
+the distance, exactly once, across a relay kill -9; resync_required only
+for what the stream no longer holds."""
 
 import signal
 
 import pytest
 
 from harness import start_system
-from wsclient import (barrier, connect_user, events, set_status,
+from wsclient import (barrier, connect_user, ctl, events, set_status,
     wait_until)
 
 NO_SEQ = ("welcome", "pong", "error", "resync_required")
@@ -44,8 +45,12 @@ def test_since_replays_missed_events_in_order(sb):
             **{"from": m["extension"]})
         got = seqd(c2.log)
         seqs = [x["seq"] for x in got]
-        assert seqs[0] == s0 + 1, (s0, seqs)
-        assert seqs == list(range(s0 + 1, s0 + 1 + len(seqs))), seqs
+        # The rows of the stream addressed to a, in id order.
+        want = [r[0] for r in sb.sql("SELECT id FROM notify WHERE id > ? "
+            "AND id <= ? AND (target_kind = 'all' OR (target_kind = "
+            "'user' AND target_value = ?)) ORDER BY id",
+            (s0, seqs[-1], str(a["id"])))]
+        assert seqs == want, (s0, seqs, want)
         mine = [x["status"] for x in events(got, "user_status_changed",
             user_id=m["id"])]
         assert mine == ["away", "online", "offline", "busy"], c2.log
@@ -63,24 +68,78 @@ def test_since_replays_missed_events_in_order(sb):
             user_id=m["id"], status="away")) == 1
 
 
-def test_since_far_behind_asks_for_resync(sb):
+def test_since_far_behind_is_replayed(sb):
+    """A socket 340 events behind gets all of them, in order, once."""
     a, m = sb.make_user(), sb.make_user()
     c = connect_user(sb, a)
     barrier(sb, m, "busy", [c])
     s0 = last_seq(c)
+    epoch = c.epoch
     c.close()
     wait_until(lambda: offline_in_db(sb, a), what="a offline")
-    # Two events per change: well past a 300-event ring.
     cycle = ("away", "busy")
     for i in range(170):
         set_status(sb, m, cycle[i % 2])
-    with connect_user(sb, a, since=s0) as c2:
-        r = c2.wait_type("resync_required", timeout=20)
-        assert "seq" not in r, r
-        replayed = [x for x in seqd(c2.log) if x["seq"] <= s0]
-        assert not replayed, replayed[:3]
-        # Live events flow again after the resync notice.
+    with connect_user(sb, a, since=s0, epoch=epoch) as c2:
         barrier(sb, m, "online", [c2])
+        assert not events(c2.log, "resync_required"), c2.log[:3]
+        mine = [x["status"] for x in events(c2.log, "user_status_changed",
+            user_id=m["id"])]
+        assert mine == [cycle[i % 2] for i in range(170)] + ["online"], \
+            mine[:5]
+        seqs = [x["seq"] for x in seqd(c2.log)]
+        assert seqs == sorted(set(seqs)) and seqs[0] > s0, seqs[:5]
+
+
+def test_since_older_than_retention_asks_for_resync(tmp_path, sb):
+    """Rows the retention deleted cannot be replayed: resync_required,
+    then live events."""
+    s = start_system(str(tmp_path), build=sb.build)
+    try:
+        a, m = s.make_user(), s.make_user()
+        c = connect_user(s, a)
+        barrier(s, m, "busy", [c])
+        s0 = last_seq(c)
+        epoch = c.epoch
+        c.close()
+        set_status(s, m, "away")
+        # What the retention does, then a restart to read it.
+        s.relay_kill(signal.SIGTERM)
+        top = s.sql("SELECT max(id) FROM notify")[0][0]
+        s.sql("DELETE FROM notify WHERE id <= ?", (top,))
+        s.sql("UPDATE notify_stream SET pruned_through = ?", (top,))
+        s.relay_start()
+        with connect_user(s, a, since=s0, epoch=epoch) as c2:
+            assert c2.epoch == epoch
+            r = c2.wait_type("resync_required", timeout=20)
+            assert "seq" not in r, r
+            assert r["epoch"] == epoch and r["last_seq"] >= top, r
+            assert not [x for x in seqd(c2.log) if x["seq"] <= top]
+            # Live events flow again after the resync notice.
+            barrier(s, m, "online", [c2])
+        # At the boundary: replayable.
+        with connect_user(s, a, since=top, epoch=epoch) as c3:
+            barrier(s, m, "busy", [c3])
+            assert not events(c3.log, "resync_required"), c3.log
+    finally:
+        s.stop()
+
+
+def test_other_epoch_or_future_since_asks_for_resync(sb):
+    a, m = sb.make_user(), sb.make_user()
+    with connect_user(sb, a) as c:
+        barrier(sb, m, "busy", [c])
+        s0 = last_seq(c)
+        epoch = c.epoch
+    cases = ((s0, "0123456789abcdef", "away"), (s0 + 10**9, epoch, "online"),
+        (s0 + 10**9, None, "busy"))
+    for since, ep, st in cases:
+        with connect_user(sb, a, since=since, epoch=ep) as c2:
+            r = c2.wait_type("resync_required")
+            assert r["epoch"] == epoch, r
+            barrier(sb, m, st, [c2])
+            assert not [x for x in seqd(c2.log) if x["seq"] <= s0], \
+                c2.log
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +210,8 @@ def test_kill9_live_delivery_resumes(restart_sys):
     set_status(s, z, "busy")
     top = s.sql("SELECT max(id) FROM notify")[0][0]
     s.relay_start()
-    wait_until(lambda: (s.sql("SELECT max(last_id) FROM notify_cursor")
-        [0][0] or 0) >= top, what="notify consumed after restart")
+    wait_until(lambda: ctl(s, {"op": "stats"})["notify_cursor"] >= top,
+        what="stream read after restart")
     with connect_user(s, a) as c:
         barrier(s, z, "away", [c])
         assert not events(c.log, "user_status_changed", user_id=z["id"],

@@ -31,7 +31,7 @@ class Timeout(AssertionError):
     pass
 
 
-def ws_url(system, token=None, extension=None, since=None):
+def ws_url(system, token=None, extension=None, since=None, epoch=None):
     q = []
     if token is not None:
         q.append(("token", token))
@@ -39,6 +39,8 @@ def ws_url(system, token=None, extension=None, since=None):
         q.append(("extension", extension))
     if since is not None:
         q.append(("since", str(since)))
+    if epoch is not None:
+        q.append(("epoch", epoch))
     url = system.ws_url
     if q:
         url += "?" + urllib.parse.urlencode(q)
@@ -56,6 +58,8 @@ class Client:
         self.log = []     # every message, in arrival order
         self.frames = []  # number of frames of each message in log
         self.closed = None
+        self.epoch = None
+        self.welcome_seq = None
 
     # -- reading -------------------------------------------------------
 
@@ -87,10 +91,9 @@ class Client:
                 if len(fr.data) >= 2:
                     code = struct.unpack("!H", fr.data[:2])[0]
                 self.closed = (code, fr.data[2:])
-                try:
-                    self.ws.send_close()
-                except Exception:
-                    pass
+                # No close frame back: the relay closes its side right
+                # after its own close frame, and one arriving after that
+                # is answered with a reset the proxy logs.
                 raise Closed(code, fr.data[2:])
             nframes += 1
             parts.append(fr.data)
@@ -189,7 +192,13 @@ class Client:
 
     def close(self):
         try:
-            self.ws.close(timeout=1)
+            if self.closed is not None:
+                # The close handshake is done (_read_one answered it): a
+                # second close frame would reach a relay that has gone,
+                # and the proxy would log the failed send.
+                self.ws.shutdown()
+            else:
+                self.ws.close(timeout=1)
         except Exception:
             pass
 
@@ -206,21 +215,29 @@ def _short(msgs, n=8):
 
 
 def connect(system, token=None, extension=None, since=None,
-    timeout=DEFAULT_TIMEOUT, name="", welcome=True):
-    """Open a socket; with welcome, read and check the welcome first."""
-    c = Client(ws_url(system, token, extension, since), timeout,
+    timeout=DEFAULT_TIMEOUT, name="", welcome=True, epoch=None):
+    """Open a socket; with welcome, read and check the welcome first (its
+    epoch and last_seq are kept as c.epoch and c.welcome_seq)."""
+    c = Client(ws_url(system, token, extension, since, epoch), timeout,
         name=name or (extension or "client"))
     if welcome:
         m = c.recv(timeout)
-        assert m == {"type": "welcome", "status": "connected",
-            "timestamp": 0}, m
+        assert list(m) == ["type", "status", "timestamp", "epoch",
+            "last_seq"], m
+        assert m["type"] == "welcome" and m["status"] == "connected", m
+        assert m["timestamp"] == 0, m
+        assert isinstance(m["epoch"], str) and m["epoch"], m
+        assert isinstance(m["last_seq"], int) and m["last_seq"] >= 0, m
+        c.epoch = m["epoch"]
+        c.welcome_seq = m["last_seq"]
     return c
 
 
 def connect_user(system, user, since=None, name=None, welcome=True,
-    timeout=DEFAULT_TIMEOUT):
+    timeout=DEFAULT_TIMEOUT, epoch=None):
     return connect(system, token=user["token"], since=since,
-        name=name or user["extension"], welcome=welcome, timeout=timeout)
+        name=name or user["extension"], welcome=welcome, timeout=timeout,
+        epoch=epoch)
 
 
 def refused(url, timeout=DEFAULT_TIMEOUT):
@@ -573,3 +590,61 @@ def assert_forwarded(got, sent, sender_ext):
         assert got[k] == v, "field %r changed" % k
     extra = set(got) - set(sent) - {"from", "seq"}
     assert not extra, "unexpected fields %r" % extra
+
+
+# -- upgrades and frames by hand ----------------------------------------------
+
+def upgrade_refusal(url, timeout=DEFAULT_TIMEOUT):
+    """
+    Ask for an upgrade of url by hand; (status, parsed JSON body) of a
+    refusal. AssertionError when the upgrade is accepted.
+    """
+    u = urllib.parse.urlsplit(url)
+    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = u.path + ("?" + u.query if u.query else "")
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n" % (path, u.hostname, u.port,
+            key)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise AssertionError("upgrade: closed without a reply")
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        assert status != 101, "upgrade accepted: %s" % _redact(url)
+        hdrs = {k.strip().lower(): v.strip() for k, v in
+            (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        n = int(hdrs.get("content-length", "0"))
+        while len(body) < n:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        assert hdrs.get("content-type", "").startswith("application/json"), \
+            hdrs
+        return status, json.loads(body[:n])
+    finally:
+        s.close()
+
+
+def frame(opcode, payload, mask=True, fin=True):
+    """One client frame, masked unless mask is False."""
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head = struct.pack("!BB", b0, mbit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))

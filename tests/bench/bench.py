@@ -415,6 +415,147 @@ def rtt(system, procs, wsfan, port, count):
     return dict(zip(keys, [int(got[0])] + [float(x) for x in got[1:]]))
 
 
+def open_fan(procs, wsfan, port, trig, tokens, nproc=2):
+    """wsfan fan processes holding sockets for tokens; [(p, reader)]."""
+    kids = []
+    for i in range(nproc):
+        p = procs.start([wsfan, "fan", "127.0.0.1", str(port),
+            trig["username"]], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        r = Reader(p)
+        r.start()
+        kids.append((p, r))
+        p.stdin.write("\n".join(tokens[i::nproc]) + "\n\n")
+        p.stdin.flush()
+    opened = 0
+    for p, r in kids:
+        got = r.expect("READY", 300)
+        if got is None:
+            raise RuntimeError("wsfan: no READY")
+        opened += int(got[0])
+    return kids, opened
+
+
+def close_fan(system, procs, kids):
+    for p, _ in kids:
+        try:
+            p.stdin.write("END\n")
+            p.stdin.close()
+        except OSError:
+            pass
+    for p, _ in kids:
+        procs.stop(p, timeout=30)
+    try:
+        wait_until(lambda: ctl(system, {"op": "who"})
+            .get("total_clients", 0) <= 2, 120, "sockets closed")
+    except RuntimeError:
+        pass
+
+
+def insert_rows(system, count, tag):
+    """count events for everyone, written in one transaction."""
+    import sqlite3
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    con = sqlite3.connect(system.db_path, timeout=30)
+    try:
+        con.executemany("INSERT INTO notify (created_at, target_kind, "
+            "target_value, payload) VALUES (?, 'all', '', ?)",
+            [(now, json.dumps({"type": "bench", "tag": tag, "i": i}))
+             for i in range(count)])
+        con.commit()
+        return con.execute("SELECT max(id) FROM notify").fetchone()[0]
+    finally:
+        con.close()
+
+
+def stream_rate(system, procs, wsfan, port, users, n=1000, rows=500):
+    """Rows of the stream delivered per second to n sockets: rows written
+    at once, timed until the relay has written every frame."""
+    trig = users.make(1, prefix="ratetrig")[0]
+    people = users.make(n // 5)
+    tokens = [u["token"] for u in people for _ in range(5)][:n]
+    kids, opened = open_fan(procs, wsfan, port, trig, tokens)
+    relay = system.relay_pid()
+    wait_idle(relay, 30)
+    w0 = ctl(system, {"op": "stats"})["written"]
+    t0 = time.monotonic()
+    insert_rows(system, rows, "rate")
+    ctl(system, {"op": "kick"})
+    want = w0 + rows * opened
+    wait_until(lambda: ctl(system, {"op": "stats"})["written"] >= want,
+        120, "stream delivered", step=0.005)
+    dt = time.monotonic() - t0
+    close_fan(system, procs, kids)
+    return {"n": opened, "rows": rows, "s": dt, "rows_per_s": rows / dt,
+            "frames_per_s": rows * opened / dt}
+
+
+def kill_replay(system, rows=1000):
+    """From a relay SIGKILL until a client that reconnects with its last
+    seq has every row written meanwhile."""
+    from wsclient import connect_user
+    u = system.make_user()
+    c = connect_user(system, u)
+    c.ping()
+    last = max([m["seq"] for m in c.log if "seq" in m] +
+               [c.welcome_seq])
+    epoch = c.epoch
+    t0 = time.monotonic()
+    system.relay_kill(signal.SIGKILL)
+    try:
+        c.wait_closed(timeout=10)
+    except Exception:
+        pass
+    c.close()
+    top = insert_rows(system, rows, "replay")
+    t_rows = time.monotonic() - t0
+    system.relay_start()
+    t_up = time.monotonic() - t0
+    c = connect_user(system, u, since=last, epoch=epoch, timeout=60)
+    c.wait_for(lambda m: m.get("seq", 0) >= top, timeout=120,
+        what="full replay")
+    t_all = time.monotonic() - t0
+    got = len([m for m in c.log if m.get("type") == "bench" and
+               m.get("tag") == "replay"])
+    c.close()
+    return {"rows": rows, "got": got, "rows_s": t_rows, "up_s": t_up,
+            "total_s": t_all}
+
+
+def registered_rss(system, procs, wsfan, port, users, registered=10000,
+    connected=100):
+    """Relay memory with many registered users and few connected."""
+    import sqlite3
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    con = sqlite3.connect(system.db_path, timeout=30)
+    try:
+        have = con.execute("SELECT count(*) FROM users").fetchone()[0]
+        tag = secrets.token_hex(3)
+        con.executemany("INSERT INTO users (username, email, password, "
+            "extension, status, role, created_at, updated_at, is_online) "
+            "VALUES (?, ?, 'x', ?, 'offline', 'user', ?, ?, 0)",
+            [(f"r{tag}{i}", f"r{tag}{i}@bench.test", f"5{tag}{i}", now,
+              now) for i in range(max(0, registered - have - connected))])
+        con.commit()
+        total = con.execute("SELECT count(*) FROM users").fetchone()[0]
+    finally:
+        con.close()
+    trig = users.make(1, prefix="memtrig")[0]
+    people = users.make(connected)
+    system.relay_kill(signal.SIGTERM)
+    system.relay_start()
+    relay = system.relay_pid()
+    wait_idle(relay, 30)
+    rss0 = rss_kib(relay)
+    kids, opened = open_fan(procs, wsfan, port, trig,
+        [u["token"] for u in people], nproc=1)
+    wait_idle(relay, 30)
+    rss1 = rss_kib(relay)
+    close_fan(system, procs, kids)
+    return {"registered": total + 1 + connected, "connected": opened,
+            "rss0_kib": rss0, "rss1_kib": rss1}
+
+
 # -- main ------------------------------------------------------------------------
 
 def summary(prof, ratio, logs_ratio, fans, rt):
@@ -476,8 +617,11 @@ def main():
     say(f"switchboard bench: build {args.build}, {os.cpu_count()} CPUs, "
         f"nofile {nofile}, work {work}")
     try:
+        # Many sockets per user and a signalling loop as fast as it can
+        # go: the per-user cap and the inbound limits are off here.
         system = start_system(str(work), build=str(build),
-            env={"FCGI_CHILDREN": "2"})
+            env={"FCGI_CHILDREN": "2", "WS_MAX_SOCKETS_PER_USER": "100000",
+                 "WS_RX_FRAMES_PER_S": "0", "WS_RX_BYTES_PER_S": "0"})
         port = free_port()
         conf = bench_nginx_conf(system, port)
         base = f"http://127.0.0.1:{port}"
@@ -581,6 +725,22 @@ def main():
                 f"{TARGETS['rtt_p99_ms']:.0f} ms), max "
                 f"{rt['max_us'] / 1000:.3f} ms, mean "
                 f"{rt['mean_us'] / 1000:.3f} ms")
+
+        say("\n4. The event stream")
+        sr = stream_rate(system, procs, wsfan, port, users)
+        say(f"   {sr['rows']} rows to {sr['n']} sockets in "
+            f"{sr['s'] * 1000:.0f} ms: {sr['rows_per_s']:.0f} rows/s "
+            f"({sr['frames_per_s']:.0f} frames/s)")
+        kr = kill_replay(system)
+        say(f"   relay SIGKILL -> {kr['rows']} rows written while down "
+            f"({kr['rows_s'] * 1000:.0f} ms) -> relay up "
+            f"({kr['up_s'] * 1000:.0f} ms) -> reconnected client has its "
+            f"full replay ({kr['got']} rows): {kr['total_s'] * 1000:.0f} "
+            f"ms after the kill")
+        mr = registered_rss(system, procs, wsfan, port, users)
+        say(f"   relay RSS with {mr['registered']} registered users: "
+            f"{mr['rss0_kib']} KiB at start, {mr['rss1_kib']} KiB with "
+            f"{mr['connected']} connected")
         summary(prof, ratio, logs_ratio, fans, rt)
     finally:
         procs.stop_all()
