@@ -621,8 +621,8 @@ auth_revoke_user(struct db *db, int64_t user_id, struct err *e)
 	/* In the same transaction: whoever holds the user's sockets or
 	 * state (the relay) hears of it in stream order. */
 	n = snprintf(event, sizeof(event),
-	    "{\"type\":\"" NOTIFY_TYPE_REVOKED "\",\"user_id\":%lld,"
-	    "\"generation\":%lld}",
+	    NOTIFY_REVOKED_PREFIX "\"user_id\":%lld,"
+				  "\"generation\":%lld}",
 	    (long long)user_id, (long long)gen);
 	snprintf(id, sizeof(id), "%lld", (long long)user_id);
 	return notify_enqueue_text(db, NOTIFY_USER, id, event, (size_t)n, e);

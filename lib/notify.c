@@ -77,6 +77,15 @@ notify_target_name(enum notify_target t)
 	return target_names[t];
 }
 
+bool
+notify_is_revocation(enum notify_target target, const char *payload, size_t len)
+{
+	size_t plen = sizeof(NOTIFY_REVOKED_PREFIX) - 1;
+
+	return target == NOTIFY_USER && payload != NULL && len > plen &&
+	       memcmp(payload, NOTIFY_REVOKED_PREFIX, plen) == 0;
+}
+
 int
 notify_target_parse(const char *name)
 {

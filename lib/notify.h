@@ -1,6 +1,7 @@
 #ifndef LIB_NOTIFY_H
 #define LIB_NOTIFY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,17 @@ enum notify_target {
  * not something to show a browser.
  */
 #define NOTIFY_TYPE_REVOKED "session_revoked"
+/* How such a row's payload begins, as auth_revoke_user writes it. */
+#define NOTIFY_REVOKED_PREFIX "{\"type\":\"" NOTIFY_TYPE_REVOKED "\","
+
+/*
+ * Whether a row is a revocation: addressed to a user, its payload
+ * beginning with NOTIFY_REVOKED_PREFIX. Judged by shape, never by a search
+ * of the text, which may hold a user's own words ("session_revoked" is a
+ * valid username).
+ */
+bool notify_is_revocation(enum notify_target target, const char *payload,
+    size_t len);
 
 /* Insert one event; payload is serialized, not taken. */
 int notify_enqueue(struct db *db, enum notify_target target, const char *value,

@@ -70,6 +70,26 @@ count(struct db *db)
 }
 
 static void
+test_revocation_shape(void)
+{
+	static const char row[] =
+	    "{\"type\":\"session_revoked\",\"user_id\":7,\"generation\":2}";
+	static const char named[] =
+	    "{\"type\":\"user_status_changed\",\"user_id\":7,"
+	    "\"username\":\"session_revoked\"}";
+	static const char spaced[] =
+	    "{ \"type\":\"session_revoked\",\"user_id\":7}";
+
+	CHECK(notify_is_revocation(NOTIFY_USER, row, strlen(row)));
+	CHECK(!notify_is_revocation(NOTIFY_ALL, row, strlen(row)));
+	CHECK(!notify_is_revocation(NOTIFY_EXTENSION, row, strlen(row)));
+	CHECK(!notify_is_revocation(NOTIFY_USER, named, strlen(named)));
+	CHECK(!notify_is_revocation(NOTIFY_USER, spaced, strlen(spaced)));
+	CHECK(!notify_is_revocation(NOTIFY_USER, row, 10));
+	CHECK(!notify_is_revocation(NOTIFY_USER, NULL, 0));
+}
+
+static void
 test_names(void)
 {
 	int t;
@@ -316,6 +336,7 @@ main(void)
 
 	db = check_db_open(dir, sizeof(dir), "n.db");
 	test_names();
+	test_revocation_shape();
 	test_enqueue(db);
 	test_read_for(db);
 	test_stream(db);

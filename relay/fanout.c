@@ -112,7 +112,7 @@ replay_row(void *arg, const struct notify_event *ev)
 
 	c->since = ev->id;
 	/* Revocations are for the relay: this socket's token is newer. */
-	if (strstr(ev->payload, "\"" NOTIFY_TYPE_REVOKED "\"") != NULL)
+	if (notify_is_revocation(ev->target, ev->payload, ev->len))
 		return 0;
 	if ((m = fan_event(rp->r, ev->payload, ev->len)) == NULL)
 		return 0;

@@ -102,7 +102,7 @@ deliver(struct relay *r, int64_t id, int kind, const char *value,
 	char *end;
 	long long uid;
 
-	if (strstr(payload, "\"" NOTIFY_TYPE_REVOKED "\"") != NULL) {
+	if (notify_is_revocation(kind, payload, len)) {
 		revoked(r, payload, len);
 		return;
 	}

@@ -30,8 +30,10 @@
 	const EVENTS_KEPT = 300;
 	const LOGS_SHOWN = 10;
 	const TOKEN_KEY = 'switchboard.phone.token';
-	/* The relay closes with this when the token has expired. */
+	/* The relay closes with these when the token has expired or the
+	 * session was revoked (logout elsewhere, deletion, role change). */
 	const CLOSE_EXPIRED = 4001;
+	const CLOSE_REVOKED = 4003;
 
 	const st = {
 		token: null,
@@ -40,6 +42,7 @@
 		wsOpen: false,
 		outbox: [],
 		lastSeq: 0,
+		epoch: null,
 		retries: 0,
 		retryTimer: null,
 		heartbeat: null,
@@ -115,6 +118,7 @@
 		st.token = token;
 		st.user = user;
 		st.lastSeq = 0;
+		st.epoch = null;
 		st.message = '';
 		try {
 			sessionStorage.setItem(TOKEN_KEY, token);
@@ -206,8 +210,9 @@
 		let url = proto + '://' + location.host + '/ws?ticket=' +
 		    encodeURIComponent(ticket);
 		/* Events missed while away are replayed after this seq. */
-		if (st.lastSeq > 0)
-			url += '&since=' + st.lastSeq;
+		if (st.epoch !== null)
+			url += '&since=' + st.lastSeq + '&epoch=' +
+			    encodeURIComponent(st.epoch);
 		const ws = new WebSocket(url);
 		st.ws = ws;
 		ws.onopen = function () {
@@ -236,6 +241,10 @@
 				return;
 			st.ws = null;
 			st.wsOpen = false;
+			if (ev.code === CLOSE_REVOKED) {
+				loggedOut('Your session has ended; log in again.');
+				return;
+			}
 			if (ev.code === CLOSE_EXPIRED) {
 				loggedOut('Your session has expired; log in again.');
 				return;
@@ -299,8 +308,18 @@
 					st.online.delete(ext);
 			render();
 			break;
+		case 'welcome':
+			/* A fresh start: the stream from here on. A reconnect
+			 * keeps its own place until the replay has come. */
+			if (st.epoch === null) {
+				st.epoch = m.epoch;
+				st.lastSeq = m.last_seq;
+			}
+			break;
 		case 'resync_required':
-			st.lastSeq = 0;
+			/* What was missed is gone: start again from now. */
+			st.epoch = m.epoch;
+			st.lastSeq = m.last_seq;
 			refreshOnline();
 			break;
 		case 'webrtc_call_invitation':
