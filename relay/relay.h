@@ -49,7 +49,7 @@ struct json_object;
 #define RELAY_GRACE_S         10  /* a call's party may be without sockets */
 #define RELAY_STALE_S         120 /* no socket, no heartbeat: offline */
 #define RELAY_SWEEP_S         60  /* how often stale presence is looked for */
-#define RELAY_RETENTION_S     86400 /* notify rows kept for replays */
+#define RELAY_RETENTION_S     NOTIFY_RETENTION_DEFAULT_S
 #define RELAY_SOCKETS_MAX     16    /* per user: five per page, three pages */
 #define RELAY_RX_FRAMES_S     50    /* inbound frames per second per socket */
 #define RELAY_RX_FRAMES_BURST 200

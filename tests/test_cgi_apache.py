@@ -26,9 +26,9 @@ from harness import (CONFIG_VARS, REPO, System, StartError, expect,
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
-PROGRAMS = ("auth", "user", "admin", "calls")
+PROGRAMS = ("auth", "user", "admin", "calls", "events")
 
-# Every route of the four programs, as (method, pattern). The scenario
+# Every route of the five programs, as (method, pattern). The scenario
 # below records which it exercised; the last test compares.
 ALL_ROUTES = {
     ("GET", "/health"), ("GET", "/config"), ("POST", "/api/login"),
@@ -36,7 +36,8 @@ ALL_ROUTES = {
     ("GET", "/protected/profile"), ("POST", "/protected/logout"),
     ("PUT", "/protected/status"), ("POST", "/protected/heartbeat"),
     ("GET", "/protected/users/online"), ("GET", "/protected/users/:extension"),
-    ("GET", "/protected/debug/auth"),
+    ("GET", "/protected/debug/auth"), ("POST", "/protected/ws-ticket"),
+    ("GET", "/protected/events"),
     ("GET", "/protected/call/logs"), ("POST", "/protected/call/initiate"),
     ("POST", "/protected/call/hangup"),
     ("GET", "/protected/extensions/connected"),
@@ -318,6 +319,23 @@ def test_user_routes(front):
                 json={}), 400)
     expect(call(front, "POST", "/protected/call/hangup", token=u["token"],
                 json={}), 400)
+    # The event stream without a relay: where it stands, then what
+    # came after, by long-poll.
+    d = expect(call(front, "GET", "/protected/events", token=u["token"]),
+               200)
+    assert d["events"] == [] and d["last_seq"] > 0, d
+    expect(s.req("PUT", "/protected/status", token=other["token"],
+                 json={"status": "away"}), 200)
+    d = expect(call(front, "GET", "/protected/events",
+                    f"/protected/events?since={d['last_seq']}"
+                    f"&epoch={d['epoch']}&wait=5", token=u["token"]), 200)
+    got = [m for m in d["events"] if m["type"] == "user_status"]
+    assert got == [{"seq": got[0]["seq"], "type": "user_status",
+                    "from": other["extension"], "status": "away",
+                    "timestamp": 0}], d
+    d = expect(call(front, "POST", "/protected/ws-ticket",
+                    token=u["token"]), 200)
+    assert len(d["ticket"]) == 43 and d["expires_in"] == 30, d
     expect(call(front, "POST", "/protected/logout", token=u["token"]), 200)
     expect(s.req("GET", "/protected/profile", token=u["token"]), 401)
 
@@ -390,4 +408,4 @@ def test_every_route_was_exercised():
     for name in ("nginx", "apache"):
         assert exercised[name] == ALL_ROUTES, (
             name, sorted(ALL_ROUTES - exercised[name]))
-    assert len(ALL_ROUTES) == 22
+    assert len(ALL_ROUTES) == 24
