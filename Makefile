@@ -1,5 +1,6 @@
 # switchboard: plain GNU make, pkg-config for libraries.
 #   make deps    install what is missing (apt-get as root; else print the line)
+#                for everything; run, test and bench install what they need
 #   make all     release build into build/rel
 #   make run     the whole system on http://$HOST:$PORT until Ctrl-C
 #   make test    sanitized build into build/san, unit and end-to-end tests
@@ -59,12 +60,20 @@ CLI_SRC   = $(wildcard cli/*.c)
 BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
 PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
 
-.PHONY: all deps run test check bench install clean headers fresh-check
+.PHONY: all deps run test check bench install clean headers fresh-check \
+        deps-run deps-test deps-bench
 .SECONDARY:
 all: $(PROGS)
 
 deps:
 	@cli/deps.sh $(APT_ALL)
+# make run needs no browser, valgrind or wrk.
+deps-run:
+	@cli/deps.sh $(APT_BUILD) $(APT_RUN)
+deps-test:
+	@cli/deps.sh $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE)
+deps-bench:
+	@cli/deps.sh $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_BENCH)
 
 $(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) sql/embed.sh
 	@mkdir -p $(dir $@)
@@ -107,7 +116,7 @@ headers:
 	        -o $(B)/hdr/$$(basename $$h .h).o || exit 1; done
 
 run:
-	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory deps-run
 	@$(MAKE) --no-print-directory all
 	@cli/run.sh $(B)
 
@@ -119,7 +128,7 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json \
 # The test build: sanitizers on, its own build directory. npm ci only once
 # deps has installed npm, even under make -j.
 test:
-	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
 	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS)) \
 	    tests/browser/node_modules/.package-lock.json
@@ -128,7 +137,7 @@ test:
 check: test
 
 bench:
-	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory deps-bench
 	@$(MAKE) --no-print-directory all $(BENCH_PROGS)
 	@tests/bench/run.sh $(B)
 

@@ -131,7 +131,9 @@ apt_host_conf() {
 # ---- inside the namespaces ----------------------------------------------
 inside() {
 	local work=$1 root=$1/root port
-	trap 'umount_all "$root"' EXIT
+	# Global: the EXIT trap runs after this function has returned.
+	fresh_root=$root
+	trap 'umount_all "$fresh_root"' EXIT
 	mount --make-rprivate /
 	mkdir -p "$work/upper" "$work/ovl" "$root"
 	if ! mount -t overlay overlay -o "lowerdir=$PRISTINE,upperdir=$work/upper,workdir=$work/ovl" "$root" 2>/dev/null; then
