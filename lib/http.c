@@ -295,18 +295,6 @@ token_char(char c)
 	       (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Decode %XX (and '+' as space when plus) from <src, n> into dst, which
  * has room for n + 1 bytes. A malformed escape stays as it is. Returns the
@@ -320,8 +308,8 @@ url_decode(char *dst, const char *src, size_t n, bool plus)
 
 	for (i = 0; i < n; i++) {
 		if (src[i] == '%' && i + 2 < n &&
-		    (hi = hexval(src[i + 1])) >= 0 &&
-		    (lo = hexval(src[i + 2])) >= 0) {
+		    (hi = jh_hex_digit(src[i + 1])) >= 0 &&
+		    (lo = jh_hex_digit(src[i + 2])) >= 0) {
 			dst[j++] = (char)(hi << 4 | lo);
 			i += 2;
 		} else if (plus && src[i] == '+')

@@ -23,8 +23,8 @@ is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static int
-hexdigit(char c)
+int
+jh_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -109,7 +109,7 @@ hex4(const char *p, size_t n, unsigned *out)
 	if (n < 4)
 		return -1;
 	for (i = 0; i < 4; i++) {
-		if ((d = hexdigit(p[i])) < 0)
+		if ((d = jh_hex_digit(p[i])) < 0)
 			return -1;
 		v = v << 4 | (unsigned)d;
 	}

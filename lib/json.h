@@ -60,6 +60,10 @@ const char *jh_get_str(struct json_object *o, const char *key);
  * 1 to 4, or 0 for an invalid, overlong or surrogate one. */
 size_t jh_utf8_seq(const unsigned char *s, size_t n);
 
+/* The value of one hexadecimal digit (either case), or -1. Shared with the
+ * URL decoder in http, which has the same rules as \u escapes. */
+int jh_hex_digit(char c);
+
 /* Serialize without spaces; the string lives as long as o. */
 const char *jh_text(struct json_object *o, size_t *len);
 

@@ -75,13 +75,7 @@ fan_user(struct relay *r, struct roster_user *u, struct msg *m, int64_t seq)
 size_t
 fan_all(struct relay *r, struct msg *m, int64_t seq)
 {
-	struct roster_user *u;
-	size_t n = 0;
-
-	for (u = r->users; u != NULL; u = u->next)
-		if (u->clients != NULL)
-			n += fan_user(r, u, m, seq);
-	return n;
+	return fan_role(r, NULL, m, seq);
 }
 
 size_t
@@ -91,7 +85,8 @@ fan_role(struct relay *r, const char *role, struct msg *m, int64_t seq)
 	size_t n = 0;
 
 	for (u = r->users; u != NULL; u = u->next)
-		if (u->clients != NULL && strcmp(u->role, role) == 0)
+		if (u->clients != NULL &&
+		    (role == NULL || strcmp(u->role, role) == 0))
 			n += fan_user(r, u, m, seq);
 	return n;
 }

@@ -50,8 +50,8 @@ struct json_object;
 #define RELAY_STALE_S         120 /* no socket, no heartbeat: offline */
 #define RELAY_SWEEP_S         60  /* how often stale presence is looked for */
 #define RELAY_RETENTION_S     NOTIFY_RETENTION_DEFAULT_S
-#define RELAY_SOCKETS_MAX     16    /* per user: five per page, three pages */
-#define RELAY_RX_FRAMES_S     50    /* inbound frames per second per socket */
+#define RELAY_SOCKETS_MAX     16 /* per user: five per page, three pages */
+#define RELAY_RX_FRAMES_S     50 /* inbound frames per second per socket */
 #define RELAY_RX_FRAMES_BURST 200
 #define RELAY_RX_BYTES_S      (512 * 1024) /* inbound bytes per second */
 #define RELAY_RX_BYTES_BURST  (1024 * 1024)
@@ -254,6 +254,7 @@ struct msg *fan_event(struct relay *r, const char *payload, size_t len);
 size_t fan_user(struct relay *r, struct roster_user *u, struct msg *m,
     int64_t seq);
 size_t fan_all(struct relay *r, struct msg *m, int64_t seq);
+/* role NULL: every connected user, as fan_all. */
 size_t fan_role(struct relay *r, const char *role, struct msg *m, int64_t seq);
 /* One step of c's replay from the stream: up to a chunk of rows after
  * c->since up to the cursor; c->replaying ends when it has caught up. */

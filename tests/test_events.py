@@ -24,6 +24,20 @@ def begin(sb, user):
     return d
 
 
+def poll_in_background(sb, user, start, wait=20):
+    """A poll from start's place in a thread: (thread, box); the reply
+    lands in box["r"]."""
+    box = {}
+
+    def waiter():
+        box["r"] = poll(sb, user, since=start["last_seq"],
+                        epoch=start["epoch"], wait=wait)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    return t, box
+
+
 def follow(sb, user, since, epoch, until_seq, wait=2):
     """Every event up to until_seq, by as many polls as it takes."""
     got = []
@@ -76,14 +90,7 @@ def test_same_messages_order_and_seq_as_the_socket(sb):
 def test_waits_for_the_next_event(sb):
     me, other = sb.make_user(), sb.make_user()
     d = begin(sb, me)
-    box = {}
-
-    def waiter():
-        box["r"] = poll(sb, me, since=d["last_seq"], epoch=d["epoch"],
-                        wait=20)
-
-    t = threading.Thread(target=waiter)
-    t.start()
+    t, box = poll_in_background(sb, me, d)
     time.sleep(1)
     assert t.is_alive(), "the poll answered before there was an event"
     set_status(sb, other, "busy")
@@ -154,14 +161,7 @@ def test_bad_parameters_and_credentials(sb):
 def test_revocation_ends_the_wait_with_401(sb):
     me = sb.make_user()
     d = begin(sb, me)
-    box = {}
-
-    def waiter():
-        box["r"] = poll(sb, me, since=d["last_seq"], epoch=d["epoch"],
-                        wait=20)
-
-    t = threading.Thread(target=waiter)
-    t.start()
+    t, box = poll_in_background(sb, me, d)
     time.sleep(0.5)
     r = sb.req("POST", "/protected/logout", token=me["token"])
     assert r.status_code == 200
