@@ -105,3 +105,14 @@ def test_no_credential_in_nginx_logs_while_relay_is_down(sb):
     assert "eyJhbGciOi" not in logs
     # The upgrade was still recorded, without its query string.
     assert re.search(r'"GET /ws HTTP/1\.1" 502', sb.log_text("nginx-access"))
+
+
+def test_socket_opened_by_ticket_is_revoked_with_its_token(sb):
+    u = sb.make_user()
+    with Client(ticket_url(sb, ticket(sb, u["token"])),
+                name=u["extension"]) as c:
+        welcome(c)
+        r = sb.req("POST", "/protected/logout", token=u["token"])
+        assert r.status_code == 200, r.text
+        assert c.wait_closed(timeout=10) == 4003
+        assert c.closed[1] == b"session revoked"
