@@ -4,23 +4,15 @@ surrogates, and a limit per client address, in nginx and in the
 database."""
 
 import concurrent.futures
-import secrets
 
 import pytest
 import requests
 
 from harness import expect, snapshot
+from test_api_auth import reg_body
 from test_api_edges_login import post_from
 
 INVALID = "Invalid request format"
-
-
-def reg_body(sb, **kw):
-    n = secrets.token_hex(4)
-    b = {"username": f"reg{n}", "email": f"reg{n}@example.test",
-         "password": "secret1", "extension": sb.free_extension()}
-    b.update(kw)
-    return b
 
 
 def users(sb):

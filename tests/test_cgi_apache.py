@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import (CONFIG_VARS, REPO, System, StartError, expect,
-                     free_port)
+from harness import CONFIG_VARS, REPO, System, StartError, expect
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")

@@ -4,7 +4,6 @@ nginx and the programs keep serving."""
 
 import os
 import signal
-import time
 import types
 
 import requests

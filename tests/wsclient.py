@@ -310,6 +310,22 @@ def ctl(system, request, timeout=DEFAULT_TIMEOUT):
 
 # -- a raw client that can stop reading --------------------------------------
 
+def _upgrade(s, host, port, path):
+    """Send an upgrade request for path on s; (reply head, bytes after it)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, host, port,
+        key)).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("upgrade: closed without a reply")
+        buf += chunk
+    return buf.split(b"\r\n\r\n", 1)
+
+
 def raw_connect(system, token, rcvbuf=4096, timeout=DEFAULT_TIMEOUT):
     """
     A plain TCP socket upgraded to WebSocket by hand, with a small
@@ -320,20 +336,8 @@ def raw_connect(system, token, rcvbuf=4096, timeout=DEFAULT_TIMEOUT):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(timeout)
     s.connect((u.hostname, u.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    path = u.path + "?" + urllib.parse.urlencode({"token": token})
-    req = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, u.hostname, u.port,
-        key))
-    s.sendall(req.encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise AssertionError("raw upgrade: connection closed")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
+    head, rest = _upgrade(s, u.hostname, u.port,
+        u.path + "?" + urllib.parse.urlencode({"token": token}))
     status = head.split(b"\r\n", 1)[0]
     assert b" 101 " in status + b" ", status
     return s, rest
@@ -602,19 +606,8 @@ def upgrade_refusal(url, timeout=DEFAULT_TIMEOUT):
     u = urllib.parse.urlsplit(url)
     s = socket.create_connection((u.hostname, u.port), timeout=timeout)
     try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        path = u.path + ("?" + u.query if u.query else "")
-        s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n" % (path, u.hostname, u.port,
-            key)).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                raise AssertionError("upgrade: closed without a reply")
-            buf += chunk
-        head, body = buf.split(b"\r\n\r\n", 1)
+        head, body = _upgrade(s, u.hostname, u.port,
+            u.path + ("?" + u.query if u.query else ""))
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         assert status != 101, "upgrade accepted: %s" % _redact(url)

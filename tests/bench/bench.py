@@ -320,25 +320,8 @@ def fanout(system, procs, wsfan, port, users, n, nproc=2):
     tokens = tokens[:n]
     wait_idle(relay, 20)
     rss0 = rss_kib(relay)
-    kids = []
     t_connect = time.monotonic()
-    for i in range(nproc):
-        p = procs.start([wsfan, "fan", "127.0.0.1", str(port),
-            trig["username"]], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        r = Reader(p)
-        r.start()
-        kids.append((p, r))
-        chunk = tokens[i::nproc]
-        p.stdin.write("\n".join(chunk) + "\n\n")
-        p.stdin.flush()
-    opened = failed = 0
-    for p, r in kids:
-        got = r.expect("READY", 300)
-        if got is None:
-            raise RuntimeError("wsfan: no READY")
-        opened += int(got[0])
-        failed += int(got[1])
+    kids, opened, failed = open_fan(procs, wsfan, port, trig, tokens, nproc)
     t_connect = time.monotonic() - t_connect
     who = ctl(system, {"op": "who"})
     wait_idle(relay, 60)
@@ -416,7 +399,8 @@ def rtt(system, procs, wsfan, port, count):
 
 
 def open_fan(procs, wsfan, port, trig, tokens, nproc=2):
-    """wsfan fan processes holding sockets for tokens; [(p, reader)]."""
+    """wsfan fan processes holding sockets for tokens, once all are open:
+    ([(p, reader)], sockets opened, sockets that failed)."""
     kids = []
     for i in range(nproc):
         p = procs.start([wsfan, "fan", "127.0.0.1", str(port),
@@ -427,13 +411,14 @@ def open_fan(procs, wsfan, port, trig, tokens, nproc=2):
         kids.append((p, r))
         p.stdin.write("\n".join(tokens[i::nproc]) + "\n\n")
         p.stdin.flush()
-    opened = 0
+    opened = failed = 0
     for p, r in kids:
         got = r.expect("READY", 300)
         if got is None:
             raise RuntimeError("wsfan: no READY")
         opened += int(got[0])
-    return kids, opened
+        failed += int(got[1])
+    return kids, opened, failed
 
 
 def close_fan(system, procs, kids):
@@ -474,7 +459,7 @@ def stream_rate(system, procs, wsfan, port, users, n=1000, rows=500):
     trig = users.make(1, prefix="ratetrig")[0]
     people = users.make(n // 5)
     tokens = [u["token"] for u in people for _ in range(5)][:n]
-    kids, opened = open_fan(procs, wsfan, port, trig, tokens)
+    kids, opened, _ = open_fan(procs, wsfan, port, trig, tokens)
     relay = system.relay_pid()
     wait_idle(relay, 30)
     w0 = ctl(system, {"op": "stats"})["written"]
@@ -547,7 +532,7 @@ def registered_rss(system, procs, wsfan, port, users, registered=10000,
     relay = system.relay_pid()
     wait_idle(relay, 30)
     rss0 = rss_kib(relay)
-    kids, opened = open_fan(procs, wsfan, port, trig,
+    kids, opened, _ = open_fan(procs, wsfan, port, trig,
         [u["token"] for u in people], nproc=1)
     wait_idle(relay, 30)
     rss1 = rss_kib(relay)
