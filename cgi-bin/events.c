@@ -118,19 +118,12 @@ query_int(struct http_req *req, const char *name, int64_t max, int64_t *v,
  * is the only one that visits the stream, so it keeps the table bounded.
  */
 static void
-prune(struct db *db)
+prune(struct db *db, const struct config *cfg)
 {
-	const char *v = config_get("NOTIFY_RETENTION_S");
-	int64_t keep_s = NOTIFY_RETENTION_DEFAULT_S;
 	struct err e = { 0 };
-	char *end;
 
-	if (v != NULL && *v >= '0' && *v <= '9') {
-		keep_s = strtoll(v, &end, 10);
-		if (*end != '\0')
-			keep_s = NOTIFY_RETENTION_DEFAULT_S;
-	}
-	if (notify_prune(db, db_now_us() - keep_s * INT64_C(1000000),
+	if (notify_prune(db,
+		db_now_us() - cfg->notify_retention_s * INT64_C(1000000),
 		EVENTS_PRUNE_ROWS, NULL, &e) == -1)
 		log_msg(LOG_WARN, "notify retention: %s", e.msg);
 }
@@ -243,7 +236,7 @@ events(struct http_req *req, struct err *e)
 	 * wait would never show in it. End it: each look takes its own.
 	 */
 	db_rollback(db);
-	prune(db);
+	prune(db, http_config(req));
 	if (db_begin_read(db, e) == -1)
 		return -1;
 	rc = notify_stream_get(db, &s, e);

@@ -708,6 +708,8 @@ load_all(struct config *c, struct err *e)
 		e) == -1 ||
 	    get_int("CALL_ATTEMPTS_PER_MIN", 20, 0, 100000,
 		&c->call_attempts_per_min, e) == -1 ||
+	    get_int("NOTIFY_RETENTION_S", 86400, 0, 86400 * 365,
+		&c->notify_retention_s, e) == -1 ||
 	    get_int("REGISTER_PER_ADDR_HOUR", 10, 1, 1000000,
 		&c->register_per_addr_hour, e) == -1 ||
 	    load_public_url(c, e) == -1 || load_proxies(c, e) == -1)

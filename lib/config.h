@@ -48,6 +48,7 @@ struct config {
 	bool ws_legacy_extension_auth; /* WS_LEGACY_EXTENSION_AUTH=true */
 	int call_ring_timeout_s;       /* CALL_RING_TIMEOUT_S, default 60 */
 	int call_attempts_per_min;     /* CALL_ATTEMPTS_PER_MIN, 20; 0: off */
+	int notify_retention_s; /* NOTIFY_RETENTION_S, 86400: replays kept */
 };
 
 /* The default secret of voip-application, refused outside debug/demo. */

@@ -20,8 +20,9 @@ static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",
 	"SIP_DOMAIN", "SIP_PORT", "CORS_ORIGINS", "DEBUG", "ENVIRONMENT",
 	"SERVICE_NAME", "PUBLIC_HOST", "SWITCHBOARD_DEMO",
 	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
-	"CALL_ATTEMPTS_PER_MIN", "FCGI_CHILDREN", "ENV_FILE", "ONLY_IN_FILE",
-	"PUBLIC_URL", "TRUSTED_PROXIES", "REGISTER_PER_ADDR_HOUR", NULL };
+	"CALL_ATTEMPTS_PER_MIN", "NOTIFY_RETENTION_S", "FCGI_CHILDREN",
+	"ENV_FILE", "ONLY_IN_FILE", "PUBLIC_URL", "TRUSTED_PROXIES",
+	"REGISTER_PER_ADDR_HOUR", NULL };
 
 static char dir[64];
 static char envpath[128];
@@ -113,6 +114,7 @@ test_defaults(void)
 	CHECK(!c.debug && !c.demo && !c.ws_legacy_extension_auth);
 	CHECK(c.call_ring_timeout_s == 60);
 	CHECK(c.call_attempts_per_min == 20);
+	CHECK(c.notify_retention_s == 86400);
 	config_wipe(&c);
 
 	/* SIP_DOMAIN follows ASTERISK_HOST unless set */
@@ -242,6 +244,8 @@ test_bad_values(void)
 		{ "CALL_RING_TIMEOUT_S", "0" },
 		{ "CALL_ATTEMPTS_PER_MIN", "-1" },
 		{ "CALL_ATTEMPTS_PER_MIN", "100001" },
+		{ "NOTIFY_RETENTION_S", "-1" },
+		{ "NOTIFY_RETENTION_S", "31536001" },
 	};
 	static const struct {
 		const char *val;

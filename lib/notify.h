@@ -44,9 +44,6 @@ enum notify_target {
 bool notify_is_revocation(enum notify_target target, const char *payload,
     size_t len);
 
-/* How long rows are kept for replays unless NOTIFY_RETENTION_S says. */
-#define NOTIFY_RETENTION_DEFAULT_S 86400
-
 /* Insert one event; payload is serialized, not taken. */
 int notify_enqueue(struct db *db, enum notify_target target, const char *value,
     struct json_object *payload, struct err *e);

@@ -177,8 +177,6 @@ relay_open(struct relay *r)
 		&r->call_grace_s) == -1 ||
 	    number_get("PRESENCE_STALE_S", RELAY_STALE_S, 86400 * 30,
 		&r->presence_stale_s) == -1 ||
-	    number_get("NOTIFY_RETENTION_S", RELAY_RETENTION_S, 86400 * 365,
-		&r->retention_s) == -1 ||
 	    number_get("WS_MAX_SOCKETS_PER_USER", RELAY_SOCKETS_MAX, 100000,
 		&r->sockets_max) == -1 ||
 	    number_get("WS_RX_FRAMES_PER_S", RELAY_RX_FRAMES_S, 1000000,

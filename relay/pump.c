@@ -13,7 +13,7 @@
  * roster holds of it (its extension, role and name may have changed, or
  * the user may be gone).
  *
- * Retention: rows older than r->retention_s are deleted, a slice at a
+ * Retention: rows older than NOTIFY_RETENTION_S are deleted, a slice at a
  * time; a since older than what is kept is answered resync_required.
  */
 #include <inttypes.h>
@@ -207,7 +207,7 @@ static void
 pump_prune(lws_sorted_usec_list_t *sul)
 {
 	struct relay *r = lws_container_of(sul, struct relay, sul_prune);
-	int64_t keep = (int64_t)r->retention_s * LWS_USEC_PER_SEC;
+	int64_t keep = (int64_t)r->cfg.notify_retention_s * LWS_USEC_PER_SEC;
 	struct notify_stream s;
 	struct err e = { 0 };
 	int64_t next = PUMP_PRUNE_US;

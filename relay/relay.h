@@ -49,9 +49,8 @@ struct json_object;
 #define RELAY_GRACE_S         10  /* a call's party may be without sockets */
 #define RELAY_STALE_S         120 /* no socket, no heartbeat: offline */
 #define RELAY_SWEEP_S         60  /* how often stale presence is looked for */
-#define RELAY_RETENTION_S     NOTIFY_RETENTION_DEFAULT_S
-#define RELAY_SOCKETS_MAX     16 /* per user: five per page, three pages */
-#define RELAY_RX_FRAMES_S     50 /* inbound frames per second per socket */
+#define RELAY_SOCKETS_MAX     16  /* per user: five per page, three pages */
+#define RELAY_RX_FRAMES_S     50  /* inbound frames per second per socket */
 #define RELAY_RX_FRAMES_BURST 200
 #define RELAY_RX_BYTES_S      (512 * 1024) /* inbound bytes per second */
 #define RELAY_RX_BYTES_BURST  (1024 * 1024)
@@ -148,7 +147,6 @@ struct relay {
 	int64_t started_us;
 	int call_grace_s;            /* CALL_DISCONNECT_GRACE_S */
 	int presence_stale_s;        /* PRESENCE_STALE_S */
-	int retention_s;             /* NOTIFY_RETENTION_S */
 	int sockets_max;             /* WS_MAX_SOCKETS_PER_USER */
 	int rx_frames_s, rx_bytes_s; /* WS_RX_FRAMES_PER_S, WS_RX_BYTES_PER_S */
 
