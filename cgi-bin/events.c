@@ -23,7 +23,6 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/http.h"
-#include "lib/json.h"
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "cgi-bin/common.h"
@@ -167,11 +166,8 @@ reply_resync(struct http_req *req, const struct notify_stream *s, struct err *e)
 	const char *text;
 	int rc;
 
-	if ((o = json_object_new_object()) == NULL)
+	if ((o = notify_resync_message(s)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(o, "type", "resync_required");
-	jh_add_str(o, "epoch", s->epoch);
-	jh_add_int(o, "last_seq", s->last);
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	rc = batch_add(&b, text, strlen(text));
 	json_object_put(o);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <sqlite3.h>
 
 #include "lib/db.h"
@@ -232,6 +233,19 @@ notify_stream_get(struct db *db, struct notify_stream *s, struct err *e)
 	if (rc == 0)
 		return err_set(e, ERR_INTERNAL, "notify stream has no epoch");
 	return int_get(db, Q_LAST, 0, &s->last, e);
+}
+
+struct json_object *
+notify_resync_message(const struct notify_stream *s)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_str(o, "type", "resync_required");
+	jh_add_str(o, "epoch", s->epoch);
+	jh_add_int(o, "last_seq", s->last);
+	return o;
 }
 
 int

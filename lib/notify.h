@@ -95,6 +95,13 @@ struct notify_stream {
 };
 int notify_stream_get(struct db *db, struct notify_stream *s, struct err *e);
 
+/*
+ * {"type":"resync_required","epoch":E,"last_seq":N} for s: what a reader
+ * whose since cannot be replayed is told, by the socket and the long-poll
+ * alike. NULL when out of memory; the caller owns it.
+ */
+struct json_object *notify_resync_message(const struct notify_stream *s);
+
 /* Whether a reader presenting (epoch, since) can be replayed from s;
  * epoch NULL: not presented, taken to be s's. */
 int notify_stream_replayable(const struct notify_stream *s, const char *epoch,

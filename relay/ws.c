@@ -271,11 +271,11 @@ ws_established(struct relay *r, struct lws *wsi, struct client *c)
 	struct json_object *o;
 	bool since = false, replay = false;
 
+	s.last = r->cursor;
+	s.pruned_through = r->pruned_through;
+	snprintf(s.epoch, sizeof(s.epoch), "%s", r->epoch);
 	if (p->wsi == wsi) {
 		since = p->has_since;
-		s.last = r->cursor;
-		s.pruned_through = r->pruned_through;
-		snprintf(s.epoch, sizeof(s.epoch), "%s", r->epoch);
 		replay = since && notify_stream_replayable(&s,
 				      p->has_epoch ? p->epoch : NULL, p->since);
 		c->since = p->since;
@@ -289,12 +289,8 @@ ws_established(struct relay *r, struct lws *wsi, struct client *c)
 		jh_add_int(o, "last_seq", r->cursor);
 		reply_obj(r, c, o);
 	}
-	if (since && !replay && (o = json_object_new_object()) != NULL) {
-		jh_add_str(o, "type", "resync_required");
-		jh_add_str(o, "epoch", r->epoch);
-		jh_add_int(o, "last_seq", r->cursor);
-		reply_obj(r, c, o);
-	}
+	if (since && !replay)
+		reply_obj(r, c, notify_resync_message(&s));
 	c->replaying = replay;
 	if (sock_attach(r, c)) {
 		presence_changed(r, c->user);
