@@ -65,8 +65,11 @@ fan_user(struct relay *r, struct roster_user *u, struct msg *m, int64_t seq)
 	struct client *c;
 	size_t n = 0;
 
+	/* A replaying socket gets stream events from its replay, in order;
+	 * what is outside the stream (seq 0) is never replayed: now or not
+	 * at all. */
 	for (c = u->clients; c != NULL; c = c->next)
-		if (!c->replaying && sock_send(r, c, m, seq))
+		if ((seq == 0 || !c->replaying) && sock_send(r, c, m, seq))
 			n++;
 	r->stats.delivered += n;
 	return n;

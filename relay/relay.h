@@ -183,7 +183,6 @@ struct relay {
 	struct relay_pending {
 		struct lws *wsi;
 		struct auth_user au; /* au.id 0: legacy, by extension */
-		char ext[16];
 		int64_t since, exp, gen;
 		bool has_since, has_epoch;
 		char epoch[40];
@@ -233,7 +232,6 @@ void roster_release(struct relay *r, struct roster_user *u);
 /* sock.c */
 /* Queue m with seq (0: outside the stream); false when it was not. */
 bool sock_send(struct relay *r, struct client *c, struct msg *m, int64_t seq);
-void sock_send_text(struct relay *r, struct client *c, const char *text);
 /* Close c with code and reason (a literal) once it can take the frame;
  * it gets nothing more and leaves its user at once. */
 void sock_close(struct relay *r, struct client *c, int code,

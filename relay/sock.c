@@ -5,8 +5,9 @@
  * The queue is hand-rolled rather than an lws_ring: an lws_ring has a fixed
  * capacity allocated when it is created, and RELAY_Q_MAX entries would cost
  * every idle socket 16 KiB, twice the per-socket memory budget. This one
- * starts at SOCK_QCAP_MIN entries, doubles up to RELAY_Q_MAX, and is freed
- * whenever it empties.
+ * starts at SOCK_QCAP_MIN entries (128 bytes), doubles up to RELAY_Q_MAX,
+ * and a grown one is freed when it empties; the smallest stays, so an
+ * event to everyone costs no allocation per socket.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -112,17 +113,6 @@ sock_send(struct relay *r, struct client *c, struct msg *m, int64_t seq)
 	return true;
 }
 
-void
-sock_send_text(struct relay *r, struct client *c, const char *text)
-{
-	struct msg *m;
-
-	if ((m = msg_new(text, strlen(text), false)) != NULL) {
-		sock_send(r, c, m, 0);
-		msg_unref(m);
-	}
-}
-
 static const char *
 close_reason(int code)
 {
@@ -168,8 +158,8 @@ write_one(struct relay *r, struct client *c)
 	c->qbytes -= e.m->len;
 	r->queued -= e.m->len;
 	msg_unref(e.m);
-	if (c->qlen == 0)
-		queue_clear(r, c); /* an idle socket holds no queue memory */
+	if (c->qlen == 0 && c->qcap > SOCK_QCAP_MIN)
+		queue_clear(r, c); /* a burst's queue goes back to nothing */
 	if (lws_write(c->wsi, p, n, LWS_WRITE_TEXT) < (int)n)
 		return -1;
 	r->stats.written++;

@@ -201,7 +201,6 @@ ws_authenticate(struct relay *r, struct lws *wsi, const char *upgrade)
 	if ((u = roster_by_id(r, p->au.id)) != NULL &&
 	    u->nclients >= (unsigned)r->sockets_max)
 		return refuse(r, wsi, 429, "Too many connections");
-	snprintf(p->ext, sizeof(p->ext), "%s", ext);
 	p->wsi = wsi;
 	p->since = since;
 	p->has_since = has_since;
@@ -377,8 +376,7 @@ ws_forward(struct relay *r, struct client *c, struct json_object *in,
 		return;
 	}
 	dst = calls_peer(call, c->user);
-	json_object_object_add(in, "from",
-	    json_object_new_string(c->user->extension));
+	jh_add_str(in, "from", c->user->extension);
 	if ((m = msg_json(in, false)) != NULL) {
 		fan_user(r, dst, m, 0);
 		msg_unref(m);

@@ -3,12 +3,13 @@ the distance, exactly once, across a relay kill -9; resync_required only
 for what the stream no longer holds."""
 
 import signal
+import time
 
 import pytest
 
 from harness import start_system
-from wsclient import (barrier, connect_user, ctl, events, set_status,
-    wait_until)
+from wsclient import (barrier, connect_user, ctl, events, initiate,
+    raw_connect, set_status, wait_until)
 
 NO_SEQ = ("welcome", "pong", "error", "resync_required")
 
@@ -216,3 +217,28 @@ def test_kill9_live_delivery_resumes(restart_sys):
         barrier(s, z, "away", [c])
         assert not events(c.log, "user_status_changed", user_id=z["id"],
             status="busy")
+
+
+def test_a_socket_still_replaying_gets_what_is_outside_the_stream(sb):
+    # The callee's only socket asks for a long replay and reads nothing,
+    # so it stays in its replay; a call invitation (no seq, never
+    # replayed) must still reach it, not be held back with the stream.
+    caller, callee = sb.make_user(), sb.make_user()
+    epoch, start = sb.sql("SELECT epoch, (SELECT max(id) FROM notify) "
+                          "FROM notify_stream")[0]
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    sb.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+           "WHERE i < 3000) INSERT INTO notify (created_at, target_kind, "
+           "target_value, payload) SELECT ?, 'user', ?, "
+           "'{\"type\":\"filler\",\"pad\":\"' || hex(randomblob(200)) "
+           "|| '\"}' FROM n", (now, str(callee["id"])))
+    last = sb.sql("SELECT max(id) FROM notify")[0][0]
+    ctl(sb, {"op": "kick"})
+    wait_until(lambda: ctl(sb, {"op": "stats"})["notify_cursor"] >= last,
+               what="relay caught up with the rows")
+    sock, _ = raw_connect(sb, callee["token"], since=start, epoch=epoch)
+    try:
+        r = initiate(sb, caller, callee["extension"])
+        assert r.status_code == 200, r.text
+    finally:
+        sock.close()

@@ -326,10 +326,12 @@ def _upgrade(s, host, port, path):
     return buf.split(b"\r\n\r\n", 1)
 
 
-def raw_connect(system, token, rcvbuf=4096, timeout=DEFAULT_TIMEOUT):
+def raw_connect(system, token, rcvbuf=4096, timeout=DEFAULT_TIMEOUT,
+    **query):
     """
     A plain TCP socket upgraded to WebSocket by hand, with a small
-    receive buffer; returns (sock, leftover bytes after the 101 headers).
+    receive buffer and any further query (since, epoch); returns (sock,
+    leftover bytes after the 101 headers).
     """
     u = urllib.parse.urlsplit(system.ws_url)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -337,7 +339,7 @@ def raw_connect(system, token, rcvbuf=4096, timeout=DEFAULT_TIMEOUT):
     s.settimeout(timeout)
     s.connect((u.hostname, u.port))
     head, rest = _upgrade(s, u.hostname, u.port,
-        u.path + "?" + urllib.parse.urlencode({"token": token}))
+        u.path + "?" + urllib.parse.urlencode(dict(query, token=token)))
     status = head.split(b"\r\n", 1)[0]
     assert b" 101 " in status + b" ", status
     return s, rest
