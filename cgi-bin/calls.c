@@ -250,6 +250,7 @@ attempts_check(struct db *db, const struct config *cfg, int64_t caller,
 	sqlite3_stmt *st;
 	const char *t;
 	char since[40];
+	int rc;
 
 	if (cfg->call_attempts_per_min <= 0)
 		return 0;
@@ -258,8 +259,10 @@ attempts_check(struct db *db, const struct config *cfg, int64_t caller,
 		return -1;
 	sqlite3_bind_int64(st, 1, caller);
 	sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
-	if (db_row(db, st, e) != 1)
-		return err_set(e, ERR_INTERNAL, "call attempts: no row");
+	if ((rc = db_row(db, st, e)) != 1) /* -1 keeps its code: BUSY is 503 */
+		return rc == -1
+			   ? -1
+			   : err_set(e, ERR_INTERNAL, "call attempts: no row");
 	n = sqlite3_column_int64(st, 0);
 	t = (const char *)sqlite3_column_text(st, 1);
 	if (t == NULL || db_time_parse(t, &oldest_us) == -1)
@@ -338,6 +341,7 @@ fail:
  * inserting, and a repeat during a failing ring answers with that call.
  */
 static int lock_fd = -1;
+static bool lock_unavailable; /* said once; initiates go on unserialized */
 
 static bool
 caller_lock(const struct config *cfg, int64_t caller, short type)
@@ -345,11 +349,12 @@ caller_lock(const struct config *cfg, int64_t caller, short type)
 	struct flock l = { .l_whence = SEEK_SET, .l_len = 1 };
 	char path[sizeof(cfg->run_dir) + sizeof("/calls.lock")];
 
-	if (lock_fd == -1 && type != F_UNLCK) {
+	if (lock_fd == -1 && type != F_UNLCK && !lock_unavailable) {
 		snprintf(path, sizeof(path), "%s/calls.lock", cfg->run_dir);
 		if ((lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC,
 			 0600)) == -1) {
 			log_msg(LOG_WARN, "%s: %s", path, strerror(errno));
+			lock_unavailable = true;
 			return false;
 		}
 	}

@@ -27,11 +27,12 @@
 #include "lib/notify.h"
 #include "cgi-bin/common.h"
 
-#define EVENTS_WAIT_MAX_S 25  /* under common proxy and browser timeouts */
-#define EVENTS_POLL_MS    250 /* how often a waiting request looks again */
-#define EVENTS_BATCH      100 /* rows read per look; the client asks again */
-#define EVENTS_PRUNE_ROWS 500 /* retention: rows deleted per request */
-#define EVENTS_BODY_MAX   (8 * 1024 * 1024)
+#define EVENTS_WAIT_MAX_S     25  /* under common proxy and browser timeouts */
+#define EVENTS_POLL_MS        250 /* how often a waiting request looks again */
+#define EVENTS_BATCH          100 /* rows read per look; the client asks again */
+#define EVENTS_PRUNE_ROWS     500 /* retention: rows deleted per slice */
+#define EVENTS_PRUNE_EVERY_US (INT64_C(60) * 1000000)
+#define EVENTS_BODY_MAX       (8 * 1024 * 1024)
 
 /* The events part of the reply, built from the rows' own text. */
 struct batch {
@@ -113,16 +114,23 @@ query_int(struct http_req *req, const char *name, int64_t max, int64_t *v,
 }
 
 /*
- * The retention, a slice per request. With no relay running, this program
+ * The retention, a slice a minute. With no relay running, this program
  * is the only one that visits the stream, so it keeps the table bounded.
  */
 static void
 prune(struct db *db, const struct config *cfg)
 {
+	static int64_t last_us;
+	int64_t now_us = db_now_us();
 	struct err e = { 0 };
 
+	/* A slice a minute per worker is plenty, and spares every poll a
+	 * write transaction. */
+	if (now_us - last_us < EVENTS_PRUNE_EVERY_US)
+		return;
+	last_us = now_us;
 	if (notify_prune(db,
-		db_now_us() - cfg->notify_retention_s * INT64_C(1000000),
+		now_us - cfg->notify_retention_s * INT64_C(1000000),
 		EVENTS_PRUNE_ROWS, NULL, &e) == -1)
 		log_msg(LOG_WARN, "notify retention: %s", e.msg);
 }
@@ -227,11 +235,6 @@ events(struct http_req *req, struct err *e)
 	if (epoch != NULL && strlen(epoch) >= sizeof(s.epoch))
 		return err_set_field(e, ERR_INVALID, "epoch",
 		    "Invalid epoch parameter");
-	/*
-	 * Dispatch runs a GET in one read snapshot; rows committed while we
-	 * wait would never show in it. End it: each look takes its own.
-	 */
-	db_rollback(db);
 	prune(db, http_config(req));
 	if (db_begin_read(db, e) == -1)
 		return -1;
@@ -270,7 +273,7 @@ out:
 }
 
 static const struct http_route routes[] = {
-	{ HTTP_GET, "/protected/events", HTTP_USER, events, 0 },
+	{ HTTP_GET, "/protected/events", HTTP_USER, events, HTTP_NO_SNAPSHOT },
 };
 
 int

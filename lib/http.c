@@ -1095,7 +1095,8 @@ http_dispatch(struct http_req *r, const struct http_route *routes,
 	 * A GET reads only: one snapshot covers the token check, the role
 	 * gate and the handler's reads, and takes the WAL read lock once.
 	 */
-	if (best->method == HTTP_GET && r->h->db != NULL) {
+	if (best->method == HTTP_GET && r->h->db != NULL &&
+	    !(best->flags & HTTP_NO_SNAPSHOT)) {
 		if (db_begin_read(r->h->db, &e) == -1) {
 			http_reply_error(r, &e);
 			goto done;

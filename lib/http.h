@@ -39,6 +39,9 @@ enum http_access {
 };
 
 #define HTTP_SUCCESS_FALSE 0x1u /* error bodies carry "success": false */
+/* A GET that waits for rows others commit (a long-poll): no read snapshot
+ * around it, which would hide them; it reads in snapshots of its own. */
+#define HTTP_NO_SNAPSHOT 0x2u
 
 struct http;
 struct http_req;
