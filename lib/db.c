@@ -156,6 +156,12 @@ db_open(const char *path, int busy_ms, struct err *e)
 }
 
 void
+db_set_busy(struct db *db, int busy_ms)
+{
+	sqlite3_busy_timeout(db->h, busy_ms);
+}
+
+void
 db_close(struct db *db)
 {
 	size_t i;

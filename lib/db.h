@@ -27,6 +27,9 @@ struct db *db_open(const char *path, int busy_ms, struct err *e);
  */
 struct db *db_open_current(const char *path, int busy_ms, struct err *e);
 
+/* Change how long a statement waits for a lock before ERR_BUSY. */
+void db_set_busy(struct db *db, int busy_ms);
+
 /* Finalize cached statements and close; NULL is fine. */
 void db_close(struct db *db);
 

@@ -184,8 +184,10 @@ relay_open(struct relay *r)
 	    number_get("WS_RX_BYTES_PER_S", RELAY_RX_BYTES_S, 1 << 30,
 		&r->rx_bytes_s) == -1)
 		return -1;
-	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_BUSY_MS, &e)) ==
-	    NULL) {
+	/* Start-up waits for writers as a program does; the loop, once
+	 * running, must not: main shortens the timeout then. */
+	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_START_BUSY_MS,
+		 &e)) == NULL) {
 		log_msg(LOG_ERROR, "database: %s", e.msg);
 		return -1;
 	}
@@ -233,6 +235,7 @@ main(void)
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
+	db_set_busy(r.db, RELAY_DB_BUSY_MS);
 	presence_start(&r);
 	signal_ctx = r.ctx;
 	signal(SIGTERM, on_signal);

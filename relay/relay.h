@@ -35,25 +35,26 @@ struct json_object;
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
-#define RELAY_WS_MSG_MAX      (64 * 1024) /* one inbound message, reassembled */
-#define RELAY_WS_RX_BUF       2048        /* lws rx buffer per socket */
-#define RELAY_WS_TX_PACKET    (256 * 1024)  /* one send() per frame */
-#define RELAY_Q_MAX           1024          /* messages queued per socket */
-#define RELAY_Q_BYTES_MAX     (1024 * 1024) /* bytes queued per socket */
-#define RELAY_QUEUED_MAX      (64 * 1024 * 1024) /* all sockets together */
-#define RELAY_OUTBOX_MAX      (8 * 1024 * 1024)  /* unwritten own events */
-#define RELAY_PING_S          30 /* server ping after this much silence */
-#define RELAY_HANGUP_S        70 /* no pong by then: the peer is gone */
-#define RELAY_DB_BUSY_MS      200
-#define RELAY_SLOW_KILL_S     30  /* a slow socket that cannot take its close */
-#define RELAY_GRACE_S         10  /* a call's party may be without sockets */
-#define RELAY_STALE_S         120 /* no socket, no heartbeat: offline */
-#define RELAY_SWEEP_S         60  /* how often stale presence is looked for */
-#define RELAY_SOCKETS_MAX     16  /* per user: five per page, three pages */
-#define RELAY_RX_FRAMES_S     50  /* inbound frames per second per socket */
-#define RELAY_RX_FRAMES_BURST 200
-#define RELAY_RX_BYTES_S      (512 * 1024) /* inbound bytes per second */
-#define RELAY_RX_BYTES_BURST  (1024 * 1024)
+#define RELAY_WS_MSG_MAX       (64 * 1024) /* one inbound message, reassembled */
+#define RELAY_WS_RX_BUF        2048        /* lws rx buffer per socket */
+#define RELAY_WS_TX_PACKET     (256 * 1024)  /* one send() per frame */
+#define RELAY_Q_MAX            1024          /* messages queued per socket */
+#define RELAY_Q_BYTES_MAX      (1024 * 1024) /* bytes queued per socket */
+#define RELAY_QUEUED_MAX       (64 * 1024 * 1024) /* all sockets together */
+#define RELAY_OUTBOX_MAX       (8 * 1024 * 1024)  /* unwritten own events */
+#define RELAY_PING_S           30    /* server ping after this much silence */
+#define RELAY_HANGUP_S         70    /* no pong by then: the peer is gone */
+#define RELAY_DB_START_BUSY_MS 10000 /* calls and stream checks at start */
+#define RELAY_DB_BUSY_MS       200
+#define RELAY_SLOW_KILL_S      30 /* a slow socket that cannot take its close */
+#define RELAY_GRACE_S          10 /* a call's party may be without sockets */
+#define RELAY_STALE_S          120 /* no socket, no heartbeat: offline */
+#define RELAY_SWEEP_S          60  /* how often stale presence is looked for */
+#define RELAY_SOCKETS_MAX      16  /* per user: five per page, three pages */
+#define RELAY_RX_FRAMES_S      50  /* inbound frames per second per socket */
+#define RELAY_RX_FRAMES_BURST  200
+#define RELAY_RX_BYTES_S       (512 * 1024) /* inbound bytes per second */
+#define RELAY_RX_BYTES_BURST   (1024 * 1024)
 
 /* Close codes the relay sends (besides 1002, 1007 and 1009). */
 #define RELAY_CLOSE_EXPIRED 4001 /* the token expired */

@@ -4,6 +4,7 @@ epoch, compared against the notify table itself."""
 
 import random
 import signal
+import sqlite3
 import threading
 import time
 
@@ -116,3 +117,22 @@ def test_sigkill_under_writers_loses_and_repeats_nothing(crash_sys):
     assert not lost and not extra and not dup, (len(lost), lost[:10],
         extra[:10], dup)
     assert got == want
+
+
+def test_relay_starts_while_a_writer_holds_the_database(start):
+    # A relay restarted while writers are busy waits for them, instead of
+    # exiting with its sockets already listening (nginx then answers 502).
+    s = start()
+    u = s.make_user()
+    s.relay_kill(signal.SIGKILL)
+    con = sqlite3.connect(s.db_path, timeout=10, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        s.relay_start()
+        time.sleep(1.0)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    with connect_user(s, u) as c:
+        assert c.ping()["type"] == "pong"
+    assert s.relay_pid() is not None
