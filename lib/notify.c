@@ -9,6 +9,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/json.h"
+#include "lib/db_listen.h"
 #include "lib/notify.h"
 
 enum q {
@@ -119,7 +120,10 @@ notify_enqueue_text(struct db *db, enum notify_target target, const char *value,
 	db_bind_text(st, 2, kind);
 	db_bind_text(st, 3, value != NULL ? value : "");
 	db_bind_textn(st, 4, payload, (size_t)len);
-	return db_done(db, st, e);
+	if (db_done(db, st, e) == -1)
+		return -1;
+	/* Relays on other machines hear of it when this commits. */
+	return db_wake(db, NOTIFY_CHANNEL, e);
 }
 
 int

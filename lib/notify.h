@@ -44,6 +44,10 @@ enum notify_target {
 bool notify_is_revocation(enum notify_target target, const char *payload,
     size_t len);
 
+/* The LISTEN/NOTIFY channel on which writers wake the relays
+ * (lib/db_listen.h). */
+#define NOTIFY_CHANNEL "switchboard_stream"
+
 /* Insert one event; payload is serialized, not taken. */
 int notify_enqueue(struct db *db, enum notify_target target, const char *value,
     struct json_object *payload, struct err *e);

@@ -47,6 +47,7 @@ struct call {
 	struct call *pnext[2];        /* in each party's list */
 	struct call *next, *prev;     /* all live calls */
 	bool answered, ended;
+	bool adopted; /* another relay's: no ring timer here */
 	int64_t gone_us[2]; /* when each party's last socket closed; 0: here */
 	lws_sorted_usec_list_t
 	    sul; /* ring timeout, then the end of lingering */
@@ -54,13 +55,24 @@ struct call {
 	struct relay *r;
 };
 
-enum q { Q_RELOAD, Q__MAX };
+enum q { Q_RELOAD, Q_ADOPT_ID, Q_ADOPT_PARTIES, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_RELOAD] =
 	    "SELECT id, channel, caller_id, callee_id, status, start_time "
 	    "FROM call_logs WHERE channel LIKE 'webrtc-call-%' "
 	    "AND status IN ('initiated', 'answered') AND start_time > ?1 "
 	    "ORDER BY id",
+	[Q_ADOPT_ID] = "SELECT id, channel, caller_id, callee_id, status "
+		       "FROM call_logs WHERE channel = ?1 "
+		       "AND status IN ('initiated', 'answered') "
+		       "ORDER BY id DESC LIMIT 1",
+	[Q_ADOPT_PARTIES] =
+	    "SELECT id, channel, caller_id, callee_id, status FROM call_logs "
+	    "WHERE channel LIKE 'webrtc-call-%' "
+	    "AND status IN ('initiated', 'answered') "
+	    "AND ((caller_id = ?1 AND callee_id = ?2) "
+	    "OR (caller_id = ?2 AND callee_id = ?1)) "
+	    "ORDER BY id DESC LIMIT 1",
 };
 
 static void call_timer(lws_sorted_usec_list_t *sul);
@@ -316,7 +328,7 @@ call_timer(lws_sorted_usec_list_t *sul)
 	struct call *c = lws_container_of(sul, struct call, sul);
 	struct relay *r = c->r;
 
-	if (c->ended) {
+	if (c->ended || c->adopted) {
 		call_forget(r, c);
 		return;
 	}
@@ -498,6 +510,12 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 	else {
 		*delivered = fan_user(r, callee, m, 0);
 		msg_unref(m);
+		/* The callee's sockets on the other relays ring too. */
+		if (cluster_on(r)) {
+			*delivered += (size_t)cluster_sockets_elsewhere(r,
+			    callee);
+			cluster_send(r, callee, invitation);
+		}
 		rc = 0;
 	}
 	if (rc == -1 || *delivered == 0 ||
@@ -518,8 +536,103 @@ calls_invite(struct relay *r, const char *call_id, const char *caller_ext,
 	if (initiated != NULL && (m = msg_json(initiated, false)) != NULL) {
 		fan_user(r, caller, m, 0);
 		msg_unref(m);
+		cluster_send(r, caller, initiated);
 	}
 	return 0;
+}
+
+struct call *
+calls_adopt(struct relay *r, struct roster_user *u, const char *peer_ext,
+    const char *call_id)
+{
+	struct roster_user *peer = NULL, *caller, *callee;
+	int64_t log_id, caller_id, callee_id;
+	const char *channel, *status;
+	struct err e = { 0 };
+	struct db_stmt *st;
+	struct call *c;
+	int rc;
+
+	if (call_id != NULL && call_id[0] != '\0') {
+		if ((st = db_stmt(r->db, sql[Q_ADOPT_ID], &e)) == NULL)
+			goto fail;
+		db_bind_text(st, 1, call_id);
+	} else {
+		if (peer_ext == NULL ||
+		    (peer = roster_load_ext(r, peer_ext)) == NULL)
+			return NULL;
+		if ((st = db_stmt(r->db, sql[Q_ADOPT_PARTIES], &e)) == NULL) {
+			roster_release(r, peer);
+			goto fail;
+		}
+		db_bind_int(st, 1, u->id);
+		db_bind_int(st, 2, peer->id);
+	}
+	rc = db_row(r->db, st, &e);
+	roster_release(r, peer);
+	if (rc != 1) {
+		if (rc == -1)
+			goto fail;
+		return NULL;
+	}
+	log_id = db_col_int(st, 0);
+	channel = db_col_text(st, 1);
+	caller_id = db_col_int(st, 2);
+	callee_id = db_col_int(st, 3);
+	status = db_col_text(st, 4);
+	c = NULL;
+	if (channel != NULL && status != NULL &&
+	    strlen(channel) < CALLS_ID_MAX && caller_id != callee_id &&
+	    (caller_id == u->id || callee_id == u->id)) {
+		caller = roster_load_id(r, caller_id);
+		callee = roster_load_id(r, callee_id);
+		if (caller != NULL && callee != NULL &&
+		    (peer_ext == NULL ||
+			strcmp((caller == u ? callee : caller)->extension,
+			    peer_ext) == 0) &&
+		    (c = call_add(r, channel, log_id, caller, callee)) != NULL) {
+			c->adopted = true;
+			c->answered = strcmp(status, "answered") == 0;
+		} else {
+			roster_release(r, caller);
+			roster_release(r, callee);
+		}
+	}
+	db_reset(st);
+	if (c == NULL)
+		return NULL;
+	/* Forgotten when it ends here, or, ended elsewhere, after as long
+	 * as a call is ever reloaded. */
+	lws_sul_schedule(r->ctx, 0, &c->sul, call_timer,
+	    CALLS_ANSWERED_S * US_PER_S);
+	log_msg(LOG_INFO, "call %s adopted from another relay", c->id);
+	return c;
+fail:
+	log_msg(LOG_WARN, "call lookup: %s", e.msg);
+	return NULL;
+}
+
+void
+calls_remote_signal(struct relay *r, struct roster_user *u,
+    struct json_object *o)
+{
+	const char *type = jh_get_str(o, "type"), *id;
+	struct call *c;
+
+	if (type == NULL || (strcmp(type, "webrtc_call_accepted") != 0 &&
+				strcmp(type, "webrtc_call_rejected") != 0 &&
+				strcmp(type, "webrtc_call_ended") != 0))
+		return;
+	if ((id = jh_get_str(o, "call_id")) == NULL)
+		id = jh_get_str(o, "channel");
+	if ((c = id != NULL ? calls_find(u, id) : NULL) == NULL) {
+		const char *from = jh_get_str(o, "from");
+
+		if (from == NULL ||
+		    (c = calls_find_peer(u, from, NULL)) == NULL)
+			return;
+	}
+	calls_signal(r, c, calls_peer(c, u), type);
 }
 
 /*

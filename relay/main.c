@@ -231,7 +231,8 @@ main(void)
 	}
 	if (vhosts_create(&r, ws_path, ctl_path) == -1)
 		goto out;
-	if (calls_init(&r, &e) == -1 || pump_init(&r, &e) == -1) {
+	if (cluster_start(&r, &e) == -1 || calls_init(&r, &e) == -1 ||
+	    pump_init(&r, &e) == -1 || wake_start(&r, &e) == -1) {
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
@@ -253,6 +254,8 @@ out:
 	signal(SIGINT, SIG_DFL);
 	signal_ctx = NULL;
 	r.stopping = true;
+	wake_stop(&r);
+	cluster_stop(&r);
 	pump_stop(&r);
 	calls_stop(&r);
 	presence_stop(&r);
@@ -265,6 +268,7 @@ out:
 	if (r.db != NULL) {
 		outbox_free(&r);
 		presence_free(&r);
+		cluster_free(&r);
 	}
 	sock_free(&r);
 	roster_free(&r);

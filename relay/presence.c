@@ -9,6 +9,10 @@
  * keeps the changes pending and retries; their users stay in the roster
  * until then.
  *
+ * Several relays (cluster.c): a user is online while any live relay holds
+ * one of its sockets, so the last socket here ends it only when no other
+ * relay counts one, and the sweep leaves alone users counted anywhere.
+ *
  * The stale sweep: rows that say online with nobody behind them (after a
  * crash, the users who had sockets then; at any time, a user who logged
  * in over REST and never opened a socket, or closed the browser without
@@ -47,11 +51,15 @@ static const char *const sql[Q__MAX] = {
 	[Q_STALE] = "SELECT id, last_seen, extension, username FROM users "
 		    "WHERE id > ?2 AND (is_online = 1 OR status = 'online') "
 		    "AND (last_seen IS NULL OR last_seen < ?1) "
+		    "AND NOT EXISTS (SELECT 1 FROM relay_sockets s "
+		    "WHERE s.user_id = users.id AND s.sockets > 0) "
 		    "ORDER BY id LIMIT ?3",
 	[Q_STALE_OFF] =
 	    "UPDATE users SET is_online = 0, status = 'offline' "
 	    "WHERE id = ?1 AND (is_online = 1 OR status = 'online') "
-	    "AND (last_seen IS NULL OR last_seen < ?2)",
+	    "AND (last_seen IS NULL OR last_seen < ?2) "
+	    "AND NOT EXISTS (SELECT 1 FROM relay_sockets s "
+	    "WHERE s.user_id = users.id AND s.sockets > 0)",
 };
 
 static void flush(lws_sorted_usec_list_t *sul);
@@ -134,10 +142,15 @@ static int
 write_one(struct relay *r, struct roster_user *u, const char *now,
     struct err *e)
 {
-	bool online = u->nclients > 0;
+	bool online = u->nclients > 0, write = online != u->online_written;
 	struct db_stmt *st;
 
-	if (online != u->online_written) {
+	/* With other relays, the user is online while any of them holds a
+	 * socket; the row, not this relay's last write, says what it is. */
+	if (cluster_on(r) &&
+	    cluster_presence(r, u, &online, &write, e) == -1)
+		return -1;
+	if (write) {
 		if ((st = db_stmt(r->db, sql[Q_PRESENCE], e)) == NULL)
 			return -1;
 		db_bind_int(st, 1, u->id);

@@ -36,6 +36,8 @@
 #define PUMP_BATCH      500
 #define PUMP_BATCHES    8 /* per turn of the loop; then let sockets run */
 #define PUMP_POLL_US    (200 * 1000) /* when nobody kicks */
+/* With LISTEN/NOTIFY wake-ups the poll only covers a lost connection. */
+#define PUMP_WOKEN_POLL_US (1000 * 1000)
 #define PUMP_RETRY_US   (50 * 1000)
 #define PUMP_AGAIN_US   1000
 #define PUMP_PRUNE_US   (INT64_C(60) * 1000 * 1000)
@@ -187,12 +189,15 @@ static void
 pump_run(lws_sorted_usec_list_t *sul)
 {
 	struct relay *r = lws_container_of(sul, struct relay, sul_pump);
-	lws_usec_t next = PUMP_POLL_US;
-	int i, rc = 0;
+	lws_usec_t next = wake_enabled(r) ? PUMP_WOKEN_POLL_US : PUMP_POLL_US;
+	int i, rc = 0, mrc;
 
 	for (i = 0; i < PUMP_BATCHES; i++)
 		if ((rc = pump_batch(r)) != 1)
 			break;
+	/* The other relays' mail, after the stream rows of the same turn. */
+	if (rc != -1 && (mrc = cluster_pump(r)) != 0)
+		rc = mrc;
 	if (rc == 1)
 		next = PUMP_AGAIN_US;
 	else if (rc == -1)

@@ -30,6 +30,8 @@ struct json_object;
  *   presence.c who is online, coalesced per user; the stale sweep
  *   pump.c     the notify stream: live delivery, revocations, retention
  *   calls.c    live WebRTC calls
+ *   cluster.c  several relays on one PostgreSQL database: mail, presence
+ *   wake.c     LISTEN/NOTIFY wake-ups of the pump (PostgreSQL)
  *   ws.c, ctlsrv.c, main.c: the two protocols and the process
  */
 
@@ -199,6 +201,10 @@ struct relay {
 	struct call *calls;
 	size_t ncalls;
 
+	/* cluster.c, wake.c: NULL on SQLite */
+	struct cluster *cluster;
+	struct wake *wake;
+
 	struct relay_stats stats;
 };
 
@@ -318,5 +324,41 @@ bool calls_end(struct relay *r, const char *call_id, const char *by_ext);
 void calls_absent(struct relay *r, struct roster_user *u);
 /* u has a socket again: its calls stop waiting. */
 void calls_present(struct relay *r, struct roster_user *u);
+/*
+ * Another relay's call that u's message concerns (named by call_id, else
+ * the live one with the holder of peer_ext), taken over from its call_logs
+ * row: NULL when there is none. The adopting relay runs no ring timer.
+ */
+struct call *calls_adopt(struct relay *r, struct roster_user *u,
+    const char *peer_ext, const char *call_id);
+/* A message another relay forwarded to u: a step of u's peer within one
+ * of u's calls here (accepted, rejected, ended) is applied. */
+void calls_remote_signal(struct relay *r, struct roster_user *u,
+    struct json_object *o);
+
+/* cluster.c */
+int cluster_start(struct relay *r, struct err *e);
+bool cluster_on(const struct relay *r);
+/* o (not taken) to u's sockets on the other relays, written on the next
+ * turn of the loop. */
+void cluster_send(struct relay *r, const struct roster_user *u,
+    struct json_object *o);
+/* Read the other relays' mail: 1 more may wait, 0 not, -1 error. */
+int cluster_pump(struct relay *r);
+/* Inside presence's transaction: record u's sockets here; *online is
+ * whether any live relay holds one, *write whether the row must change. */
+int cluster_presence(struct relay *r, const struct roster_user *u,
+    bool *online, bool *write, struct err *e);
+/* How many sockets of u the other live relays hold. */
+int64_t cluster_sockets_elsewhere(struct relay *r, const struct roster_user *u);
+void cluster_stop(struct relay *r);
+void cluster_free(struct relay *r);
+
+/* wake.c */
+int wake_start(struct relay *r, struct err *e);
+bool wake_enabled(const struct relay *r);
+/* On LWS_CALLBACK_EVENT_WAIT_CANCELLED: kick the pump if woken. */
+void wake_check(struct relay *r);
+void wake_stop(struct relay *r);
 
 #endif

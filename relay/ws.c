@@ -369,8 +369,10 @@ ws_forward(struct relay *r, struct client *c, struct json_object *in,
 	}
 	if ((hint = jh_get_str(in, "call_id")) == NULL)
 		hint = jh_get_str(in, "channel");
-	if ((call = calls_find_peer(c->user, to, hint)) == NULL ||
-	    !calls_allows(call, type)) {
+	if ((call = calls_find_peer(c->user, to, hint)) == NULL &&
+	    cluster_on(r))
+		call = calls_adopt(r, c->user, to, hint);
+	if (call == NULL || !calls_allows(call, type)) {
 		snprintf(text, sizeof(text), "no active call with %.40s", to);
 		ws_error(r, c, text, type);
 		return;
@@ -381,6 +383,7 @@ ws_forward(struct relay *r, struct client *c, struct json_object *in,
 		fan_user(r, dst, m, 0);
 		msg_unref(m);
 	}
+	cluster_send(r, dst, in);
 	calls_signal(r, call, c->user, type);
 }
 
@@ -389,9 +392,12 @@ ws_call_action(struct relay *r, struct client *c, struct json_object *in,
     const char *type)
 {
 	const char *channel = jh_get_str(in, "channel");
-	struct call *call;
+	struct call *call = NULL;
 
-	if (channel == NULL || (call = calls_find(c->user, channel)) == NULL) {
+	if (channel != NULL && (call = calls_find(c->user, channel)) == NULL &&
+	    cluster_on(r))
+		call = calls_adopt(r, c->user, NULL, channel);
+	if (channel == NULL || call == NULL) {
 		log_msg(LOG_DEBUG, "%s without a live call ignored", type);
 		return;
 	}
@@ -692,6 +698,9 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		    c->qlen == 0)
 			fan_replay(r, c);
 		return rc;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		wake_check(r);
+		return 0;
 	case LWS_CALLBACK_TIMER:
 		if (c->exp > (int64_t)time(NULL)) {
 			expiry_arm(wsi, c);
