@@ -2,8 +2,8 @@
 the distance, exactly once, across a relay kill -9; resync_required only
 for what the stream no longer holds."""
 
-import signal
 import secrets
+import signal
 import time
 
 import pytest
