@@ -11,8 +11,7 @@ literal() {
 }
 
 echo '/* generated from sql/ by sql/embed.sh; do not edit */'
-echo '#include <stddef.h>'
-echo 'struct db_migration { const char *name; const char *sql; const char *pg; };'
+echo '#include "lib/db_engine.h"'
 echo 'const struct db_migration db_migrations[] = {'
 for f in "$@"; do
 	name=$(basename "$f" .sql)
