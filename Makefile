@@ -17,13 +17,7 @@ DESTDIR ?=
 B       ?= build/rel
 MODE    ?= rel
 
-# PostgreSQL is built in when lib/db_pg.c is there: db.c refers to its
-# engine weakly, so the linker is asked for it (-u) to pull it from the
-# archive.
-PG_SRC   = $(wildcard lib/db_pg.c)
-PG_LD    = $(if $(PG_SRC),-Wl$(comma)-u$(comma)db_pg_ops)
-comma   := ,
-PKGS     = sqlite3 json-c libjwt libwebsockets libcrypt $(if $(PG_SRC),libpq)
+PKGS     = sqlite3 libpq json-c libjwt libwebsockets libcrypt
 DEPS_I  != pkg-config --cflags-only-I $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g'
 DEPS_L  != pkg-config --libs $(PKGS) 2>/dev/null
 
@@ -38,16 +32,15 @@ SB_CFLAGS   = -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP $(CFLAGS)
 SB_CPPFLAGS = -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I) \
               $(CPPFLAGS)
 SANLD       = -fsanitize=address,undefined
-SB_LDFLAGS  = $(if $(filter san,$(MODE)),$(SANLD)) \
-              $(PG_LD) $(LDFLAGS)
+SB_LDFLAGS  = $(if $(filter san,$(MODE)),$(SANLD)) $(LDFLAGS)
 SB_LDLIBS   = $(DEPS_L) -lfcgi -lm $(LDLIBS)
 
 # Debian packages: building, running, testing and benchmarking.
 APT_BUILD = build-essential pkg-config libfcgi-dev libsqlite3-dev \
-            libjson-c-dev libjwt-dev libwebsockets-dev libcrypt-dev
+            libjson-c-dev libjwt-dev libwebsockets-dev libcrypt-dev libpq-dev
 APT_RUN   = nginx-light spawn-fcgi sqlite3
 APT_TEST  = python3 python3-pytest python3-requests python3-websocket \
-            valgrind curl chromium apache2
+            valgrind curl chromium apache2 postgresql python3-psycopg2
 # Debian's node only when there is none: NodeSource's nodejs bundles npm and
 # conflicts with Debian's npm package.
 APT_NODE != command -v npm >/dev/null 2>&1 || echo nodejs npm
@@ -82,7 +75,8 @@ deps-test:
 deps-bench:
 	@cli/deps.sh $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_BENCH)
 
-$(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) sql/embed.sh
+$(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) $(wildcard sql/pg/*.sql) \
+    sql/embed.sh
 	@mkdir -p $(dir $@)
 	sql/embed.sh $(sort $(wildcard sql/*.sql)) > $@.tmp && mv $@.tmp $@
 

@@ -41,7 +41,8 @@ open_db(const struct config *cfg)
 	struct err e = { 0 };
 	struct db *db;
 
-	if ((db = db_open_current(cfg->db_path, CGI_BUSY_MS, &e)) == NULL)
+	if ((db = db_open_current(config_db_target(cfg), CGI_BUSY_MS,
+		 &e)) == NULL)
 		log_msg(LOG_ERROR, "database: %s", e.msg);
 	return db;
 }

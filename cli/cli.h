@@ -17,6 +17,7 @@ struct users_new;
 struct cli {
 	struct config cfg;
 	struct db *db;
+	char db_label[1100]; /* the database in messages (no password) */
 };
 
 /* Print "switchboard: <message>" on stderr. */

@@ -306,11 +306,11 @@ cli_init(int argc, char **argv)
 	if (cli_open(&cli, true, true) == -1)
 		return 1;
 	if (db_migrate(cli.db, &applied, &e) == -1) {
-		cli_fail("migrate '%s': %s", cli.cfg.db_path, e.msg);
+		cli_fail("migrate '%s': %s", cli.db_label, e.msg);
 		goto out;
 	}
 	printf("applied %d migration%s to %s\n", applied,
-	    applied == 1 ? "" : "s", cli.cfg.db_path);
+	    applied == 1 ? "" : "s", cli.db_label);
 	if (cli.cfg.demo ? demo_seed(cli.db) == -1 : first_admin(cli.db) == -1)
 		goto out;
 	rc = 0;

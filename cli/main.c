@@ -108,25 +108,32 @@ cli_open(struct cli *cli, bool create_dirs, bool allow_old)
 		return -1;
 	}
 	log_init("switchboard", cli->cfg.debug);
-	if (create_dirs) {
+	config_db_label(&cli->cfg, cli->db_label, sizeof(cli->db_label));
+	/* The SQLite file's directory; a PostgreSQL database is the
+	 * server's to create. */
+	if (create_dirs && cli->cfg.database_url[0] != '\0') {
+		if (mkdir_p(cli->cfg.run_dir) == -1)
+			goto fail;
+	} else if (create_dirs) {
 		dir_of(cli->cfg.db_path, dir, sizeof(dir));
 		if (mkdir_p(dir) == -1 || mkdir_p(cli->cfg.run_dir) == -1)
 			goto fail;
 	}
-	if ((cli->db = db_open(cli->cfg.db_path, CLI_BUSY_MS, &e)) == NULL) {
-		cli_fail("database '%s': %s", cli->cfg.db_path, e.msg);
+	if ((cli->db = db_open(config_db_target(&cli->cfg), CLI_BUSY_MS,
+		 &e)) == NULL) {
+		cli_fail("database '%s': %s", cli->db_label, e.msg);
 		goto fail;
 	}
 	if (allow_old)
 		return 0;
 	if ((current = db_is_current(cli->db, &e)) == -1) {
-		cli_fail("database '%s': %s", cli->cfg.db_path, e.msg);
+		cli_fail("database '%s': %s", cli->db_label, e.msg);
 		goto fail;
 	}
 	if (current == 0) {
 		cli_fail("database '%s' is not migrated: run 'switchboard "
 			 "migrate' (or 'switchboard init')",
-		    cli->cfg.db_path);
+		    cli->db_label);
 		goto fail;
 	}
 	return 0;
@@ -158,12 +165,12 @@ cmd_migrate(int argc, char **argv)
 	if (cli_open(&cli, true, true) == -1)
 		return 1;
 	if (db_migrate(cli.db, &applied, &e) == -1) {
-		cli_fail("migrate '%s': %s", cli.cfg.db_path, e.msg);
+		cli_fail("migrate '%s': %s", cli.db_label, e.msg);
 		cli_close(&cli);
 		return 1;
 	}
 	printf("applied %d migration%s to %s\n", applied,
-	    applied == 1 ? "" : "s", cli.cfg.db_path);
+	    applied == 1 ? "" : "s", cli.db_label);
 	cli_close(&cli);
 	return 0;
 }

@@ -661,6 +661,24 @@ config_proxy_trusted(const struct config *c, const char *addr)
 	return false;
 }
 
+/* DATABASE_URL: empty, or a PostgreSQL connection URI. */
+static int
+get_database_url(struct config *c, struct err *e)
+{
+	const char *u;
+
+	if (get_str("DATABASE_URL", "", c->database_url,
+		sizeof(c->database_url), e) == -1)
+		return -1;
+	u = c->database_url;
+	if (*u != '\0' && strncmp(u, "postgresql://", 13) != 0 &&
+	    strncmp(u, "postgres://", 11) != 0)
+		return err_set_field(e, ERR_INVALID, "DATABASE_URL",
+		    "expected postgresql://... or nothing (SQLite at "
+		    "DB_PATH)");
+	return 0;
+}
+
 static int
 load_all(struct config *c, struct err *e)
 {
@@ -678,6 +696,7 @@ load_all(struct config *c, struct err *e)
 		&c->jwt_expiry_hours, e) == -1 ||
 	    get_str("DB_PATH", "./var/voip.db", c->db_path, sizeof(c->db_path),
 		e) == -1 ||
+	    get_database_url(c, e) == -1 ||
 	    get_str("RUN_DIR", "./var/run", c->run_dir, sizeof(c->run_dir),
 		e) == -1 ||
 	    get_str("ASTERISK_HOST", "", c->asterisk_host,
@@ -753,10 +772,52 @@ config_cors_allowed(const struct config *c, const char *origin)
 	return false;
 }
 
+const char *
+config_db_target(const struct config *c)
+{
+	return c->database_url[0] != '\0' ? c->database_url : c->db_path;
+}
+
+void
+config_db_label(const struct config *c, char *buf, size_t size)
+{
+	const char *u = config_db_target(c), *auth, *at, *colon, *p;
+	size_t n = 0;
+
+	if (size == 0)
+		return;
+	if (c->database_url[0] == '\0') {
+		snprintf(buf, size, "%s", u);
+		return;
+	}
+	/* scheme://user:password@host...: the user part ends at the first
+	 * '@' before the path. */
+	auth = strstr(u, "://") + 3;
+	at = strchr(auth, '@');
+	if (at != NULL && at > auth + strcspn(auth, "/?"))
+		at = NULL;
+	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	for (p = u; *p != '\0' && n + 1 < size;) {
+		if (p == colon) {
+			n += (size_t)snprintf(buf + n, size - n, ":xxx");
+			p = at;
+		} else if (p > u && (p[-1] == '?' || p[-1] == '&') &&
+		    strncmp(p, "password=", 9) == 0) {
+			n += (size_t)snprintf(buf + n, size - n, "password=xxx");
+			p += strcspn(p, "&");
+		} else
+			buf[n++] = *p++;
+		if (n >= size)
+			n = size - 1;
+	}
+	buf[n] = '\0';
+}
+
 void
 config_wipe(struct config *c)
 {
 	if (c != NULL) {
+		explicit_bzero(c->database_url, sizeof(c->database_url));
 		explicit_bzero(c->jwt_secret, sizeof(c->jwt_secret));
 		c->jwt_secret_len = 0;
 		explicit_bzero(c->asterisk_ami_secret,

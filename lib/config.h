@@ -28,6 +28,9 @@ struct config {
 	size_t jwt_secret_len;
 	int jwt_expiry_hours;
 	char db_path[PATH_MAX];
+	/* DATABASE_URL: "postgresql://..." selects PostgreSQL; "" is SQLite
+	 * at db_path. May hold a password: see config_db_label. */
+	char database_url[1024];
 	char run_dir[PATH_MAX]; /* sockets, pid files, logs */
 	char asterisk_host[256];
 	int asterisk_ami_port;
@@ -75,6 +78,18 @@ bool config_cors_allowed(const struct config *c, const char *origin);
  * such a peer's forwarded headers (X-Forwarded-For, -Proto, -Host) count.
  */
 bool config_proxy_trusted(const struct config *c, const char *addr);
+
+/*
+ * What db_open is given: DATABASE_URL when set, else DB_PATH. The one
+ * place that decides, for every program.
+ */
+const char *config_db_target(const struct config *c);
+
+/*
+ * config_db_target for messages and logs: a URL's password (in the user
+ * part or a password= parameter) replaced by "xxx".
+ */
+void config_db_label(const struct config *c, char *buf, size_t size);
 
 /* Wipe secrets from c. */
 void config_wipe(struct config *c);

@@ -22,7 +22,7 @@ static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",
 	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
 	"CALL_ATTEMPTS_PER_MIN", "NOTIFY_RETENTION_S", "FCGI_CHILDREN",
 	"ENV_FILE", "ONLY_IN_FILE", "PUBLIC_URL", "TRUSTED_PROXIES",
-	"REGISTER_PER_ADDR_HOUR", NULL };
+	"REGISTER_PER_ADDR_HOUR", "DATABASE_URL", NULL };
 
 static char dir[64];
 static char envpath[128];
@@ -635,6 +635,53 @@ test_public_edges(void)
 	unsetenv("PORT");
 }
 
+/* DATABASE_URL selects the target; its password never reaches a label. */
+static void
+test_database_url(void)
+{
+	struct config c;
+	struct err e = { 0 };
+	char label[256];
+
+	reset();
+	setenv("JWT_SECRET", GOOD_SECRET, 1);
+	setenv("DB_PATH", "/srv/voip.db", 1);
+	load_ok(&c);
+	CHECK(strcmp(config_db_target(&c), "/srv/voip.db") == 0);
+	config_db_label(&c, label, sizeof(label));
+	CHECK(strcmp(label, "/srv/voip.db") == 0);
+
+	setenv("DATABASE_URL", "postgresql://sb:s3cr3t@db.example:5433/voip"
+			       "?sslmode=require&password=other&x=1", 1);
+	load_ok(&c);
+	CHECK(strcmp(config_db_target(&c), getenv("DATABASE_URL")) == 0);
+	config_db_label(&c, label, sizeof(label));
+	CHECK(strcmp(label, "postgresql://sb:xxx@db.example:5433/voip"
+			    "?sslmode=require&password=xxx&x=1") == 0);
+	CHECK(strstr(label, "s3cr3t") == NULL);
+	/* A short buffer truncates, still without the password. */
+	config_db_label(&c, label, 20);
+	CHECK(strcmp(label, "postgresql://sb:xxx") == 0);
+
+	setenv("DATABASE_URL", "postgres:///voip?host=/run/pg", 1);
+	load_ok(&c);
+	config_db_label(&c, label, sizeof(label));
+	CHECK(strcmp(label, "postgres:///voip?host=/run/pg") == 0);
+	/* An '@' after the path is not a user part. */
+	setenv("DATABASE_URL", "postgresql://h/db?options=a:b@c", 1);
+	load_ok(&c);
+	config_db_label(&c, label, sizeof(label));
+	CHECK(strcmp(label, "postgresql://h/db?options=a:b@c") == 0);
+
+	setenv("DATABASE_URL", "mysql://x/y", 1);
+	CHECK(config_load(&c, &e) == -1);
+	CHECK(e.code == ERR_INVALID);
+	CHECK(strcmp(e.field, "DATABASE_URL") == 0);
+	unsetenv("DATABASE_URL");
+	unsetenv("DB_PATH");
+	config_wipe(&c);
+}
+
 int
 main(void)
 {
@@ -654,6 +701,7 @@ main(void)
 	test_secret_race();
 	test_cors();
 	test_public_edges();
+	test_database_url();
 	reset();
 	config_wipe(NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -12,12 +12,7 @@
 /*
  * What both engines share: the statement cache, transactions, migrations and
  * the time format; everything engine-specific is behind db->ops.
- *
- * PostgreSQL is linked in only when lib/db_pg.c is built (the Makefile then
- * asks the linker for db_pg_ops, which a weak reference alone would not pull
- * out of the archive); without it the symbol's address is NULL.
  */
-extern const struct db_ops db_pg_ops __attribute__((weak));
 
 enum q {
 	Q_COMMIT,
@@ -106,14 +101,8 @@ db_open(const char *target, int busy_ms, struct err *e)
 	const struct db_ops *ops = &db_sqlite_ops;
 	struct db *db;
 
-	if (is_pg_target(target)) {
-		if (&db_pg_ops == NULL) {
-			err_set(e, ERR_INTERNAL,
-			    "PostgreSQL support is not built");
-			return NULL;
-		}
+	if (is_pg_target(target))
 		ops = &db_pg_ops;
-	}
 	if ((db = calloc(1, sizeof(*db))) == NULL) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;

@@ -186,8 +186,8 @@ relay_open(struct relay *r)
 		return -1;
 	/* Start-up waits for writers as a program does; the loop, once
 	 * running, must not: main shortens the timeout then. */
-	if ((r->db = db_open_current(r->cfg.db_path, RELAY_DB_START_BUSY_MS,
-		 &e)) == NULL) {
+	if ((r->db = db_open_current(config_db_target(&r->cfg),
+		 RELAY_DB_START_BUSY_MS, &e)) == NULL) {
 		log_msg(LOG_ERROR, "database: %s", e.msg);
 		return -1;
 	}

@@ -3,7 +3,15 @@ tests that need a system of their own (special environment)."""
 
 import pytest
 
-from harness import start_system
+from harness import pg_cluster_stop, start_system
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_cluster():
+    """With SB_DB_ENGINE=postgres the harness starts one cluster for the
+    session on first use; it is stopped and removed at the end."""
+    yield
+    pg_cluster_stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,16 @@ it over HTTP exactly as a browser would.
 The build is the sanitized one: ASan/UBSan abort a program at the first
 report and write it to the program's log, and System.stop() fails when any
 log under RUN_DIR/log holds a report.
+
+The database engine is SQLite (a file in the work directory) unless
+SB_DB_ENGINE=postgres: then one PostgreSQL cluster serves the whole
+session (tests/pgcluster.sh, a Unix socket only, in a directory of its
+own), and each system gets a fresh database of it in DATABASE_URL instead
+of DB_PATH. System.sql() reads and writes either the same way.
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -25,6 +32,7 @@ import socket
 import sqlite3
 import string
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,8 +54,17 @@ CONFIG_VARS = (
     "CALL_ATTEMPTS_PER_MIN",
     "NGINX_REGISTER_RATE", "PUBLIC_URL", "TRUSTED_PROXIES",
     "REGISTER_PER_ADDR_HOUR", "NOTIFY_RETENTION_S", "WS_MAX_SOCKETS_PER_USER",
-    "WS_RX_FRAMES_PER_S", "WS_RX_BYTES_PER_S",
+    "WS_RX_FRAMES_PER_S", "WS_RX_BYTES_PER_S", "DATABASE_URL",
 )
+
+# The key of the advisory lock every PostgreSQL writer takes first (the
+# same constant as PG_WRITERS_KEY in lib/db_pg.c).
+PG_WRITERS_KEY = 7526366843920372530
+
+# "sqlite" (the default) or "postgres": the engine every system is given.
+DB_ENGINE = os.environ.get("SB_DB_ENGINE", "sqlite")
+if DB_ENGINE not in ("sqlite", "postgres"):
+    raise RuntimeError(f"SB_DB_ENGINE={DB_ENGINE!r}: sqlite or postgres")
 
 SANITIZER_MARKS = (
     "ERROR: AddressSanitizer",
@@ -151,6 +168,93 @@ class StartError(RuntimeError):
     pass
 
 
+class PgCluster:
+    """A throwaway PostgreSQL cluster (tests/pgcluster.sh) in a directory
+    of /tmp: pytest's own temporary directory is private to root, and the
+    server runs as nobody when the tests run as root."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="sb-pg.", dir="/tmp"))
+        self._names = itertools.count(1)
+        r = subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "start",
+                            str(self.dir)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        if r.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise StartError("PostgreSQL cluster did not start:\n" + r.stdout)
+
+    def url(self, name):
+        return f"postgresql:///{name}?host={self.dir}"
+
+    def connect(self, name="postgres"):
+        import psycopg2  # only the postgres runs need it
+        return psycopg2.connect(self.url(name))
+
+    def create_database(self):
+        """A new empty database; its URL."""
+        name = f"sb_{next(self._names)}"
+        con = self.connect()
+        try:
+            con.autocommit = True
+            with con.cursor() as cur:
+                # Our own name, not input: there is no parameter for it.
+                cur.execute(f"CREATE DATABASE {name}")
+        finally:
+            con.close()
+        return self.url(name)
+
+    def restart(self):
+        """Stop and start the server (the fault tests' restart)."""
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "restart",
+                        str(self.dir)], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "stop",
+                        str(self.dir)], timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_pg = None
+
+
+def pg_cluster():
+    """The session's cluster, started on first use; pg_cluster_stop()
+    (conftest, at the session's end) stops it."""
+    global _pg
+    if _pg is None:
+        _pg = PgCluster()
+    return _pg
+
+
+def pg_cluster_stop():
+    global _pg
+    if _pg is not None:
+        _pg.stop()
+        _pg = None
+
+
+def _pg_query(query):
+    """query with sqlite3's ? placeholders in psycopg2's %s form (outside
+    quotes), and its literal % doubled."""
+    out, quote = [], None
+    for ch in query:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        if ch == "%":
+            out.append("%%")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 class System:
     """One running system; see start_system()."""
 
@@ -191,8 +295,15 @@ class System:
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })
         e.update(env or {})
+        # PostgreSQL: a fresh database of the session's cluster, unless
+        # the test chose the target itself.
+        if DB_ENGINE == "postgres" and "DATABASE_URL" not in (env or {}):
+            e["DATABASE_URL"] = pg_cluster().create_database()
+            if "DB_PATH" not in (env or {}):
+                del e["DB_PATH"]
         self.env = e
-        self.db_path = Path(e["DB_PATH"])
+        self.db_url = e.get("DATABASE_URL", "")
+        self.db_path = Path(e.get("DB_PATH", self.workdir / "voip.db"))
         if e["RUN_DIR"] != str(self.run_dir):
             self.run_dir = Path(e["RUN_DIR"])
             self.log_dir = self.run_dir / "log"
@@ -411,15 +522,65 @@ class System:
         return self.session.request(method, self.base + path, json=json,
                                     data=data, headers=h, timeout=30)
 
+    @property
+    def engine(self):
+        return "postgres" if self.db_url else "sqlite"
+
+    def db_connect(self):
+        """A DB-API connection to the system's database, whichever engine:
+        its placeholders are sqlite3's ? only through sql()."""
+        if self.db_url:
+            import psycopg2
+            return psycopg2.connect(self.db_url)
+        return sqlite3.connect(self.db_path, timeout=10)
+
     def sql(self, query, params=()):
-        """Run one statement on the database file; its rows."""
-        con = sqlite3.connect(self.db_path, timeout=10)
+        """Run one statement (? placeholders, SQL both engines read) on the
+        database and commit; its rows (none for a statement without)."""
+        con = self.db_connect()
         try:
-            rows = con.execute(query, params).fetchall()
+            if self.db_url:
+                with con.cursor() as cur:
+                    cur.execute(_pg_query(query), tuple(params))
+                    rows = cur.fetchall() if cur.description else []
+            else:
+                rows = con.execute(query, params).fetchall()
             con.commit()
             return rows
         finally:
             con.close()
+
+    @contextlib.contextmanager
+    def write_lock(self):
+        """Hold the database's write lock, as a writer between BEGIN and
+        COMMIT does: SQLite's BEGIN IMMEDIATE, or PostgreSQL's writers'
+        advisory lock (PG_WRITERS_KEY in lib/db_pg.c)."""
+        con = self.db_connect()
+        try:
+            if self.db_url:
+                con.autocommit = True
+                with con.cursor() as cur:
+                    cur.execute("BEGIN")
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)",
+                                (PG_WRITERS_KEY,))
+                    yield
+                    cur.execute("COMMIT")
+            else:
+                con.isolation_level = None
+                con.execute("BEGIN IMMEDIATE")
+                yield
+                con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def tables(self):
+        """The names of the database's tables."""
+        if self.db_url:
+            q = ("SELECT tablename FROM pg_tables "
+                 "WHERE schemaname = current_schema()")
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return sorted(r[0] for r in self.sql(q))
 
     def login(self, username, password):
         r = self.req("POST", "/api/login",
@@ -540,11 +701,10 @@ def expect(r, status, body=None):
 
 def snapshot(sb):
     """What a refused request must leave as it was."""
-    tables = sb.sql("SELECT name FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT IN ('login_attempts', 'notify_stream', "
-                    "'sqlite_sequence')")
+    tables = [t for t in sb.tables() if t not in (
+        "login_attempts", "notify_stream", "sqlite_sequence")]
     out = {}
-    for (t,) in tables:
+    for t in tables:
         if t in ("notify", "audit_log", "call_logs"):
             out[t] = sb.sql(f"SELECT max(id) FROM {t}")
         else:

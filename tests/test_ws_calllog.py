@@ -1,7 +1,6 @@
 """The relay never loses a call log transition: written in order, retried
 while the database is locked."""
 
-import sqlite3
 import time
 
 from wsclient import connect_user, start_call, wait_call_status, call_row
@@ -11,9 +10,7 @@ def test_answer_and_hangup_under_a_write_lock(sb):
     a, b = sb.make_user(), sb.make_user()
     with connect_user(sb, a) as ca, connect_user(sb, b) as cb:
         call_id = start_call(sb, a, b, ca, cb, accept=False)
-        lock = sqlite3.connect(sb.db_path, timeout=10, isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
+        with sb.write_lock():
             # Both steps happen while nobody else can write; each write
             # the relay tries times out (200 ms) at least once.
             cb.send({"type": "webrtc_call_accepted", "call_id": call_id,
@@ -25,9 +22,6 @@ def test_answer_and_hangup_under_a_write_lock(sb):
             cb.wait_type("webrtc_call_ended", channel=call_id)
             time.sleep(0.6)
             assert call_row(sb, call_id)["status"] == "initiated"
-        finally:
-            lock.execute("COMMIT")
-            lock.close()
         wait_call_status(sb, call_id, "ended")
         row = call_row(sb, call_id)
         assert row["answer_time"] is not None, row

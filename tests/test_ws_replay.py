@@ -2,6 +2,7 @@
 the distance, exactly once, across a relay kill -9; resync_required only
 for what the stream no longer holds."""
 
+import secrets
 import signal
 import time
 
@@ -230,8 +231,8 @@ def test_a_socket_still_replaying_gets_what_is_outside_the_stream(sb):
     sb.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
            "WHERE i < 3000) INSERT INTO notify (created_at, target_kind, "
            "target_value, payload) SELECT ?, 'user', ?, "
-           "'{\"type\":\"filler\",\"pad\":\"' || hex(randomblob(200)) "
-           "|| '\"}' FROM n", (now, str(callee["id"])))
+           "'{\"type\":\"filler\",\"pad\":\"' || ? || '\"}' FROM n",
+           (now, str(callee["id"]), secrets.token_hex(200)))
     last = sb.sql("SELECT max(id) FROM notify")[0][0]
     ctl(sb, {"op": "kick"})
     wait_until(lambda: ctl(sb, {"op": "stats"})["notify_cursor"] >= last,

@@ -4,7 +4,6 @@ epoch, compared against the notify table itself."""
 
 import random
 import signal
-import sqlite3
 import threading
 import time
 
@@ -125,14 +124,9 @@ def test_relay_starts_while_a_writer_holds_the_database(start):
     s = start()
     u = s.make_user()
     s.relay_kill(signal.SIGKILL)
-    con = sqlite3.connect(s.db_path, timeout=10, isolation_level=None)
-    try:
-        con.execute("BEGIN IMMEDIATE")
+    with s.write_lock():
         s.relay_start()
         time.sleep(1.0)
-        con.execute("COMMIT")
-    finally:
-        con.close()
     with connect_user(s, u) as c:
         assert c.ping()["type"] == "pong"
     assert s.relay_pid() is not None
