@@ -258,8 +258,11 @@ def _pg_query(query):
 class System:
     """One running system; see start_system()."""
 
-    def __init__(self, workdir, env=None, build=None):
+    def __init__(self, workdir, env=None, build=None, join=None):
         self.workdir = Path(workdir).resolve()
+        # join: another running System whose database and token secret
+        # this one shares, as a second node (PostgreSQL).
+        self.join = join
         build = build or os.environ.get("SB_BUILD") or DEFAULT_BUILD
         self.build = (REPO / build).resolve()
         self.port = free_port()
@@ -294,10 +297,15 @@ class System:
             "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=1",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })
+        if join is not None:
+            e["JWT_SECRET"] = join.env["JWT_SECRET"]
+            e["DATABASE_URL"] = join.env["DATABASE_URL"]
+            e.pop("DB_PATH", None)
         e.update(env or {})
         # PostgreSQL: a fresh database of the session's cluster, unless
         # the test chose the target itself.
-        if DB_ENGINE == "postgres" and "DATABASE_URL" not in (env or {}):
+        if (DB_ENGINE == "postgres" and "DATABASE_URL" not in (env or {})
+                and join is None):
             e["DATABASE_URL"] = pg_cluster().create_database()
             if "DB_PATH" not in (env or {}):
                 del e["DB_PATH"]
@@ -359,13 +367,18 @@ class System:
         return self
 
     def _start(self):
-        r = self.cli("init")
-        if r.returncode != 0:
-            raise StartError(f"switchboard init exited {r.returncode}:\n"
-                             + self.log_text("cli")[-2000:])
-        self.admin_password = parse_admin_password(r.stdout)
-        if self.admin_password is None:
-            raise StartError("switchboard init printed no admin password")
+        if self.join is not None:
+            # A second node: the database is the first one's, set up.
+            self.admin_password = self.join.admin_password
+        else:
+            r = self.cli("init")
+            if r.returncode != 0:
+                raise StartError(f"switchboard init exited {r.returncode}:"
+                                 "\n" + self.log_text("cli")[-2000:])
+            self.admin_password = parse_admin_password(r.stdout)
+            if self.admin_password is None:
+                raise StartError("switchboard init printed no admin "
+                                 "password")
 
         # Tests log in and register far more often than people: nginx's
         # per-address limits are raised unless a test asks for a value.
@@ -712,10 +725,11 @@ def snapshot(sb):
     return out
 
 
-def start_system(workdir, env=None, build=None):
+def start_system(workdir, env=None, build=None, join=None):
     """Start a system under workdir (see the module docstring). build
-    defaults to $SB_BUILD, else build/san, relative to the repository."""
+    defaults to $SB_BUILD, else build/san, relative to the repository.
+    join: a running System whose database this one shares (a node)."""
     for tool in (NGINX, SPAWN_FCGI):
         if not os.access(tool, os.X_OK):
             raise StartError(f"{tool} not found (make deps)")
-    return System(workdir, env=env, build=build).start()
+    return System(workdir, env=env, build=build, join=join).start()
