@@ -110,6 +110,7 @@ check_order(struct db *db, const char *target, const char *label)
 	}
 	while (running > 0) {
 		follow(db, &cursor, got, &ngot);
+		usleep(200);
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 			running--;
@@ -135,7 +136,7 @@ int
 main(void)
 {
 	const char *url = getenv("SB_TEST_DATABASE_URL");
-	char dir[PATH_MAX], path[PATH_MAX + 16];
+	char dir[64], path[96];
 	struct err e = { 0 };
 	struct db *db;
 
@@ -148,6 +149,7 @@ main(void)
 		CHECK((db = db_open(url, 30000, &e)) != NULL);
 		/* A database of its own for this run: emptied, migrated. */
 		CHECK(db_exec(db,
+			  "SET client_min_messages = warning; "
 			  "DROP SCHEMA public CASCADE; CREATE SCHEMA public",
 			  &e) == 0);
 		CHECK(db_migrate(db, NULL, &e) == 0);
