@@ -30,7 +30,8 @@ static const char *const sql[Q__MAX] = {
 	    "email = COALESCE(?3, email), "
 	    "extension = COALESCE(?4, extension), "
 	    "role = COALESCE(?5, role), status = COALESCE(?6, status), "
-	    "is_online = CASE ?6 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
+	    "is_online = CASE CAST(?6 AS text) WHEN 'online' THEN 1 "
+	    "WHEN 'offline' THEN 0 "
 	    "ELSE is_online END, updated_at = ?7 WHERE id = ?1",
 	[Q_SETTING_PUT] =
 	    "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "

@@ -40,7 +40,8 @@ static const char *const sql[Q__MAX] = {
 		     "last_seen = ?2, updated_at = ?2 WHERE id = ?1",
 	[Q_STATUS_SET] =
 	    "UPDATE users SET status = ?2, last_seen = ?3, updated_at = ?3, "
-	    "is_online = CASE ?2 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
+	    "is_online = CASE CAST(?2 AS text) WHEN 'online' THEN 1 "
+	    "WHEN 'offline' THEN 0 "
 	    "ELSE is_online END WHERE id = ?1",
 	[Q_HEARTBEAT_SEEN] =
 	    "UPDATE users SET last_seen = ?2, updated_at = ?2 WHERE id = ?1",

@@ -47,7 +47,8 @@ static const char *const sql[Q__MAX] = {
 	[Q_REVOKE] = "INSERT INTO token_generations "
 		     "(user_id, generation, revoked_at) VALUES (?1, 1, ?2) "
 		     "ON CONFLICT (user_id) DO UPDATE SET "
-		     "generation = generation + 1, revoked_at = ?2 "
+		     "generation = token_generations.generation + 1, "
+		     "revoked_at = ?2 "
 		     "RETURNING generation",
 	/*
 	 * The n-th newest failure inside the window (OFFSET n-1): when it

@@ -222,19 +222,24 @@ pg_probe(struct pg_conn *pc)
 {
 	struct pollfd p;
 	PGresult *res;
+	int i;
 
-	if (PQstatus(pc->c) != CONNECTION_OK ||
-	    PQtransactionStatus(pc->c) != PQTRANS_IDLE)
-		return;
-	p.fd = PQsocket(pc->c);
-	p.events = POLLIN;
-	p.revents = 0;
-	if (p.fd < 0 || poll(&p, 1, 0) != 1)
-		return;
-	if (PQconsumeInput(pc->c) == 0)
-		return; /* the connection is now CONNECTION_BAD */
-	while (!PQisBusy(pc->c) && (res = PQgetResult(pc->c)) != NULL)
-		PQclear(res);
+	/* The goodbye message and the end of the stream may come in two
+	 * reads: a few rounds, while there is something to read. */
+	for (i = 0; i < 4; i++) {
+		if (PQstatus(pc->c) != CONNECTION_OK ||
+		    PQtransactionStatus(pc->c) != PQTRANS_IDLE)
+			return;
+		p.fd = PQsocket(pc->c);
+		p.events = POLLIN;
+		p.revents = 0;
+		if (p.fd < 0 || poll(&p, 1, 0) != 1)
+			return;
+		if (PQconsumeInput(pc->c) == 0)
+			return; /* the connection is now CONNECTION_BAD */
+		while (!PQisBusy(pc->c) && (res = PQgetResult(pc->c)) != NULL)
+			PQclear(res);
+	}
 }
 
 static bool
@@ -275,6 +280,13 @@ pg_ready(struct pg_conn *pc, const char *sql, struct err *e)
 		return err_set(e, ERR_BUSY, "database unavailable: %s",
 		    pg_msg(PQerrorMessage(pc->c), msg, sizeof(msg)));
 	return pg_setup(pc, e);
+}
+
+static void
+pg_notice_drop(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
 }
 
 static bool
@@ -323,7 +335,7 @@ pg_open(const char *target, int busy_ms, struct err *e)
 	}
 	/* Notices (e.g. "relation already exists, skipping") are not ours
 	 * to print: the programs log JSON lines only. */
-	PQsetNoticeProcessor(pc->c, NULL, NULL);
+	PQsetNoticeProcessor(pc->c, pg_notice_drop, NULL);
 	if (pg_setup(pc, e) == -1) {
 		PQfinish(pc->c);
 		free(pc);

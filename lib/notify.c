@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 
@@ -51,13 +53,13 @@ static const char *const sql[Q__MAX] = {
 	[Q_KEPT] = "SELECT count(*) FROM notify WHERE id > ?1",
 	[Q_STREAM_NEW] =
 	    "INSERT INTO notify_stream (id, epoch, pruned_through, "
-	    "high_water) VALUES (1, lower(hex(randomblob(8))), ?1, ?1) "
+	    "high_water) VALUES (1, ?2, ?1, ?1) "
 	    "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, "
 	    "pruned_through = ?1, high_water = ?1",
 	[Q_MARK] = "UPDATE notify_stream SET high_water = ?1 "
 		   "WHERE id = 1 AND high_water < ?1",
 	[Q_PRUNE_UPTO] = "SELECT max(id) FROM (SELECT id FROM notify "
-			 "WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+			 "WHERE created_at < ?1 ORDER BY id LIMIT ?2) AS old",
 	[Q_PRUNE] = "DELETE FROM notify WHERE id <= ?1",
 	[Q_PRUNED] = "UPDATE notify_stream SET pruned_through = ?1 "
 		     "WHERE id = 1 AND pruned_through < ?1",
@@ -269,6 +271,26 @@ id_exec(struct db *db, enum q q, int64_t id, struct err *e)
 	return db_done(db, st, e);
 }
 
+/* A new epoch (16 random hex digits) starting after id. */
+static int
+stream_new(struct db *db, int64_t id, struct err *e)
+{
+	unsigned char r[8];
+	struct db_stmt *st;
+	char epoch[2 * sizeof(r) + 1];
+	size_t i;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return err_set(e, ERR_INTERNAL, "getrandom failed");
+	for (i = 0; i < sizeof(r); i++)
+		snprintf(epoch + 2 * i, 3, "%02x", r[i]);
+	if ((st = db_stmt(db, sql[Q_STREAM_NEW], e)) == NULL)
+		return -1;
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, epoch);
+	return db_done(db, st, e);
+}
+
 int
 notify_stream_check(struct db *db, int *rotated, struct err *e)
 {
@@ -299,7 +321,7 @@ notify_stream_check(struct db *db, int *rotated, struct err *e)
 	 * rows gone that the retention did not take. */
 	broken = rc == 0 || issued < high || kept != issued - pruned;
 	if (broken) {
-		if (id_exec(db, Q_STREAM_NEW, issued, e) == -1)
+		if (stream_new(db, issued, e) == -1)
 			goto fail;
 		if (rotated != NULL)
 			*rotated = 1;

@@ -16,9 +16,9 @@ enum q { Q_CONFLICTS, Q_INSERT, Q_ACTIVE_CALLS_DELETE, Q_DELETE, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_CONFLICTS] =
 	    "SELECT EXISTS (SELECT 1 FROM users "
-	    "WHERE username = ?1 COLLATE NOCASE AND id != ?4), "
+	    "WHERE lower(username) = lower(CAST(?1 AS text)) AND id != ?4), "
 	    "EXISTS (SELECT 1 FROM users "
-	    "WHERE email = ?2 COLLATE NOCASE AND id != ?4), "
+	    "WHERE lower(email) = lower(CAST(?2 AS text)) AND id != ?4), "
 	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
 	[Q_INSERT] =
 	    "INSERT INTO users (username, email, password, extension, status, "
