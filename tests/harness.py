@@ -203,6 +203,17 @@ class PgCluster:
             con.close()
         return self.url(name)
 
+    def halt(self):
+        """Stop the server, keeping its files (resume() starts it)."""
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "stop",
+                        str(self.dir)], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL)
+
+    def resume(self):
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "start",
+                        str(self.dir)], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL)
+
     def restart(self):
         """Stop and start the server (the fault tests' restart)."""
         subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "restart",
