@@ -11,6 +11,7 @@
 #include "lib/db.h"
 #include "lib/db_engine.h"
 #include "lib/err.h"
+#include "lib/notify.h"
 
 /*
  * The PostgreSQL engine against a real server: SB_TEST_DATABASE_URL names
@@ -30,7 +31,6 @@ enum q {
 	Q_TYPES,
 	Q_PID,
 	Q_KILL,
-	Q_NOTIFY_INSERT,
 	Q_NOTIFY_AFTER,
 	Q_MISSING,
 	Q__MAX
@@ -51,8 +51,6 @@ static const char *const sql[Q__MAX] = {
 		    "CAST(7 AS smallint)",
 	[Q_PID] = "SELECT pg_backend_pid()",
 	[Q_KILL] = "SELECT pg_terminate_backend(CAST(?1 AS integer), 5000)",
-	[Q_NOTIFY_INSERT] = "INSERT INTO notify (created_at, target_kind, "
-			    "payload) VALUES ('t', 'all', ?1) RETURNING id",
 	[Q_NOTIFY_AFTER] = "SELECT id FROM notify WHERE id > ?1 ORDER BY id",
 	[Q_MISSING] = "SELECT * FROM no_such_table",
 };
@@ -304,15 +302,18 @@ test_notify_order(void)
 			int k, ok = w != NULL;
 
 			for (k = 0; ok && k < EACH; k++) {
-				ok = db_begin(w, &e) == 0 &&
-				    (st = db_stmt(w, sql[Q_NOTIFY_INSERT],
-					 &e)) != NULL;
-				if (ok) {
-					db_bind_text(st, 1, "{}");
-					ok = db_done(w, st, &e) == 0;
+				/* Every other one in a transaction of its
+				 * own making, committed late: a row drawn
+				 * earlier would commit after one drawn
+				 * later, if it could. */
+				if (k % 2 == 0) {
+					ok = notify_enqueue_text(w, NOTIFY_ALL,
+						 "", "{}", 2, &e) == 0;
+					continue;
 				}
-				/* Commit late: a row drawn earlier commits
-				 * after one drawn later, if it can. */
+				ok = db_begin(w, &e) == 0 &&
+				    notify_enqueue_text(w, NOTIFY_ALL, "",
+					"{}", 2, &e) == 0;
 				usleep((useconds_t)(k % 3) * 1000);
 				ok = ok && db_commit(w, &e) == 0;
 			}
