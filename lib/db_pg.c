@@ -113,15 +113,18 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 
 	if (res != NULL)
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	m = res != NULL && *PQresultErrorMessage(res) != '\0'
-	    ? PQresultErrorMessage(res)
-	    : PQerrorMessage(pc->c);
+	/* The server's own sentence, without "ERROR:  " before it. */
+	if (res == NULL ||
+	    (m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) == NULL)
+		m = res != NULL && *PQresultErrorMessage(res) != '\0'
+		    ? PQresultErrorMessage(res)
+		    : PQerrorMessage(pc->c);
 	pg_msg(m, msg, sizeof(msg));
 	if (PQstatus(pc->c) != CONNECTION_OK ||
 	    (state != NULL && strncmp(state, "08", 2) == 0))
 		return err_set(e, ERR_BUSY, "database unavailable: %s", msg);
 	if (state == NULL)
-		return err_set(e, ERR_INTERNAL, "%s: %s", what, msg);
+		return err_set(e, ERR_INTERNAL, "%s in '%s'", msg, what);
 	if (strcmp(state, "55P03") == 0 || strcmp(state, "40001") == 0 ||
 	    strcmp(state, "40P01") == 0 || strcmp(state, "57014") == 0)
 		return err_set(e, ERR_BUSY, "database is busy: %s", msg);
@@ -130,7 +133,8 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 		return err_set(e, ERR_BUSY, "database unavailable: %s", msg);
 	if (strncmp(state, "23", 2) == 0)
 		return err_set(e, ERR_CONFLICT, "%s", msg);
-	return err_set(e, ERR_INTERNAL, "%s: %s (%s)", what, msg, state);
+	/* The reason first: the statement may not fit after it. */
+	return err_set(e, ERR_INTERNAL, "%s (%s) in '%s'", msg, state, what);
 }
 
 /* Whether a result is a success (commands or rows). */

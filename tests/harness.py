@@ -550,6 +550,19 @@ class System:
         finally:
             con.close()
 
+    def notify_insert(self, kind, value, payload, created_at=None):
+        """A notify row put in by hand, as a program would write it; its
+        id. The id is given: the programs draw it from notify_stream, not
+        from the table (see lib/notify.c)."""
+        if created_at is None:
+            created_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+                                       time.gmtime())
+        return self.sql(
+            "INSERT INTO notify (id, created_at, target_kind, target_value, "
+            "payload) VALUES ((SELECT COALESCE(max(id), 0) + 1 FROM notify), "
+            "?, ?, ?, ?) RETURNING id",
+            (created_at, kind, value, payload))[0][0]
+
     @contextlib.contextmanager
     def write_lock(self):
         """Hold the database's write lock, as a writer between BEGIN and
