@@ -144,7 +144,7 @@ enqueue(struct db *db, const char *kind, const char *value,
 {
 	struct db_stmt *st;
 	char now[40];
-	int64_t id;
+	int64_t id = 0;
 
 	if (draw_id(db, &id, e) == -1 ||
 	    (st = db_stmt(db, sql[Q_INSERT], e)) == NULL)

@@ -24,6 +24,7 @@ import hmac
 import itertools
 import json as jsonlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -176,6 +177,7 @@ class PgCluster:
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-pg.", dir="/tmp"))
         self._names = itertools.count(1)
+        self.user = pwd.getpwuid(os.getuid()).pw_name
         r = subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "start",
                             str(self.dir)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=120)
@@ -184,7 +186,10 @@ class PgCluster:
             raise StartError("PostgreSQL cluster did not start:\n" + r.stdout)
 
     def url(self, name):
-        return f"postgresql:///{name}?host={self.dir}"
+        # The cluster's superuser is whoever started it (pgcluster.sh);
+        # named, because a program may run as another user (Apache's
+        # nobody) and libpq's default role is the OS user's name.
+        return f"postgresql://{self.user}@/{name}?host={self.dir}"
 
     def connect(self, name="postgres"):
         import psycopg2  # only the postgres runs need it
