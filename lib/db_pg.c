@@ -28,11 +28,13 @@
 /*
  * The advisory lock every writer takes first (db_begin): writers are
  * serialized as on SQLite. Check-then-write logic stays correct, and the
- * notify table's ids commit in id order, because the id is drawn from the
- * sequence only by the transaction holding the lock, which commits before
- * the next holder draws its own: a reader that has seen id N can never
- * later see a smaller id appear. The key is "switchboard writers" (an
- * arbitrary 64-bit constant; it only has to be the same in every program).
+ * event stream keeps commit order: a notify id is drawn (from
+ * notify_stream, see lib/notify.c) only by the transaction holding the
+ * lock, which commits or rolls back before the next holder draws its own,
+ * so a reader that has seen id N can never later see a smaller id appear.
+ * The key stands for "switchboard writers" (an arbitrary 64-bit constant;
+ * it only has to be the same in every program, and tests/harness.py holds
+ * it to take the lock as a writer would).
  */
 #define PG_WRITERS_KEY "7526366843920372530"
 
@@ -763,11 +765,12 @@ pg_begin(void *conn, bool write, struct err *e)
 	 * the wait (55P03, ERR_BUSY), like SQLite's busy timeout on BEGIN
 	 * IMMEDIATE.
 	 */
-	if (pg_run(pc, "BEGIN", e) == -1)
-		return -1;
-	if (pg_run(pc, "SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY ")",
+	/* One round trip for both. */
+	if (pg_run(pc, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY
+		       ")",
 		e) == -1) {
-		if (PQstatus(pc->c) == CONNECTION_OK)
+		if (PQstatus(pc->c) == CONNECTION_OK &&
+		    PQtransactionStatus(pc->c) != PQTRANS_IDLE)
 			pg_run(pc, "ROLLBACK", NULL);
 		return -1;
 	}

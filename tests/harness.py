@@ -555,6 +555,20 @@ class System:
         finally:
             con.close()
 
+    def sql_many(self, query, rows):
+        """Run one statement (? placeholders) once per row of parameters,
+        in one transaction."""
+        con = self.db_connect()
+        try:
+            if self.db_url:
+                with con.cursor() as cur:
+                    cur.executemany(_pg_query(query), [tuple(r) for r in rows])
+            else:
+                con.executemany(query, rows)
+            con.commit()
+        finally:
+            con.close()
+
     def notify_insert(self, kind, value, payload, created_at=None):
         """A notify row put in by hand, as a program would write it; its
         id. The id is given: the programs draw it from notify_stream, not

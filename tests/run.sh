@@ -68,7 +68,7 @@ for engine in ${SB_ENGINES:-sqlite postgres}; do
 	r=${PIPESTATUS[0]}
 	[ "$r" -eq 0 ] || rc=$r
 	# pytest's last line: "N passed, M failed, K errors ... in T s".
-	summary=$(grep -E '[0-9]+ (passed|failed|errors?) ' "$out" | tail -n 1)
+	summary=$(grep -E '[0-9]+ (passed|failed|errors?)' "$out" | tail -n 1)
 	p=$(echo "$summary" | awk '{ for (i = 2; i <= NF; i++)
 		if ($i ~ /^passed/) n += $(i - 1) } END { print n + 0 }')
 	f=$(echo "$summary" | awk '{ for (i = 2; i <= NF; i++)
