@@ -669,8 +669,7 @@ extensions_status(struct http_req *req, struct err *e)
 		/* The database and the sockets agree on being online. */
 		jh_add_bool(x, "status_match",
 		    (strcmp(status, "online") == 0) == (count > 0));
-		jh_add_str(x, "username",
-		    db_col_text(st, 1));
+		jh_add_str(x, "username", db_col_text(st, 1));
 		jh_add_bool(x, "ws_connected", count > 0);
 		json_object_array_add(rows, x);
 	}
