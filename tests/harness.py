@@ -208,11 +208,17 @@ class PgCluster:
             con.close()
         return self.url(name)
 
-    def restart(self):
-        """Stop and start the server (the fault tests' restart)."""
-        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "restart",
+    def _ctl(self, cmd):
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), cmd,
                         str(self.dir)], check=True, timeout=120,
                        stdout=subprocess.DEVNULL)
+
+    def stop_server(self):
+        """Stop the server, keeping its files (start_server again)."""
+        self._ctl("stop")
+
+    def start_server(self):
+        self._ctl("start")
 
     def stop(self):
         subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "stop",
