@@ -100,6 +100,41 @@ pg_msg(const char *m, char *buf, size_t size)
 }
 
 /*
+ * A constraint failure in the words SQLite uses ("UNIQUE constraint failed:
+ * users.email"), so that callers that tell the constraints apart read one
+ * text whatever the engine. The unique key's columns come from the detail
+ * ("Key (email)=(...) already exists."); its value is left out.
+ */
+static int
+pg_conflict(const PGresult *res, const char *state, const char *msg,
+    struct err *e)
+{
+	const char *table, *col, *detail, *k, *end;
+
+	table = PQresultErrorField(res, PG_DIAG_TABLE_NAME);
+	col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	if (table == NULL)
+		table = "?";
+	if (strcmp(state, "23505") == 0 && detail != NULL &&
+	    (k = strstr(detail, "Key (")) != NULL &&
+	    (end = strstr(k, ")=(")) != NULL)
+		return err_set(e, ERR_CONFLICT,
+		    "UNIQUE constraint failed: %s.%.*s", table,
+		    (int)(end - k - 5), k + 5);
+	if (strcmp(state, "23502") == 0 && col != NULL)
+		return err_set(e, ERR_CONFLICT,
+		    "NOT NULL constraint failed: %s.%s", table, col);
+	if (strcmp(state, "23503") == 0)
+		return err_set(e, ERR_CONFLICT, "FOREIGN KEY constraint failed");
+	if (strcmp(state, "23514") == 0 &&
+	    (k = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME)) != NULL)
+		return err_set(e, ERR_CONFLICT, "CHECK constraint failed: %s",
+		    k);
+	return err_set(e, ERR_CONFLICT, "%s", msg);
+}
+
+/*
  * Map a failed result (or a connection that went away) to an err code.
  * Lock and serialization timeouts, cancels and a lost server are ERR_BUSY:
  * the request may succeed when retried. Integrity violations (class 23)
@@ -134,7 +169,7 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 	if (strncmp(state, "57P", 3) == 0)
 		return err_set(e, ERR_BUSY, "database unavailable: %s", msg);
 	if (strncmp(state, "23", 2) == 0)
-		return err_set(e, ERR_CONFLICT, "%s", msg);
+		return pg_conflict(res, state, msg, e);
 	/* The reason first: the statement may not fit after it. */
 	return err_set(e, ERR_INTERNAL, "%s (%s) in '%s'", msg, state, what);
 }

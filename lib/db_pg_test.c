@@ -41,8 +41,8 @@ static const char *const sql[Q__MAX] = {
 			  "extension) VALUES (?1, ?2, 'x', ?3) RETURNING id",
 	[Q_USER_COUNT] = "SELECT count(*) FROM users",
 	[Q_USER_RENAME] = "UPDATE users SET status = ?1",
-	[Q_NOTIFY_BAD] = "INSERT INTO notify (created_at, target_kind, "
-			 "payload) VALUES ('t', 'nobody', '{}')",
+	[Q_NOTIFY_BAD] = "INSERT INTO notify (id, created_at, target_kind, "
+			 "payload) VALUES (1000000, 't', 'nobody', '{}')",
 	/* Not parameters: in a literal, an identifier and comments. */
 	[Q_QUOTED] = "SELECT '?1 ''?2''' AS \"a?3\", -- ?4\n"
 		     "CAST(?1 AS text) /* ?5 */",
@@ -138,12 +138,15 @@ test_statements(void)
 	CHECK((b = user_add(db, "bob", &e)) == a + 1);
 	CHECK(one_int(db, Q_USER_COUNT) == 2);
 
-	/* Constraints are ERR_CONFLICT: unique, then check. */
+	/* Constraints are ERR_CONFLICT, in SQLite's words (the value that
+	 * clashed left out): unique, then check. */
 	CHECK(user_add(db, "ann", &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
+	CHECK(strcmp(e.msg, "UNIQUE constraint failed: users.username") == 0);
 	CHECK((st = db_stmt(db, sql[Q_NOTIFY_BAD], &e)) != NULL);
 	CHECK(db_done(db, st, &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
+	CHECK(strncmp(e.msg, "CHECK constraint failed: ", 25) == 0);
 	CHECK((st = db_stmt(db, sql[Q_MISSING], &e)) == NULL);
 	CHECK(e.code == ERR_INTERNAL);
 
