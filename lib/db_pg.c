@@ -55,11 +55,11 @@ enum {
 
 struct pg_conn {
 	PGconn *c;
-	uint64_t gen;     /* bumped on every successful (re)connection */
-	unsigned nnames;  /* names given to prepared statements */
-	int busy_ms;      /* lock_timeout, applied on each connection */
-	int changes;      /* rows the last completed statement changed */
-	bool in_tx;       /* in a transaction after the last statement */
+	uint64_t gen;    /* bumped on every successful (re)connection */
+	unsigned nnames; /* names given to prepared statements */
+	int busy_ms;     /* lock_timeout, applied on each connection */
+	int changes;     /* rows the last completed statement changed */
+	bool in_tx;      /* in a transaction after the last statement */
 	/* The connection went away inside a transaction: statements fail
 	 * until the caller's ROLLBACK, so none runs outside the transaction
 	 * it was written for on the new connection. */
@@ -69,14 +69,14 @@ struct pg_conn {
 struct pg_stmt {
 	struct db_stmt base; /* first: db.c sees a struct db_stmt * */
 	struct pg_conn *conn;
-	char *sql;           /* the text with $N parameters */
+	char *sql; /* the text with $N parameters */
 	char name[24];
-	uint64_t gen;        /* conn->gen it was prepared on, 0: not yet */
+	uint64_t gen; /* conn->gen it was prepared on, 0: not yet */
 	int nparams;
-	char **vals;         /* owned copies; NULL binds NULL */
-	bool oom;            /* a bind could not copy its value */
-	PGresult *res;       /* the rows of the current execution */
-	int row;             /* the current row of res */
+	char **vals;   /* owned copies; NULL binds NULL */
+	bool oom;      /* a bind could not copy its value */
+	PGresult *res; /* the rows of the current execution */
+	int row;       /* the current row of res */
 	int nrows;
 };
 
@@ -126,7 +126,8 @@ pg_conflict(const PGresult *res, const char *state, const char *msg,
 		return err_set(e, ERR_CONFLICT,
 		    "NOT NULL constraint failed: %s.%s", table, col);
 	if (strcmp(state, "23503") == 0)
-		return err_set(e, ERR_CONFLICT, "FOREIGN KEY constraint failed");
+		return err_set(e, ERR_CONFLICT,
+		    "FOREIGN KEY constraint failed");
 	if (strcmp(state, "23514") == 0 &&
 	    (k = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME)) != NULL)
 		return err_set(e, ERR_CONFLICT, "CHECK constraint failed: %s",
@@ -154,8 +155,8 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 	if (res == NULL ||
 	    (m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) == NULL)
 		m = res != NULL && *PQresultErrorMessage(res) != '\0'
-		    ? PQresultErrorMessage(res)
-		    : PQerrorMessage(pc->c);
+			? PQresultErrorMessage(res)
+			: PQerrorMessage(pc->c);
 	pg_msg(m, msg, sizeof(msg));
 	if (PQstatus(pc->c) != CONNECTION_OK ||
 	    (state != NULL && strncmp(state, "08", 2) == 0))
@@ -181,7 +182,7 @@ pg_ok(const PGresult *res)
 	ExecStatusType s = PQresultStatus(res);
 
 	return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK ||
-	    s == PGRES_EMPTY_QUERY;
+	       s == PGRES_EMPTY_QUERY;
 }
 
 /* After each statement that reached the server: whether a transaction is
@@ -310,9 +311,10 @@ pg_ready(struct pg_conn *pc, const char *sql, struct err *e)
 			pc->lost_tx = false;
 			return 1;
 		}
-		return err_set(e, ERR_BUSY, "database unavailable: the "
-					    "connection was lost in a "
-					    "transaction");
+		return err_set(e, ERR_BUSY,
+		    "database unavailable: the "
+		    "connection was lost in a "
+		    "transaction");
 	}
 	if (PQstatus(pc->c) == CONNECTION_OK)
 		return 0;
@@ -334,7 +336,7 @@ static bool
 pg_is_url(const char *target)
 {
 	return strncmp(target, "postgresql://", 13) == 0 ||
-	    strncmp(target, "postgres://", 11) == 0;
+	       strncmp(target, "postgres://", 11) == 0;
 }
 
 static void *
@@ -687,9 +689,8 @@ pg_changes(void *conn)
 static bool
 pg_col_null(struct pg_stmt *s, int i)
 {
-	return s->res == NULL || s->row < 0 || s->row >= s->nrows ||
-	    i < 0 || i >= PQnfields(s->res) ||
-	    PQgetisnull(s->res, s->row, i);
+	return s->res == NULL || s->row < 0 || s->row >= s->nrows || i < 0 ||
+	       i >= PQnfields(s->res) || PQgetisnull(s->res, s->row, i);
 }
 
 static enum db_type
@@ -791,8 +792,9 @@ pg_begin(void *conn, bool write, struct err *e)
 	if (!write)
 		/* One snapshot for every read until COMMIT, as SQLite's
 		 * read transaction gives. */
-		return pg_run(pc, "BEGIN ISOLATION LEVEL REPEATABLE READ "
-				  "READ ONLY",
+		return pg_run(pc,
+		    "BEGIN ISOLATION LEVEL REPEATABLE READ "
+		    "READ ONLY",
 		    e);
 	/*
 	 * Writers are serialized by the advisory lock, taken first and held
@@ -801,8 +803,8 @@ pg_begin(void *conn, bool write, struct err *e)
 	 * IMMEDIATE.
 	 */
 	/* One round trip for both. */
-	if (pg_run(pc, "BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY
-		       ")",
+	if (pg_run(pc,
+		"BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY ")",
 		e) == -1) {
 		if (PQstatus(pc->c) == CONNECTION_OK &&
 		    PQtransactionStatus(pc->c) != PQTRANS_IDLE)

@@ -315,8 +315,8 @@ test_notify_order(void)
 					continue;
 				}
 				ok = db_begin(w, &e) == 0 &&
-				    notify_enqueue_text(w, NOTIFY_ALL, "",
-					"{}", 2, &e) == 0;
+				     notify_enqueue_text(w, NOTIFY_ALL, "",
+					 "{}", 2, &e) == 0;
 				usleep((useconds_t)(k % 3) * 1000);
 				ok = ok && db_commit(w, &e) == 0;
 			}
@@ -333,17 +333,17 @@ test_notify_order(void)
 			seen++;
 		}
 		for (i = 0; i < WRITERS; i++)
-			if (pids[i] != 0 && waitpid(pids[i], &status,
-						WNOHANG) == pids[i]) {
+			if (pids[i] != 0 &&
+			    waitpid(pids[i], &status, WNOHANG) == pids[i]) {
 				CHECK(WIFEXITED(status) &&
-				    WEXITSTATUS(status) == 0);
+				      WEXITSTATUS(status) == 0);
 				pids[i] = 0;
 				done++;
 			}
 		if (done == WRITERS && seen < WRITERS * EACH) {
 			/* Every writer has committed: one last read. */
-			CHECK((st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) !=
-			    NULL);
+			CHECK(
+			    (st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) != NULL);
 			db_bind_int(st, 1, cursor);
 			while (db_row(r, st, &e) == 1)
 				seen++;

@@ -139,8 +139,8 @@ draw_id(struct db *db, int64_t *id, struct err *e)
 }
 
 static int
-enqueue(struct db *db, const char *kind, const char *value,
-    const char *payload, size_t len, struct err *e)
+enqueue(struct db *db, const char *kind, const char *value, const char *payload,
+    size_t len, struct err *e)
 {
 	struct db_stmt *st;
 	char now[40];
