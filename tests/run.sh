@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if tests/pgcluster.sh start "$pgdir"; then
-	/usr/lib/postgresql/*/bin/createdb -h "$pgdir" sb_unit ||
+	tests/pgcluster.sh createdb "$pgdir" sb_unit ||
 		echo "createdb sb_unit failed" >&2
 	export SB_TEST_DATABASE_URL="postgresql:///sb_unit?host=$pgdir"
 else
