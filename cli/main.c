@@ -119,8 +119,8 @@ cli_open(struct cli *cli, bool create_dirs, bool allow_old)
 		if (mkdir_p(dir) == -1 || mkdir_p(cli->cfg.run_dir) == -1)
 			goto fail;
 	}
-	if ((cli->db = db_open(config_db_target(&cli->cfg), CLI_BUSY_MS,
-		 &e)) == NULL) {
+	if ((cli->db = db_open(config_db_target(&cli->cfg), CLI_BUSY_MS, &e)) ==
+	    NULL) {
 		cli_fail("database '%s': %s", cli->db_label, e.msg);
 		goto fail;
 	}

@@ -802,8 +802,9 @@ config_db_label(const struct config *c, char *buf, size_t size)
 			n += (size_t)snprintf(buf + n, size - n, ":xxx");
 			p = at;
 		} else if (p > u && (p[-1] == '?' || p[-1] == '&') &&
-		    strncmp(p, "password=", 9) == 0) {
-			n += (size_t)snprintf(buf + n, size - n, "password=xxx");
+			   strncmp(p, "password=", 9) == 0) {
+			n +=
+			    (size_t)snprintf(buf + n, size - n, "password=xxx");
 			p += strcspn(p, "&");
 		} else
 			buf[n++] = *p++;

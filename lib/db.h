@@ -14,7 +14,13 @@ struct err;
  * the programs send is the subset both engines read the same way:
  * parameters as ?1..?N, "INSERT ... RETURNING id" instead of a last-row-id
  * call, ON CONFLICT instead of INSERT OR, lower() instead of COLLATE
- * NOCASE, times as the text db_now produces, no engine functions.
+ * NOCASE, times as the text db_now produces, no engine functions. And, as
+ * PostgreSQL infers each parameter's type from where it stands:
+ * CAST(?N AS text) where nothing fixes it (CASE ?N, ?N || '...', ?N IS
+ * NULL alone); an alias on every subquery in FROM; CROSS JOIN with its
+ * condition in WHERE (no ON); an upsert's own columns qualified by the
+ * table; no rowid, sqlite_master or sqlite_sequence. A statement that
+ * fails inside a PostgreSQL transaction ends it: roll back, do not go on.
  */
 struct db;
 

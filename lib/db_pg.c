@@ -28,11 +28,13 @@
 /*
  * The advisory lock every writer takes first (db_begin): writers are
  * serialized as on SQLite. Check-then-write logic stays correct, and the
- * notify table's ids commit in id order, because the id is drawn from the
- * sequence only by the transaction holding the lock, which commits before
- * the next holder draws its own: a reader that has seen id N can never
- * later see a smaller id appear. The key is "switchboard writers" (an
- * arbitrary 64-bit constant; it only has to be the same in every program).
+ * event stream keeps commit order: a notify id is drawn (from
+ * notify_stream, see lib/notify.c) only by the transaction holding the
+ * lock, which commits or rolls back before the next holder draws its own,
+ * so a reader that has seen id N can never later see a smaller id appear.
+ * The key stands for "switchboard writers" (an arbitrary 64-bit constant;
+ * it only has to be the same in every program, and tests/harness.py holds
+ * it to take the lock as a writer would).
  */
 #define PG_WRITERS_KEY "7526366843920372530"
 
@@ -53,11 +55,11 @@ enum {
 
 struct pg_conn {
 	PGconn *c;
-	uint64_t gen;     /* bumped on every successful (re)connection */
-	unsigned nnames;  /* names given to prepared statements */
-	int busy_ms;      /* lock_timeout, applied on each connection */
-	int changes;      /* rows the last completed statement changed */
-	bool in_tx;       /* in a transaction after the last statement */
+	uint64_t gen;    /* bumped on every successful (re)connection */
+	unsigned nnames; /* names given to prepared statements */
+	int busy_ms;     /* lock_timeout, applied on each connection */
+	int changes;     /* rows the last completed statement changed */
+	bool in_tx;      /* in a transaction after the last statement */
 	/* The connection went away inside a transaction: statements fail
 	 * until the caller's ROLLBACK, so none runs outside the transaction
 	 * it was written for on the new connection. */
@@ -67,14 +69,14 @@ struct pg_conn {
 struct pg_stmt {
 	struct db_stmt base; /* first: db.c sees a struct db_stmt * */
 	struct pg_conn *conn;
-	char *sql;           /* the text with $N parameters */
+	char *sql; /* the text with $N parameters */
 	char name[24];
-	uint64_t gen;        /* conn->gen it was prepared on, 0: not yet */
+	uint64_t gen; /* conn->gen it was prepared on, 0: not yet */
 	int nparams;
-	char **vals;         /* owned copies; NULL binds NULL */
-	bool oom;            /* a bind could not copy its value */
-	PGresult *res;       /* the rows of the current execution */
-	int row;             /* the current row of res */
+	char **vals;   /* owned copies; NULL binds NULL */
+	bool oom;      /* a bind could not copy its value */
+	PGresult *res; /* the rows of the current execution */
+	int row;       /* the current row of res */
 	int nrows;
 };
 
@@ -98,6 +100,42 @@ pg_msg(const char *m, char *buf, size_t size)
 }
 
 /*
+ * A constraint failure in the words SQLite uses ("UNIQUE constraint failed:
+ * users.email"), so that callers that tell the constraints apart read one
+ * text whatever the engine. The unique key's columns come from the detail
+ * ("Key (email)=(...) already exists."); its value is left out.
+ */
+static int
+pg_conflict(const PGresult *res, const char *state, const char *msg,
+    struct err *e)
+{
+	const char *table, *col, *detail, *k, *end;
+
+	table = PQresultErrorField(res, PG_DIAG_TABLE_NAME);
+	col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	if (table == NULL)
+		table = "?";
+	if (strcmp(state, "23505") == 0 && detail != NULL &&
+	    (k = strstr(detail, "Key (")) != NULL &&
+	    (end = strstr(k, ")=(")) != NULL)
+		return err_set(e, ERR_CONFLICT,
+		    "UNIQUE constraint failed: %s.%.*s", table,
+		    (int)(end - k - 5), k + 5);
+	if (strcmp(state, "23502") == 0 && col != NULL)
+		return err_set(e, ERR_CONFLICT,
+		    "NOT NULL constraint failed: %s.%s", table, col);
+	if (strcmp(state, "23503") == 0)
+		return err_set(e, ERR_CONFLICT,
+		    "FOREIGN KEY constraint failed");
+	if (strcmp(state, "23514") == 0 &&
+	    (k = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME)) != NULL)
+		return err_set(e, ERR_CONFLICT, "CHECK constraint failed: %s",
+		    k);
+	return err_set(e, ERR_CONFLICT, "%s", msg);
+}
+
+/*
  * Map a failed result (or a connection that went away) to an err code.
  * Lock and serialization timeouts, cancels and a lost server are ERR_BUSY:
  * the request may succeed when retried. Integrity violations (class 23)
@@ -113,15 +151,18 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 
 	if (res != NULL)
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	m = res != NULL && *PQresultErrorMessage(res) != '\0'
-	    ? PQresultErrorMessage(res)
-	    : PQerrorMessage(pc->c);
+	/* The server's own sentence, without "ERROR:  " before it. */
+	if (res == NULL ||
+	    (m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) == NULL)
+		m = res != NULL && *PQresultErrorMessage(res) != '\0'
+			? PQresultErrorMessage(res)
+			: PQerrorMessage(pc->c);
 	pg_msg(m, msg, sizeof(msg));
 	if (PQstatus(pc->c) != CONNECTION_OK ||
 	    (state != NULL && strncmp(state, "08", 2) == 0))
 		return err_set(e, ERR_BUSY, "database unavailable: %s", msg);
 	if (state == NULL)
-		return err_set(e, ERR_INTERNAL, "%s: %s", what, msg);
+		return err_set(e, ERR_INTERNAL, "%s in '%s'", msg, what);
 	if (strcmp(state, "55P03") == 0 || strcmp(state, "40001") == 0 ||
 	    strcmp(state, "40P01") == 0 || strcmp(state, "57014") == 0)
 		return err_set(e, ERR_BUSY, "database is busy: %s", msg);
@@ -129,8 +170,9 @@ pg_fail(struct pg_conn *pc, const PGresult *res, const char *what,
 	if (strncmp(state, "57P", 3) == 0)
 		return err_set(e, ERR_BUSY, "database unavailable: %s", msg);
 	if (strncmp(state, "23", 2) == 0)
-		return err_set(e, ERR_CONFLICT, "%s", msg);
-	return err_set(e, ERR_INTERNAL, "%s: %s (%s)", what, msg, state);
+		return pg_conflict(res, state, msg, e);
+	/* The reason first: the statement may not fit after it. */
+	return err_set(e, ERR_INTERNAL, "%s (%s) in '%s'", msg, state, what);
 }
 
 /* Whether a result is a success (commands or rows). */
@@ -140,7 +182,7 @@ pg_ok(const PGresult *res)
 	ExecStatusType s = PQresultStatus(res);
 
 	return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK ||
-	    s == PGRES_EMPTY_QUERY;
+	       s == PGRES_EMPTY_QUERY;
 }
 
 /* After each statement that reached the server: whether a transaction is
@@ -269,9 +311,10 @@ pg_ready(struct pg_conn *pc, const char *sql, struct err *e)
 			pc->lost_tx = false;
 			return 1;
 		}
-		return err_set(e, ERR_BUSY, "database unavailable: the "
-					    "connection was lost in a "
-					    "transaction");
+		return err_set(e, ERR_BUSY,
+		    "database unavailable: the "
+		    "connection was lost in a "
+		    "transaction");
 	}
 	if (PQstatus(pc->c) == CONNECTION_OK)
 		return 0;
@@ -293,7 +336,7 @@ static bool
 pg_is_url(const char *target)
 {
 	return strncmp(target, "postgresql://", 13) == 0 ||
-	    strncmp(target, "postgres://", 11) == 0;
+	       strncmp(target, "postgres://", 11) == 0;
 }
 
 static void *
@@ -646,9 +689,8 @@ pg_changes(void *conn)
 static bool
 pg_col_null(struct pg_stmt *s, int i)
 {
-	return s->res == NULL || s->row < 0 || s->row >= s->nrows ||
-	    i < 0 || i >= PQnfields(s->res) ||
-	    PQgetisnull(s->res, s->row, i);
+	return s->res == NULL || s->row < 0 || s->row >= s->nrows || i < 0 ||
+	       i >= PQnfields(s->res) || PQgetisnull(s->res, s->row, i);
 }
 
 static enum db_type
@@ -750,8 +792,9 @@ pg_begin(void *conn, bool write, struct err *e)
 	if (!write)
 		/* One snapshot for every read until COMMIT, as SQLite's
 		 * read transaction gives. */
-		return pg_run(pc, "BEGIN ISOLATION LEVEL REPEATABLE READ "
-				  "READ ONLY",
+		return pg_run(pc,
+		    "BEGIN ISOLATION LEVEL REPEATABLE READ "
+		    "READ ONLY",
 		    e);
 	/*
 	 * Writers are serialized by the advisory lock, taken first and held
@@ -759,11 +802,12 @@ pg_begin(void *conn, bool write, struct err *e)
 	 * the wait (55P03, ERR_BUSY), like SQLite's busy timeout on BEGIN
 	 * IMMEDIATE.
 	 */
-	if (pg_run(pc, "BEGIN", e) == -1)
-		return -1;
-	if (pg_run(pc, "SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY ")",
+	/* One round trip for both. */
+	if (pg_run(pc,
+		"BEGIN; SELECT pg_advisory_xact_lock(" PG_WRITERS_KEY ")",
 		e) == -1) {
-		if (PQstatus(pc->c) == CONNECTION_OK)
+		if (PQstatus(pc->c) == CONNECTION_OK &&
+		    PQtransactionStatus(pc->c) != PQTRANS_IDLE)
 			pg_run(pc, "ROLLBACK", NULL);
 		return -1;
 	}

@@ -11,6 +11,7 @@
 #include "lib/db.h"
 #include "lib/db_engine.h"
 #include "lib/err.h"
+#include "lib/notify.h"
 
 /*
  * The PostgreSQL engine against a real server: SB_TEST_DATABASE_URL names
@@ -30,7 +31,6 @@ enum q {
 	Q_TYPES,
 	Q_PID,
 	Q_KILL,
-	Q_NOTIFY_INSERT,
 	Q_NOTIFY_AFTER,
 	Q_MISSING,
 	Q__MAX
@@ -41,8 +41,8 @@ static const char *const sql[Q__MAX] = {
 			  "extension) VALUES (?1, ?2, 'x', ?3) RETURNING id",
 	[Q_USER_COUNT] = "SELECT count(*) FROM users",
 	[Q_USER_RENAME] = "UPDATE users SET status = ?1",
-	[Q_NOTIFY_BAD] = "INSERT INTO notify (created_at, target_kind, "
-			 "payload) VALUES ('t', 'nobody', '{}')",
+	[Q_NOTIFY_BAD] = "INSERT INTO notify (id, created_at, target_kind, "
+			 "payload) VALUES (1000000, 't', 'nobody', '{}')",
 	/* Not parameters: in a literal, an identifier and comments. */
 	[Q_QUOTED] = "SELECT '?1 ''?2''' AS \"a?3\", -- ?4\n"
 		     "CAST(?1 AS text) /* ?5 */",
@@ -51,8 +51,6 @@ static const char *const sql[Q__MAX] = {
 		    "CAST(7 AS smallint)",
 	[Q_PID] = "SELECT pg_backend_pid()",
 	[Q_KILL] = "SELECT pg_terminate_backend(CAST(?1 AS integer), 5000)",
-	[Q_NOTIFY_INSERT] = "INSERT INTO notify (created_at, target_kind, "
-			    "payload) VALUES ('t', 'all', ?1) RETURNING id",
 	[Q_NOTIFY_AFTER] = "SELECT id FROM notify WHERE id > ?1 ORDER BY id",
 	[Q_MISSING] = "SELECT * FROM no_such_table",
 };
@@ -140,12 +138,15 @@ test_statements(void)
 	CHECK((b = user_add(db, "bob", &e)) == a + 1);
 	CHECK(one_int(db, Q_USER_COUNT) == 2);
 
-	/* Constraints are ERR_CONFLICT: unique, then check. */
+	/* Constraints are ERR_CONFLICT, in SQLite's words (the value that
+	 * clashed left out): unique, then check. */
 	CHECK(user_add(db, "ann", &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
+	CHECK(strcmp(e.msg, "UNIQUE constraint failed: users.username") == 0);
 	CHECK((st = db_stmt(db, sql[Q_NOTIFY_BAD], &e)) != NULL);
 	CHECK(db_done(db, st, &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
+	CHECK(strncmp(e.msg, "CHECK constraint failed: ", 25) == 0);
 	CHECK((st = db_stmt(db, sql[Q_MISSING], &e)) == NULL);
 	CHECK(e.code == ERR_INTERNAL);
 
@@ -304,15 +305,18 @@ test_notify_order(void)
 			int k, ok = w != NULL;
 
 			for (k = 0; ok && k < EACH; k++) {
-				ok = db_begin(w, &e) == 0 &&
-				    (st = db_stmt(w, sql[Q_NOTIFY_INSERT],
-					 &e)) != NULL;
-				if (ok) {
-					db_bind_text(st, 1, "{}");
-					ok = db_done(w, st, &e) == 0;
+				/* Every other one in a transaction of its
+				 * own making, committed late: a row drawn
+				 * earlier would commit after one drawn
+				 * later, if it could. */
+				if (k % 2 == 0) {
+					ok = notify_enqueue_text(w, NOTIFY_ALL,
+						 "", "{}", 2, &e) == 0;
+					continue;
 				}
-				/* Commit late: a row drawn earlier commits
-				 * after one drawn later, if it can. */
+				ok = db_begin(w, &e) == 0 &&
+				     notify_enqueue_text(w, NOTIFY_ALL, "",
+					 "{}", 2, &e) == 0;
 				usleep((useconds_t)(k % 3) * 1000);
 				ok = ok && db_commit(w, &e) == 0;
 			}
@@ -329,17 +333,17 @@ test_notify_order(void)
 			seen++;
 		}
 		for (i = 0; i < WRITERS; i++)
-			if (pids[i] != 0 && waitpid(pids[i], &status,
-						WNOHANG) == pids[i]) {
+			if (pids[i] != 0 &&
+			    waitpid(pids[i], &status, WNOHANG) == pids[i]) {
 				CHECK(WIFEXITED(status) &&
-				    WEXITSTATUS(status) == 0);
+				      WEXITSTATUS(status) == 0);
 				pids[i] = 0;
 				done++;
 			}
 		if (done == WRITERS && seen < WRITERS * EACH) {
 			/* Every writer has committed: one last read. */
-			CHECK((st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) !=
-			    NULL);
+			CHECK(
+			    (st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) != NULL);
 			db_bind_int(st, 1, cursor);
 			while (db_row(r, st, &e) == 1)
 				seen++;

@@ -863,8 +863,8 @@ void
 http_reply_error(struct http_req *r, const struct err *e)
 {
 	struct json_object *o;
+	char num[16], brief[sizeof(e->msg)];
 	const char *msg;
-	char num[16];
 	int status;
 
 	if (r == NULL)
@@ -883,9 +883,14 @@ http_reply_error(struct http_req *r, const struct err *e)
 		if (status < 500)
 			msg = e->msg[0] != '\0' ? e->msg : reason(status);
 		else if ((e->code == ERR_UPSTREAM || e->code == ERR_BUSY) &&
-			 e->msg[0] != '\0')
-			msg = e->msg;
-		else
+			 e->msg[0] != '\0') {
+			/* "what failed: why" — the client gets what failed;
+			 * why (a server's address, a socket path) is for the
+			 * log. */
+			snprintf(brief, sizeof(brief), "%.*s",
+			    (int)strcspn(e->msg, ":"), e->msg);
+			msg = brief;
+		} else
 			msg = "Internal server error";
 	}
 	if ((o = json_object_new_object()) == NULL) {

@@ -170,7 +170,7 @@ h_fail(struct http_req *req, struct err *e)
 	if (strcmp(kind, "upstream") == 0)
 		return err_set(e, ERR_UPSTREAM, "Relay unavailable");
 	if (strcmp(kind, "busy") == 0)
-		return err_set(e, ERR_BUSY, "Database busy");
+		return err_set(e, ERR_BUSY, "Database busy: lock held by pid 7");
 	if (strcmp(kind, "limited") == 0) {
 		err_set(e, ERR_RATE_LIMITED, "Too many failed login attempts");
 		e->retry_after_s = 42;
@@ -865,8 +865,8 @@ setup(void)
 	tok_admin = token_for(db, admin_id, "root", "1000", "admin");
 	tok_user = token_for(db, user_id, "alice", "1001", "user");
 	tok_gone = token_for(db, ghost, "ghost", "1002", "user");
-	CHECK(db_exec(db, "DELETE FROM users WHERE username = 'ghost'", &e) ==
-	      0);
+	CHECK(
+	    db_exec(db, "DELETE FROM users WHERE username = 'ghost'", &e) == 0);
 	db_close(db);
 }
 

@@ -15,11 +15,12 @@
 #include "lib/notify.h"
 
 enum q {
+	Q_DRAW,
+	Q_DRAW_NO_STREAM,
 	Q_INSERT,
 	Q_READ_FOR,
 	Q_STREAM,
 	Q_LAST,
-	Q_ISSUED,
 	Q_KEPT,
 	Q_STREAM_NEW,
 	Q_MARK,
@@ -29,9 +30,22 @@ enum q {
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
+	/*
+	 * The next id, drawn from the stream row by the writer that inserts
+	 * it (writers are serialized on both engines, see db_begin), past
+	 * any row put in by hand. Not AUTOINCREMENT or a sequence: a
+	 * sequence gives no id back when its transaction rolls back, and
+	 * the stream must have no gaps (see Q_KEPT).
+	 */
+	[Q_DRAW] = "UPDATE notify_stream SET issued = 1 + (SELECT CASE "
+		   "WHEN COALESCE(max(id), 0) > notify_stream.issued "
+		   "THEN COALESCE(max(id), 0) ELSE notify_stream.issued END "
+		   "FROM notify) WHERE id = 1 RETURNING issued",
+	/* No stream row (the next check starts a new epoch anyway). */
+	[Q_DRAW_NO_STREAM] = "SELECT COALESCE(max(id), 0) + 1 FROM notify",
 	[Q_INSERT] = "INSERT INTO notify "
-		     "(created_at, target_kind, target_value, payload) "
-		     "VALUES (?1, ?2, ?3, ?4)",
+		     "(id, created_at, target_kind, target_value, payload) "
+		     "VALUES (?5, ?1, ?2, ?3, ?4)",
 	[Q_READ_FOR] =
 	    "SELECT id, target_kind, target_value, payload FROM notify "
 	    "WHERE id > ?1 AND (?2 = 0 OR id <= ?2) AND ("
@@ -39,23 +53,20 @@ static const char *const sql[Q__MAX] = {
 	    "(target_kind = 'extension' AND target_value = ?4) OR "
 	    "(target_kind = 'role' AND target_value = ?5) OR "
 	    "target_kind = 'all') ORDER BY id LIMIT ?6",
-	[Q_STREAM] = "SELECT epoch, pruned_through, high_water "
+	/* issued: the newest id given, whether or not its row is still
+	 * there; Q_LAST covers rows put in by hand past it. */
+	[Q_STREAM] = "SELECT epoch, pruned_through, high_water, issued "
 		     "FROM notify_stream WHERE id = 1",
-	/* The newest id given, whether or not its row is still there. */
-	[Q_LAST] = "SELECT max(COALESCE((SELECT max(id) FROM notify), 0), "
-		   "COALESCE((SELECT seq FROM sqlite_sequence "
-		   "WHERE name = 'notify'), 0))",
-	/* Ids are handed out by AUTOINCREMENT: the highest ever given
-	 * stays in sqlite_sequence after its row is deleted. */
-	[Q_ISSUED] = "SELECT seq FROM sqlite_sequence WHERE name = 'notify'",
-	/* AUTOINCREMENT ids have no gaps (a rolled back insert gives its id
-	 * back): past pruned_through, every id up to the newest has a row. */
+	[Q_LAST] = "SELECT COALESCE(max(id), 0) FROM notify",
+	/* Ids have no gaps (a rolled back insert gives its id back, see
+	 * Q_DRAW): past pruned_through, every id up to the newest has a
+	 * row. */
 	[Q_KEPT] = "SELECT count(*) FROM notify WHERE id > ?1",
 	[Q_STREAM_NEW] =
 	    "INSERT INTO notify_stream (id, epoch, pruned_through, "
-	    "high_water) VALUES (1, ?2, ?1, ?1) "
+	    "high_water, issued) VALUES (1, ?2, ?1, ?1, ?1) "
 	    "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, "
-	    "pruned_through = ?1, high_water = ?1",
+	    "pruned_through = ?1, high_water = ?1, issued = ?1",
 	[Q_MARK] = "UPDATE notify_stream SET high_water = ?1 "
 		   "WHERE id = 1 AND high_water < ?1",
 	[Q_PRUNE_UPTO] = "SELECT max(id) FROM (SELECT id FROM notify "
@@ -102,30 +113,83 @@ notify_target_parse(const char *name)
 	return -1;
 }
 
-int
-notify_enqueue_text(struct db *db, enum notify_target target, const char *value,
-    const char *payload, size_t len, struct err *e)
+/* The next id (Q_DRAW), inside the caller's write transaction. */
+static int
+draw_id(struct db *db, int64_t *id, struct err *e)
 {
-	const char *kind;
+	struct db_stmt *st;
+	int rc;
+
+	if ((st = db_stmt(db, sql[Q_DRAW], e)) == NULL)
+		return -1;
+	if ((rc = db_row(db, st, e)) == 1) {
+		*id = db_col_int(st, 0);
+		db_reset(st);
+		return 0;
+	}
+	if (rc == -1)
+		return -1;
+	if ((st = db_stmt(db, sql[Q_DRAW_NO_STREAM], e)) == NULL)
+		return -1;
+	if ((rc = db_row(db, st, e)) != 1)
+		return rc == -1 ? -1
+				: err_set(e, ERR_INTERNAL, "notify: no id");
+	*id = db_col_int(st, 0);
+	db_reset(st);
+	return 0;
+}
+
+static int
+enqueue(struct db *db, const char *kind, const char *value, const char *payload,
+    size_t len, struct err *e)
+{
 	struct db_stmt *st;
 	char now[40];
+	int64_t id = 0;
 
-	if ((kind = notify_target_name(target)) == NULL)
-		return err_set(e, ERR_INTERNAL, "notify: bad target %d",
-		    (int)target);
-	if (payload == NULL || len < 2 || payload[0] != '{' || len > INT32_MAX)
-		return err_set(e, ERR_INTERNAL, "notify: no payload");
-	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
+	if (draw_id(db, &id, e) == -1 ||
+	    (st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
 	db_bind_text(st, 1, now);
 	db_bind_text(st, 2, kind);
 	db_bind_text(st, 3, value != NULL ? value : "");
 	db_bind_textn(st, 4, payload, (size_t)len);
+	db_bind_int(st, 5, id);
 	if (db_done(db, st, e) == -1)
 		return -1;
 	/* Relays on other machines hear of it when this commits. */
 	return db_wake(db, NOTIFY_CHANNEL, e);
+}
+
+/*
+ * The event stream keeps commit order on both engines: the id is drawn
+ * and the row inserted inside a write transaction (db_begin), and writers
+ * are serialized (SQLite's BEGIN IMMEDIATE; on PostgreSQL the writers'
+ * advisory lock, see lib/db_pg.c), so no row with a smaller id can commit
+ * after one with a larger id: a reader following id > cursor skips none.
+ * A caller outside a transaction gets one of its own here.
+ */
+int
+notify_enqueue_text(struct db *db, enum notify_target target, const char *value,
+    const char *payload, size_t len, struct err *e)
+{
+	const char *kind;
+
+	if ((kind = notify_target_name(target)) == NULL)
+		return err_set(e, ERR_INTERNAL, "notify: bad target %d",
+		    (int)target);
+	if (payload == NULL || len < 2 || payload[0] != '{' || len > INT32_MAX)
+		return err_set(e, ERR_INTERNAL, "notify: no payload");
+	if (db_in_transaction(db))
+		return enqueue(db, kind, value, payload, len, e);
+	if (db_begin(db, e) == -1)
+		return -1;
+	if (enqueue(db, kind, value, payload, len, e) == -1) {
+		db_rollback(db);
+		return -1;
+	}
+	return db_commit(db, e);
 }
 
 int
@@ -205,7 +269,7 @@ int_get(struct db *db, enum q q, int64_t def, int64_t *v, struct err *e)
 /* The stream row: 1, 0 when there is none, -1 on error. */
 static int
 stream_row(struct db *db, char *epoch, size_t size, int64_t *pruned,
-    int64_t *high, struct err *e)
+    int64_t *high, int64_t *issued, struct err *e)
 {
 	struct db_stmt *st;
 	const char *s;
@@ -219,6 +283,7 @@ stream_row(struct db *db, char *epoch, size_t size, int64_t *pruned,
 	snprintf(epoch, size, "%s", s != NULL ? s : "");
 	*pruned = db_col_int(st, 1);
 	*high = db_col_int(st, 2);
+	*issued = db_col_int(st, 3);
 	db_reset(st);
 	return 1;
 }
@@ -226,16 +291,20 @@ stream_row(struct db *db, char *epoch, size_t size, int64_t *pruned,
 int
 notify_stream_get(struct db *db, struct notify_stream *s, struct err *e)
 {
-	int64_t high;
+	int64_t high, issued;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	if ((rc = stream_row(db, s->epoch, sizeof(s->epoch), &s->pruned_through,
-		 &high, e)) == -1)
+		 &high, &issued, e)) == -1)
 		return -1;
 	if (rc == 0)
 		return err_set(e, ERR_INTERNAL, "notify stream has no epoch");
-	return int_get(db, Q_LAST, 0, &s->last, e);
+	if (int_get(db, Q_LAST, 0, &s->last, e) == -1)
+		return -1;
+	if (s->last < issued)
+		s->last = issued;
+	return 0;
 }
 
 struct json_object *
@@ -294,7 +363,7 @@ stream_new(struct db *db, int64_t id, struct err *e)
 int
 notify_stream_check(struct db *db, int *rotated, struct err *e)
 {
-	int64_t pruned = 0, high = 0, last, issued, kept = 0;
+	int64_t pruned = 0, high = 0, last, issued = 0, kept = 0;
 	struct db_stmt *st;
 	char epoch[40];
 	bool broken;
@@ -304,10 +373,9 @@ notify_stream_check(struct db *db, int *rotated, struct err *e)
 		*rotated = 0;
 	if (db_begin(db, e) == -1)
 		return -1;
-	if ((rc = stream_row(db, epoch, sizeof(epoch), &pruned, &high, e)) ==
-		-1 ||
+	if ((rc = stream_row(db, epoch, sizeof(epoch), &pruned, &high, &issued,
+		 e)) == -1 ||
 	    int_get(db, Q_LAST, 0, &last, e) == -1 ||
-	    int_get(db, Q_ISSUED, 0, &issued, e) == -1 ||
 	    (st = db_stmt(db, sql[Q_KEPT], e)) == NULL)
 		goto fail;
 	db_bind_int(st, 1, pruned);

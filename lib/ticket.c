@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-
 #include "lib/auth.h"
 #include "lib/db.h"
 #include "lib/err.h"
@@ -22,10 +21,10 @@ static const char *const sql[Q__MAX] = {
 	[Q_TRIM] =
 	    "DELETE FROM ws_tickets WHERE user_id = ?1 AND ticket NOT IN "
 	    "(SELECT ticket FROM ws_tickets WHERE user_id = ?1 "
-	    "ORDER BY expires_at DESC, rowid DESC LIMIT ?2)",
+	    "ORDER BY expires_at DESC, issued_us DESC LIMIT ?2)",
 	[Q_INSERT] = "INSERT INTO ws_tickets "
-		     "(ticket, user_id, generation, token_exp, expires_at) "
-		     "VALUES (?1, ?2, ?3, ?4, ?5)",
+		     "(ticket, user_id, generation, token_exp, expires_at, "
+		     "issued_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_TAKE] = "DELETE FROM ws_tickets WHERE ticket = ?1 "
 		   "RETURNING user_id, generation, token_exp, expires_at",
 };
@@ -54,6 +53,7 @@ ticket_issue(struct db *db, const struct auth_claims *c, int64_t now, char *out,
 	db_bind_int(st, 3, c->gen);
 	db_bind_int(st, 4, c->exp);
 	db_bind_int(st, 5, now + TICKET_TTL_S);
+	db_bind_int(st, 6, db_now_us());
 	return db_done(db, st, e);
 }
 

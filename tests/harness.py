@@ -24,6 +24,7 @@ import hmac
 import itertools
 import json as jsonlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -176,6 +177,7 @@ class PgCluster:
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-pg.", dir="/tmp"))
         self._names = itertools.count(1)
+        self.user = pwd.getpwuid(os.getuid()).pw_name
         r = subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "start",
                             str(self.dir)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=120)
@@ -184,7 +186,10 @@ class PgCluster:
             raise StartError("PostgreSQL cluster did not start:\n" + r.stdout)
 
     def url(self, name):
-        return f"postgresql:///{name}?host={self.dir}"
+        # The cluster's superuser is whoever started it (pgcluster.sh);
+        # named, because a program may run as another user (Apache's
+        # nobody) and libpq's default role is the OS user's name.
+        return f"postgresql://{self.user}@/{name}?host={self.dir}"
 
     def connect(self, name="postgres"):
         import psycopg2  # only the postgres runs need it
@@ -203,22 +208,17 @@ class PgCluster:
             con.close()
         return self.url(name)
 
-    def halt(self):
-        """Stop the server, keeping its files (resume() starts it)."""
-        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "stop",
+    def _ctl(self, cmd):
+        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), cmd,
                         str(self.dir)], check=True, timeout=120,
                        stdout=subprocess.DEVNULL)
 
-    def resume(self):
-        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "start",
-                        str(self.dir)], check=True, timeout=120,
-                       stdout=subprocess.DEVNULL)
+    def stop_server(self):
+        """Stop the server, keeping its files (start_server again)."""
+        self._ctl("stop")
 
-    def restart(self):
-        """Stop and start the server (the fault tests' restart)."""
-        subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "restart",
-                        str(self.dir)], check=True, timeout=120,
-                       stdout=subprocess.DEVNULL)
+    def start_server(self):
+        self._ctl("start")
 
     def stop(self):
         subprocess.run([str(REPO / "tests" / "pgcluster.sh"), "stop",
@@ -573,6 +573,33 @@ class System:
             return rows
         finally:
             con.close()
+
+    def sql_many(self, query, rows):
+        """Run one statement (? placeholders) once per row of parameters,
+        in one transaction."""
+        con = self.db_connect()
+        try:
+            if self.db_url:
+                with con.cursor() as cur:
+                    cur.executemany(_pg_query(query), [tuple(r) for r in rows])
+            else:
+                con.executemany(query, rows)
+            con.commit()
+        finally:
+            con.close()
+
+    def notify_insert(self, kind, value, payload, created_at=None):
+        """A notify row put in by hand, as a program would write it; its
+        id. The id is given: the programs draw it from notify_stream, not
+        from the table (see lib/notify.c)."""
+        if created_at is None:
+            created_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+                                       time.gmtime())
+        return self.sql(
+            "INSERT INTO notify (id, created_at, target_kind, target_value, "
+            "payload) VALUES ((SELECT COALESCE(max(id), 0) + 1 FROM notify), "
+            "?, ?, ?, ?) RETURNING id",
+            (created_at, kind, value, payload))[0][0]
 
     @contextlib.contextmanager
     def write_lock(self):

@@ -4,16 +4,18 @@
 #     tests/pgcluster.sh start DIR    initdb (when new) and start
 #     tests/pgcluster.sh stop DIR     stop (fast), keep the files
 #     tests/pgcluster.sh restart DIR
+#     tests/pgcluster.sh createdb DIR NAME   an empty database
 # Connect with postgresql:///DBNAME?host=DIR: the cluster's superuser is
 # the user running this script, trusted on the socket. PostgreSQL refuses
 # to run as root, so as root the server runs as nobody, owning DIR. fsync
 # is off: a test cluster is thrown away, not recovered.
 set -eu
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 start|stop|restart DIR" >&2
+usage() {
+	echo "usage: $0 start|stop|restart DIR, or $0 createdb DIR NAME" >&2
 	exit 2
-fi
+}
+[ $# -ge 2 ] || usage
 cmd=$1
 dir=$2
 
@@ -66,8 +68,9 @@ case $cmd in
 start) start ;;
 stop) stop ;;
 restart) stop && start ;;
-*)
-	echo "usage: $0 start|stop|restart DIR" >&2
-	exit 2
+createdb)
+	[ $# -eq 3 ] || usage
+	"$bin/createdb" -h "$dir" "$3"
 	;;
+*) usage ;;
 esac

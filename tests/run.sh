@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if tests/pgcluster.sh start "$pgdir"; then
-	/usr/lib/postgresql/*/bin/createdb -h "$pgdir" sb_unit ||
+	tests/pgcluster.sh createdb "$pgdir" sb_unit ||
 		echo "createdb sb_unit failed" >&2
 	export SB_TEST_DATABASE_URL="postgresql:///sb_unit?host=$pgdir"
 else
@@ -68,7 +68,7 @@ for engine in ${SB_ENGINES:-sqlite postgres}; do
 	r=${PIPESTATUS[0]}
 	[ "$r" -eq 0 ] || rc=$r
 	# pytest's last line: "N passed, M failed, K errors ... in T s".
-	summary=$(grep -E '[0-9]+ (passed|failed|errors?) ' "$out" | tail -n 1)
+	summary=$(grep -E '[0-9]+ (passed|failed|errors?)' "$out" | tail -n 1)
 	p=$(echo "$summary" | awk '{ for (i = 2; i <= NF; i++)
 		if ($i ~ /^passed/) n += $(i - 1) } END { print n + 0 }')
 	f=$(echo "$summary" | awk '{ for (i = 2; i <= NF; i++)

@@ -106,10 +106,7 @@ def test_nothing_new_answers_empty_after_the_wait(sb):
     me = sb.make_user()
     d = begin(sb, me)
     # Events for others only: the cursor still moves past them.
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    sb.sql("INSERT INTO notify (created_at, target_kind, target_value, "
-           "payload) VALUES (?, 'user', '0', '{\"type\":\"nobody\"}')",
-           (now,))
+    sb.notify_insert("user", "0", '{"type":"nobody"}')
     body = expect(poll(sb, me, since=d["last_seq"], epoch=d["epoch"],
                        wait=0), 200)
     assert body["events"] == []
@@ -120,9 +117,8 @@ def test_rows_past_the_retention_are_pruned_and_resync(start):
     # A system of its own: the retention cuts the stream for everyone.
     sb = start()
     me = sb.make_user()
-    sb.sql("INSERT INTO notify (created_at, target_kind, target_value, "
-           "payload) VALUES ('2000-01-01T00:00:00.000000Z', 'all', '', "
-           "'{\"type\":\"ancient\"}')")
+    sb.notify_insert("all", "", '{"type":"ancient"}',
+                     created_at="2000-01-01T00:00:00.000000Z")
     old = sb.sql("SELECT max(id) FROM notify")[0][0]
     # A worker's first request prunes what is past the retention (no relay
     # needed), and then one a minute ...

@@ -31,7 +31,7 @@ def test_programs_answer_503_while_postgres_is_down_and_recover(start):
         t.start()
     try:
         time.sleep(0.3)
-        pg_cluster().halt()
+        pg_cluster().stop_server()
         try:
             # Down: the answers are 503 JSON, for reads and writes alike.
             wait_until(lambda: 503 in statuses, what="a 503 while down")
@@ -46,7 +46,7 @@ def test_programs_answer_503_while_postgres_is_down_and_recover(start):
                 "username": u["username"], "password": u["password"]})
             assert r.status_code == 503, (r.status_code, r.text)
         finally:
-            pg_cluster().resume()
+            pg_cluster().start_server()
         # Back: the same processes answer again.
         wait_until(lambda: s.req("GET", "/protected/profile",
                                  token=u["token"]).status_code == 200,

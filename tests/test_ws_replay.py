@@ -228,9 +228,12 @@ def test_a_socket_still_replaying_gets_what_is_outside_the_stream(sb):
     epoch, start = sb.sql("SELECT epoch, (SELECT max(id) FROM notify) "
                           "FROM notify_stream")[0]
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    # Ids given: the programs draw them from the stream row, not the
+    # table's default, and both engines take explicit ones.
     sb.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-           "WHERE i < 3000) INSERT INTO notify (created_at, target_kind, "
-           "target_value, payload) SELECT ?, 'user', ?, "
+           "WHERE i < 3000) INSERT INTO notify (id, created_at, target_kind, "
+           "target_value, payload) SELECT (SELECT COALESCE(max(id), 0) "
+           "FROM notify) + i, ?, 'user', ?, "
            "'{\"type\":\"filler\",\"pad\":\"' || ? || '\"}' FROM n",
            (now, str(callee["id"]), secrets.token_hex(200)))
     last = sb.sql("SELECT max(id) FROM notify")[0][0]

@@ -30,7 +30,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import sqlite3  # noqa: E402
 
 import requests  # noqa: E402
 
@@ -267,17 +266,12 @@ def seed_call_logs(system, user, peers, n=CALL_LOGS_ROWS):
         else:
             a, b = p, q
         rows.append((a["id"], b["id"], at, at, f"webrtc-call-{i}-bench", at))
-    con = sqlite3.connect(system.db_path, timeout=30)
-    try:
-        con.executemany("INSERT INTO call_logs (caller_id, callee_id, "
-            "start_time, end_time, duration, status, channel, direction, "
-            "created_at) VALUES (?, ?, ?, ?, 60, 'ended', ?, 'outbound', ?)",
-            rows)
-        con.commit()
-        return con.execute("SELECT count(*) FROM call_logs WHERE "
-            "caller_id = ?1 OR callee_id = ?1", (user["id"],)).fetchone()[0]
-    finally:
-        con.close()
+    system.sql_many("INSERT INTO call_logs (caller_id, callee_id, "
+        "start_time, end_time, duration, status, channel, direction, "
+        "created_at) VALUES (?, ?, ?, ?, 60, 'ended', ?, 'outbound', ?)",
+        rows)
+    return system.sql("SELECT count(*) FROM call_logs WHERE "
+        "caller_id = ? OR callee_id = ?", (user["id"], user["id"]))[0][0]
 
 
 # -- WebSocket fanout ------------------------------------------------------------
@@ -438,19 +432,15 @@ def close_fan(system, procs, kids):
 
 
 def insert_rows(system, count, tag):
-    """count events for everyone, written in one transaction."""
-    import sqlite3
+    """count events for everyone, written in one transaction (ids given:
+    the programs draw them from notify_stream, see lib/notify.c)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    con = sqlite3.connect(system.db_path, timeout=30)
-    try:
-        con.executemany("INSERT INTO notify (created_at, target_kind, "
-            "target_value, payload) VALUES (?, 'all', '', ?)",
-            [(now, json.dumps({"type": "bench", "tag": tag, "i": i}))
-             for i in range(count)])
-        con.commit()
-        return con.execute("SELECT max(id) FROM notify").fetchone()[0]
-    finally:
-        con.close()
+    system.sql_many("INSERT INTO notify (id, created_at, target_kind, "
+        "target_value, payload) VALUES ((SELECT COALESCE(max(id), 0) + 1 "
+        "FROM notify), ?, 'all', '', ?)",
+        [(now, json.dumps({"type": "bench", "tag": tag, "i": i}))
+         for i in range(count)])
+    return system.sql("SELECT max(id) FROM notify")[0][0]
 
 
 def stream_rate(system, procs, wsfan, port, users, n=1000, rows=500):
@@ -510,21 +500,15 @@ def kill_replay(system, rows=1000):
 def registered_rss(system, procs, wsfan, port, users, registered=10000,
     connected=100):
     """Relay memory with many registered users and few connected."""
-    import sqlite3
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    con = sqlite3.connect(system.db_path, timeout=30)
-    try:
-        have = con.execute("SELECT count(*) FROM users").fetchone()[0]
-        tag = secrets.token_hex(3)
-        con.executemany("INSERT INTO users (username, email, password, "
-            "extension, status, role, created_at, updated_at, is_online) "
-            "VALUES (?, ?, 'x', ?, 'offline', 'user', ?, ?, 0)",
-            [(f"r{tag}{i}", f"r{tag}{i}@bench.test", f"5{tag}{i}", now,
-              now) for i in range(max(0, registered - have - connected))])
-        con.commit()
-        total = con.execute("SELECT count(*) FROM users").fetchone()[0]
-    finally:
-        con.close()
+    have = system.sql("SELECT count(*) FROM users")[0][0]
+    tag = secrets.token_hex(3)
+    system.sql_many("INSERT INTO users (username, email, password, "
+        "extension, status, role, created_at, updated_at, is_online) "
+        "VALUES (?, ?, 'x', ?, 'offline', 'user', ?, ?, 0)",
+        [(f"r{tag}{i}", f"r{tag}{i}@bench.test", f"5{tag}{i}", now,
+          now) for i in range(max(0, registered - have - connected))])
+    total = system.sql("SELECT count(*) FROM users")[0][0]
     trig = users.make(1, prefix="memtrig")[0]
     people = users.make(connected)
     system.relay_kill(signal.SIGTERM)
