@@ -420,8 +420,10 @@ cluster_presence(struct relay *r, const struct roster_user *u, bool *online,
 	*online = u->nclients > 0 || elsewhere > 0;
 	/* What the row says decides, not what this relay last wrote:
 	 * another relay may have written since. */
-	if ((st = db_stmt(r->db, sql[Q_ONLINE_NOW], e)) == NULL ||
-	    (rc = db_row(r->db, st, e)) == -1)
+	if ((st = db_stmt(r->db, sql[Q_ONLINE_NOW], e)) == NULL)
+		return -1;
+	db_bind_int(st, 1, u->id);
+	if ((rc = db_row(r->db, st, e)) == -1)
 		return -1;
 	if (rc == 1) {
 		now_online = db_col_int(st, 0);

@@ -38,7 +38,7 @@ def test_programs_answer_503_while_postgres_is_down_and_recover(start):
             r = s.req("GET", "/protected/profile", token=u["token"])
             assert r.status_code == 503, (r.status_code, r.text)
             assert r.headers["Content-Type"].startswith("application/json")
-            assert r.json()["success"] is False
+            assert r.json()["error"], r.text
             r = s.req("PUT", "/protected/status", token=marker["token"],
                       json={"status": "busy"})
             assert r.status_code == 503, (r.status_code, r.text)
