@@ -1,4 +1,4 @@
--- PostgreSQL's 0009: identity ids and bigint times; see ../0009_relay_cluster.sql.
+-- PostgreSQL's 0011: identity ids and bigint times; see ../0011_relay_cluster.sql.
 CREATE TABLE relay_instances (
 	id text PRIMARY KEY,           -- drawn at each start
 	started_at bigint NOT NULL,   -- unix seconds
