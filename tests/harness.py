@@ -520,12 +520,18 @@ class System:
         # No log line may carry a credential: a JWT (header of ours or of a
         # forged token), a password hash, or the secret itself.
         secret = self.env.get("JWT_SECRET", "")
+        # And a password in DATABASE_URL (postgresql://user:password@...).
+        m = re.match(r"^postgres(?:ql)?://[^:/@]*:([^@/]+)@",
+                     self.env.get("DATABASE_URL", ""))
+        db_pw = (m.group(1),) if m else ()
         for f in sorted(self.log_dir.glob("*.log")):
             text = f.read_text(errors="replace")
-            for mark in SECRET_MARKS + ((secret,) if secret else ()):
+            for mark in SECRET_MARKS + ((secret,) if secret else ()) + db_pw:
                 if mark in text:
-                    bad.append(f"{f}: holds a credential "
-                               f"({'JWT_SECRET' if mark == secret else mark})")
+                    name = ("JWT_SECRET" if mark == secret else
+                            "the DATABASE_URL password" if mark in db_pw
+                            else mark)
+                    bad.append(f"{f}: holds a credential ({name})")
         if bad:
             raise AssertionError("sanitizer report or credential in logs:\n"
                                  + "\n".join(bad))
