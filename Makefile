@@ -17,7 +17,13 @@ DESTDIR ?=
 B       ?= build/rel
 MODE    ?= rel
 
-PKGS     = sqlite3 json-c libjwt libwebsockets libcrypt
+# PostgreSQL is built in when lib/db_pg.c is there: db.c refers to its
+# engine weakly, so the linker is asked for it (-u) to pull it from the
+# archive.
+PG_SRC   = $(wildcard lib/db_pg.c)
+PG_LD    = $(if $(PG_SRC),-Wl$(comma)-u$(comma)db_pg_ops)
+comma   := ,
+PKGS     = sqlite3 json-c libjwt libwebsockets libcrypt $(if $(PG_SRC),libpq)
 DEPS_I  != pkg-config --cflags-only-I $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g'
 DEPS_L  != pkg-config --libs $(PKGS) 2>/dev/null
 
@@ -32,7 +38,8 @@ SB_CFLAGS   = -std=c11 $(WARN) $(MODEFLAGS) -MMD -MP $(CFLAGS)
 SB_CPPFLAGS = -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. -I$(B)/gen $(DEPS_I) \
               $(CPPFLAGS)
 SANLD       = -fsanitize=address,undefined
-SB_LDFLAGS  = $(if $(filter san,$(MODE)),$(SANLD)) $(LDFLAGS)
+SB_LDFLAGS  = $(if $(filter san,$(MODE)),$(SANLD)) \
+              $(PG_LD) $(LDFLAGS)
 SB_LDLIBS   = $(DEPS_L) -lfcgi -lm $(LDLIBS)
 
 # Debian packages: building, running, testing and benchmarking.

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/audit.h"
 #include "lib/auth.h"
@@ -31,7 +30,8 @@ static const char *const sql[Q__MAX] = {
 	    "email = COALESCE(?3, email), "
 	    "extension = COALESCE(?4, extension), "
 	    "role = COALESCE(?5, role), status = COALESCE(?6, status), "
-	    "is_online = CASE ?6 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
+	    "is_online = CASE CAST(?6 AS text) WHEN 'online' THEN 1 "
+	    "WHEN 'offline' THEN 0 "
 	    "ELSE is_online END, updated_at = ?7 WHERE id = ?1",
 	[Q_SETTING_PUT] =
 	    "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "
@@ -85,7 +85,7 @@ list_users(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
 	struct json_object *users = NULL, *exts = NULL, *user, *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *ext;
 	int r;
 
@@ -96,10 +96,10 @@ list_users(struct http_req *req, struct err *e)
 			users = json_object_new_array();
 			exts = json_object_new_array();
 		}
-		ext = (const char *)sqlite3_column_text(st, CGI_COL_EXTENSION);
+		ext = db_col_text(st, CGI_COL_EXTENSION);
 		if (users == NULL || exts == NULL ||
 		    (user = cgi_user_render(st, 0, false)) == NULL) {
-			sqlite3_reset(st);
+			db_reset(st);
 			r = err_set(e, ERR_INTERNAL, "out of memory");
 			break;
 		}
@@ -154,23 +154,23 @@ static int
 user_get(struct db *db, int64_t id, struct user_old *old,
     struct json_object **rendered, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 
 	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return -1;
-	s = (const char *)sqlite3_column_text(st, CGI_COL_USERNAME);
+	s = db_col_text(st, CGI_COL_USERNAME);
 	snprintf(old->username, sizeof(old->username), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, CGI_COL_EXTENSION);
+	s = db_col_text(st, CGI_COL_EXTENSION);
 	snprintf(old->extension, sizeof(old->extension), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, CGI_COL_ROLE);
+	s = db_col_text(st, CGI_COL_ROLE);
 	snprintf(old->role, sizeof(old->role), "%s", s ? s : "");
 	if (rendered != NULL &&
 	    (*rendered = cgi_user_render(st, 0, false)) == NULL) {
-		sqlite3_reset(st);
+		db_reset(st);
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	}
-	sqlite3_reset(st);
+	db_reset(st);
 	return 0;
 }
 
@@ -178,19 +178,19 @@ static int
 user_update_row(struct db *db, int64_t id, const struct update_in *in,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40];
 
 	db_now(now, sizeof(now));
 	if ((st = db_stmt(db, sql[Q_USER_UPDATE], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, in->username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, in->email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, in->extension, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, in->role, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, in->status, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, in->username);
+	db_bind_text(st, 3, in->email);
+	db_bind_text(st, 4, in->extension);
+	db_bind_text(st, 5, in->role);
+	db_bind_text(st, 6, in->status);
+	db_bind_text(st, 7, now);
 	/* Past the conflict check only if another writer raced. */
 	if (db_done(db, st, e) == -1)
 		return users_unique_text(e);
@@ -346,15 +346,15 @@ static int
 setting_put(struct db *db, const char *key, const char *value, const char *now,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if (value == NULL)
 		return 0;
 	if ((st = db_stmt(db, sql[Q_SETTING_PUT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, key);
+	db_bind_text(st, 2, value);
+	db_bind_text(st, 3, now);
 	return db_done(db, st, e);
 }
 

@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/config.h"
@@ -86,41 +85,41 @@ static int
 login_lookup(struct db *db, const char *username, struct auth_user *u,
     char *hash, size_t hashsize, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_LOGIN_USER], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, username);
 	if ((r = db_row(db, st, e)) != 1)
 		return r;
 	memset(u, 0, sizeof(*u));
-	u->id = sqlite3_column_int64(st, 0);
-	s = (const char *)sqlite3_column_text(st, 1);
+	u->id = db_col_int(st, 0);
+	s = db_col_text(st, 1);
 	snprintf(u->username, sizeof(u->username), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, 2);
+	s = db_col_text(st, 2);
 	snprintf(u->extension, sizeof(u->extension), "%s", s ? s : "");
-	s = (const char *)sqlite3_column_text(st, 3);
+	s = db_col_text(st, 3);
 	snprintf(u->role, sizeof(u->role), "%s", s ? s : "user");
 	u->is_admin = strcmp(u->role, "admin") == 0;
-	s = (const char *)sqlite3_column_text(st, 4);
+	s = db_col_text(st, 4);
 	snprintf(hash, hashsize, "%s", s ? s : "");
-	sqlite3_reset(st);
+	db_reset(st);
 	return 1;
 }
 
 static int
 login_set_online(struct db *db, int64_t id, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40];
 
 	db_now(now, sizeof(now));
 	if ((st = db_stmt(db, sql[Q_LOGIN_SET_ONLINE], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, now);
 	return db_done(db, st, e);
 }
 

@@ -19,7 +19,6 @@
 
 #include <json-c/json.h>
 #include <json-c/printbuf.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/calllog.h"
@@ -67,7 +66,8 @@ static const char *const sql[Q__MAX] = {
 		       "WHERE caller_id = ?1 AND created_at > ?2",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
-			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3)",
+			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3) "
+			 "RETURNING id",
 	[Q_ACTIVE_FIND] = "SELECT id FROM active_calls WHERE channel = ?1 "
 			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
@@ -216,7 +216,7 @@ static int
 ringing_find(struct db *db, const struct config *cfg, int64_t caller,
     int64_t target, int64_t now_us, char *call_id, size_t size, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *ch;
 	char since[40];
 	int r;
@@ -225,14 +225,14 @@ ringing_find(struct db *db, const struct config *cfg, int64_t caller,
 	    since, sizeof(since));
 	if ((st = db_stmt(db, sql[Q_RINGING], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, caller);
-	sqlite3_bind_int64(st, 2, target);
-	sqlite3_bind_text(st, 3, since, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, caller);
+	db_bind_int(st, 2, target);
+	db_bind_text(st, 3, since);
 	if ((r = db_row(db, st, e)) != 1)
 		return r;
-	ch = (const char *)sqlite3_column_text(st, 0);
+	ch = db_col_text(st, 0);
 	snprintf(call_id, size, "%s", ch != NULL ? ch : "");
-	sqlite3_reset(st);
+	db_reset(st);
 	return 1;
 }
 
@@ -247,7 +247,7 @@ attempts_check(struct db *db, const struct config *cfg, int64_t caller,
     int64_t now_us, struct err *e)
 {
 	int64_t n, oldest_us, wait_us;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *t;
 	char since[40];
 	int rc;
@@ -257,17 +257,17 @@ attempts_check(struct db *db, const struct config *cfg, int64_t caller,
 	db_time_format(now_us - ATTEMPTS_WINDOW_US, since, sizeof(since));
 	if ((st = db_stmt(db, sql[Q_ATTEMPTS], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, caller);
-	sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, caller);
+	db_bind_text(st, 2, since);
 	if ((rc = db_row(db, st, e)) != 1) /* -1 keeps its code: BUSY is 503 */
 		return rc == -1
 			   ? -1
 			   : err_set(e, ERR_INTERNAL, "call attempts: no row");
-	n = sqlite3_column_int64(st, 0);
-	t = (const char *)sqlite3_column_text(st, 1);
+	n = db_col_int(st, 0);
+	t = db_col_text(st, 1);
 	if (t == NULL || db_time_parse(t, &oldest_us) == -1)
 		oldest_us = now_us;
-	sqlite3_reset(st);
+	db_reset(st);
 	if (n < cfg->call_attempts_per_min)
 		return 0;
 	wait_us = oldest_us + ATTEMPTS_WINDOW_US - now_us;
@@ -293,7 +293,7 @@ call_open(struct db *db, const struct config *cfg, int64_t caller,
     int64_t target, char *call_id, size_t size, char *now, size_t nowsize,
     int64_t *log_id, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t now_us;
 	int r;
 
@@ -314,13 +314,18 @@ call_open(struct db *db, const struct config *cfg, int64_t caller,
 	db_time_format(now_us, now, (unsigned)nowsize);
 	if ((st = db_stmt(db, sql[Q_LOG_INSERT], e)) == NULL)
 		goto fail;
-	sqlite3_bind_int64(st, 1, caller);
-	sqlite3_bind_int64(st, 2, target);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, call_id, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, caller);
+	db_bind_int(st, 2, target);
+	db_bind_text(st, 3, now);
+	db_bind_text(st, 4, call_id);
+	if ((r = db_row(db, st, e)) != 1) {
+		if (r == 0)
+			err_set(e, ERR_INTERNAL, "insert returned no id");
+		goto fail;
+	}
+	*log_id = db_col_int(st, 0);
 	if (db_done(db, st, e) == -1)
 		goto fail;
-	*log_id = db_last_id(db);
 	if (db_commit(db, e) == -1)
 		return -1;
 	return 1;
@@ -381,7 +386,7 @@ initiate(struct http_req *req, struct err *e)
 	const struct config *cfg = http_config(req);
 	int64_t target_id, log_id = 0, delivered;
 	struct json_object *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	bool locked, rung;
 	int r;
 
@@ -393,13 +398,13 @@ initiate(struct http_req *req, struct err *e)
 		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
 	if ((st = db_stmt(db, sql[Q_TARGET], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, in.target_extension, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, in.target_extension);
 	if ((r = db_row(db, st, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "Target extension not found");
-	target_id = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	target_id = db_col_int(st, 0);
+	db_reset(st);
 	if (target_id == u->id)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
 
@@ -455,7 +460,7 @@ hangup(struct http_req *req, struct err *e)
 	const struct auth_user *u;
 	struct json_object *body, *o;
 	struct calllog_row row;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *channel;
 	int64_t duration = 0;
 	int r;
@@ -469,13 +474,13 @@ hangup(struct http_req *req, struct err *e)
 	if (strncmp(channel, WEBRTC_PREFIX, strlen(WEBRTC_PREFIX)) != 0) {
 		if ((st = db_stmt(db, sql[Q_ACTIVE_FIND], e)) == NULL)
 			return -1;
-		sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, u->id);
+		db_bind_text(st, 1, channel);
+		db_bind_int(st, 2, u->id);
 		if ((r = db_row(db, st, e)) == -1)
 			return -1;
 		if (r == 0)
 			return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
-		sqlite3_reset(st);
+		db_reset(st);
 		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
 	}
 	if ((r = calllog_find(db, channel, &row, e)) == -1)
@@ -625,7 +630,7 @@ extensions_status(struct http_req *req, struct err *e)
 	struct json_object *o = NULL, *conn, *rows, *x;
 	struct db *db = http_db(req);
 	const char *ext, *status;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct who w;
 	int64_t count;
 	size_t i;
@@ -648,13 +653,13 @@ extensions_status(struct http_req *req, struct err *e)
 	if ((st = db_stmt(db, sql[Q_USERS], e)) == NULL)
 		goto fail;
 	while ((r = db_row(db, st, e)) == 1) {
-		ext = (const char *)sqlite3_column_text(st, 0);
-		status = (const char *)sqlite3_column_text(st, 2);
+		ext = db_col_text(st, 0);
+		status = db_col_text(st, 2);
 		ext = ext != NULL ? ext : "";
 		status = status != NULL ? status : "";
 		count = who_count(&w, ext);
 		if ((x = json_object_new_object()) == NULL) {
-			sqlite3_reset(st);
+			db_reset(st);
 			goto oom;
 		}
 		jh_add_int(x, "client_count", count);
@@ -664,7 +669,7 @@ extensions_status(struct http_req *req, struct err *e)
 		jh_add_bool(x, "status_match",
 		    (strcmp(status, "online") == 0) == (count > 0));
 		jh_add_str(x, "username",
-		    (const char *)sqlite3_column_text(st, 1));
+		    db_col_text(st, 1));
 		jh_add_bool(x, "ws_connected", count > 0);
 		json_object_array_add(rows, x);
 	}
@@ -750,29 +755,29 @@ party_text(struct json_object *o)
  * client can say so without a new field.
  */
 static struct json_object *
-log_party(struct db *db, sqlite3_stmt *row, int col, struct parties *p,
+log_party(struct db *db, struct db_stmt *row, int col, struct parties *p,
     struct err *e)
 {
 	struct json_object *o = NULL;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t id = 0;
 	size_t i;
 	int r = 0;
 
-	if (sqlite3_column_type(row, col) != SQLITE_NULL)
-		id = sqlite3_column_int64(row, col);
+	if (!db_col_null(row, col))
+		id = db_col_int(row, col);
 	for (i = 0; i < p->n; i++)
 		if (p->id[i] == id)
 			return json_object_get(p->user[i]);
 	if (id != 0) {
 		if ((st = db_stmt(db, sql[Q_PARTY], e)) == NULL)
 			return NULL;
-		sqlite3_bind_int64(st, 1, id);
+		db_bind_int(st, 1, id);
 		if ((r = db_row(db, st, e)) == -1)
 			return NULL;
 		if (r == 1) {
 			o = cgi_user_render(st, 0, true);
-			sqlite3_reset(st);
+			db_reset(st);
 		}
 	}
 	if (r == 0 && (o = cgi_user_zero()) != NULL)
@@ -797,15 +802,15 @@ log_party(struct db *db, sqlite3_stmt *row, int col, struct parties *p,
 
 /* Key of o becomes s, or null when s is NULL; its string is reused. */
 static void
-row_str(struct json_object *o, const char *key, const unsigned char *s)
+row_str(struct json_object *o, const char *key, const char *s)
 {
 	struct json_object *v;
 
 	if (s != NULL && json_object_object_get_ex(o, key, &v) &&
 	    json_object_is_type(v, json_type_string) &&
-	    json_object_set_string(v, (const char *)s) == 1)
+	    json_object_set_string(v, s) == 1)
 		return;
-	jh_add_str(o, key, (const char *)s);
+	jh_add_str(o, key, s);
 }
 
 static void
@@ -821,18 +826,18 @@ row_int(struct json_object *o, const char *key, int64_t n)
 }
 
 /* Text columns the contract renders as "" rather than null. */
-static const unsigned char *
-col_text(sqlite3_stmt *st, int i)
+static const char *
+col_text(struct db_stmt *st, int i)
 {
-	const unsigned char *s = sqlite3_column_text(st, i);
+	const char *s = db_col_text(st, i);
 
-	return s != NULL ? s : (const unsigned char *)"";
+	return s != NULL ? s : "";
 }
 
 /* Row o becomes the CallLog (contract §1.5) of a Q_LOGS row; -1 with e
  * set. */
 static int
-log_fill(struct db *db, sqlite3_stmt *st, struct json_object *o,
+log_fill(struct db *db, struct db_stmt *st, struct json_object *o,
     struct parties *p, struct err *e)
 {
 	struct json_object *caller, *callee;
@@ -843,25 +848,25 @@ log_fill(struct db *db, sqlite3_stmt *st, struct json_object *o,
 		json_object_put(caller);
 		return -1;
 	}
-	row_int(o, "id", sqlite3_column_int64(st, 0));
-	row_int(o, "caller_id", sqlite3_column_int64(st, 1));
-	row_int(o, "callee_id", sqlite3_column_int64(st, 2));
+	row_int(o, "id", db_col_int(st, 0));
+	row_int(o, "caller_id", db_col_int(st, 1));
+	row_int(o, "callee_id", db_col_int(st, 2));
 	json_object_object_add(o, "caller", caller);
 	json_object_object_add(o, "callee", callee);
-	row_str(o, "start_time", sqlite3_column_text(st, 3));
-	row_str(o, "end_time", sqlite3_column_text(st, 4));
-	row_int(o, "duration", sqlite3_column_int64(st, 5));
+	row_str(o, "start_time", db_col_text(st, 3));
+	row_str(o, "end_time", db_col_text(st, 4));
+	row_int(o, "duration", db_col_int(st, 5));
 	row_str(o, "status", col_text(st, 6));
 	row_str(o, "channel", col_text(st, 7));
 	row_str(o, "direction", col_text(st, 8));
-	row_str(o, "created_at", sqlite3_column_text(st, 9));
+	row_str(o, "created_at", db_col_text(st, 9));
 	return 0;
 }
 
 /* The JSON array of the page Q_LOGS steps through, as a text object; NULL
  * with e set. */
 static struct json_object *
-log_page(struct db *db, sqlite3_stmt *st, struct err *e)
+log_page(struct db *db, struct db_stmt *st, struct err *e)
 {
 	struct json_object *row, *page = NULL;
 	struct parties parties;
@@ -874,7 +879,7 @@ log_page(struct db *db, sqlite3_stmt *st, struct err *e)
 	row = json_object_new_object();
 	if (row == NULL || (pb = printbuf_new()) == NULL) {
 		json_object_put(row);
-		sqlite3_reset(st);
+		db_reset(st);
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
@@ -890,7 +895,7 @@ log_page(struct db *db, sqlite3_stmt *st, struct err *e)
 			r = 0;
 	}
 	if (r != 0) /* stopped before the end: the statement is mid-page */
-		sqlite3_reset(st);
+		db_reset(st);
 	if (r == 0 && (printbuf_strappend(pb, "]") < 0 ||
 			  (page = text_object(pb->buf)) == NULL))
 		r = -2;
@@ -913,7 +918,7 @@ logs(struct http_req *req, struct err *e)
 	const char *q = http_query(req, "limit");
 	struct json_object *list, *o;
 	struct db *db = http_db(req);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t limit = LOGS_DEFAULT;
 
 	if (q != NULL && *q != '\0') {
@@ -925,8 +930,8 @@ logs(struct http_req *req, struct err *e)
 		return -1;
 	if ((st = db_stmt(db, sql[Q_LOGS], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, u->id);
-	sqlite3_bind_int64(st, 2, limit);
+	db_bind_int(st, 1, u->id);
+	db_bind_int(st, 2, limit);
 	if ((list = log_page(db, st, e)) == NULL)
 		return -1;
 	if ((o = cgi_ok("call_logs", list)) == NULL)

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/audit.h"
 #include "lib/config.h"
@@ -127,13 +126,13 @@ cgi_reply_user(struct http_req *req, int status, const char *message,
 }
 
 static const char *
-col_text(sqlite3_stmt *st, int i)
+col_text(struct db_stmt *st, int i)
 {
-	return (const char *)sqlite3_column_text(st, i);
+	return db_col_text(st, i);
 }
 
 void
-cgi_add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
+cgi_add_col_str(struct json_object *o, const char *key, struct db_stmt *st, int i)
 {
 	const char *s = col_text(st, i);
 
@@ -141,7 +140,7 @@ cgi_add_col_str(struct json_object *o, const char *key, sqlite3_stmt *st, int i)
 }
 
 void
-cgi_add_col_time(struct json_object *o, const char *key, sqlite3_stmt *st,
+cgi_add_col_time(struct json_object *o, const char *key, struct db_stmt *st,
     int i)
 {
 	jh_add_str(o, key, col_text(st, i));
@@ -149,15 +148,15 @@ cgi_add_col_time(struct json_object *o, const char *key, sqlite3_stmt *st,
 
 /* is_online is "numeric": 0/1, though imported rows may say true/false. */
 bool
-cgi_col_bool(sqlite3_stmt *st, int i)
+cgi_col_bool(struct db_stmt *st, int i)
 {
 	const char *s;
 
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_INTEGER:
-	case SQLITE_FLOAT:
-		return sqlite3_column_int64(st, i) != 0;
-	case SQLITE_TEXT:
+	switch (db_col_type(st, i)) {
+	case DB_INT:
+	case DB_REAL:
+		return db_col_int(st, i) != 0;
+	case DB_TEXT:
 		s = col_text(st, i);
 		return s != NULL &&
 		       (strcmp(s, "true") == 0 || strcmp(s, "1") == 0);
@@ -167,13 +166,13 @@ cgi_col_bool(sqlite3_stmt *st, int i)
 }
 
 struct json_object *
-cgi_user_render(sqlite3_stmt *st, int col, bool with_updated)
+cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 {
 	struct json_object *o;
 
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
-	jh_add_int(o, "id", sqlite3_column_int64(st, col));
+	jh_add_int(o, "id", db_col_int(st, col));
 	cgi_add_col_str(o, "username", st, col + 1);
 	cgi_add_col_str(o, "email", st, col + 2);
 	cgi_add_col_str(o, "extension", st, col + 3);
@@ -210,15 +209,15 @@ cgi_user_zero(void)
 	return o;
 }
 
-sqlite3_stmt *
+struct db_stmt *
 cgi_user_row(struct db *db, int64_t id, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_USER_BY_ID], e)) == NULL)
 		return NULL;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	if ((r = db_row(db, st, e)) == 1)
 		return st;
 	if (r == 0)
@@ -230,12 +229,12 @@ struct json_object *
 cgi_user_by_id(struct db *db, int64_t id, struct err *e)
 {
 	struct json_object *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return NULL;
 	o = cgi_user_render(st, 0, false);
-	sqlite3_reset(st);
+	db_reset(st);
 	if (o == NULL)
 		err_set(e, ERR_INTERNAL, "out of memory");
 	return o;
@@ -330,14 +329,14 @@ cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
     struct err *e)
 {
 	struct json_object *p, *u = NULL;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if ((st = cgi_user_row(db, id, e)) == NULL)
 		return -1;
 	if ((p = json_object_new_object()) == NULL ||
 	    (user != NULL && (u = cgi_user_render(st, 0, false)) == NULL)) {
-		sqlite3_reset(st);
+		db_reset(st);
 		json_object_put(p);
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	}
@@ -350,10 +349,10 @@ cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
 	cgi_add_col_str(p, "status", st, CGI_COL_STATUS);
 	jh_add_int(p, "timestamp", (int64_t)time(NULL));
 	jh_add_str(p, "type", "user_status_changed");
-	jh_add_int(p, "user_id", sqlite3_column_int64(st, CGI_COL_ID));
+	jh_add_int(p, "user_id", db_col_int(st, CGI_COL_ID));
 	cgi_add_col_str(p, "username", st, CGI_COL_USERNAME);
 	jh_add_bool(p, "ws_connected", false);
-	sqlite3_reset(st);
+	db_reset(st);
 	if ((rc = notify_enqueue(db, NOTIFY_ALL, "", p, e)) == 0 &&
 	    user != NULL) {
 		*user = u;
@@ -381,7 +380,7 @@ cgi_frontend_config(struct http_req *req, struct err *e)
 	const struct config *cfg = http_config(req);
 	struct db *db = http_db(req);
 	struct json_object *o, *ast;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char origin[512], url[600], host[256];
 	const char *k, *v;
 	int sip_port = cfg->sip_port, port, r;

@@ -12,7 +12,7 @@ struct http_req;
 struct http_route;
 struct jh_field;
 struct json_object;
-struct sqlite3_stmt;
+struct db_stmt;
 struct users_new;
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
@@ -55,18 +55,18 @@ enum cgi_user_col {
  * is_online (bool), last_login, last_seen, created_at (null when NULL).
  * With_updated adds "updated_at" (the nested User shape). New object.
  */
-struct json_object *cgi_user_render(struct sqlite3_stmt *st, int col,
+struct json_object *cgi_user_render(struct db_stmt *st, int col,
     bool with_updated);
 
 /* A boolean column such as is_online (0/1, or "true"/"false" text). */
-bool cgi_col_bool(struct sqlite3_stmt *st, int col);
+bool cgi_col_bool(struct db_stmt *st, int col);
 
 /* Column i as a string member ("" when NULL), or as a time (its text as
  * stored, null when NULL). */
 void cgi_add_col_str(struct json_object *o, const char *key,
-    struct sqlite3_stmt *st, int i);
+    struct db_stmt *st, int i);
 void cgi_add_col_time(struct json_object *o, const char *key,
-    struct sqlite3_stmt *st, int i);
+    struct db_stmt *st, int i);
 
 /* The zero User of a missing user (id 0, empty strings, zero time). */
 struct json_object *cgi_user_zero(void);
@@ -75,7 +75,7 @@ struct json_object *cgi_user_zero(void);
  * The CGI_USER_COLUMNS row of user id: the statement stepped onto it, which
  * the caller resets once read. NULL with ERR_NOTFOUND "User not found".
  */
-struct sqlite3_stmt *cgi_user_row(struct db *db, int64_t id, struct err *e);
+struct db_stmt *cgi_user_row(struct db *db, int64_t id, struct err *e);
 
 /* Load user id as UserResponse. ERR_NOTFOUND "User not found". */
 struct json_object *cgi_user_by_id(struct db *db, int64_t id, struct err *e);

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/config.h"
@@ -41,7 +40,8 @@ static const char *const sql[Q__MAX] = {
 		     "last_seen = ?2, updated_at = ?2 WHERE id = ?1",
 	[Q_STATUS_SET] =
 	    "UPDATE users SET status = ?2, last_seen = ?3, updated_at = ?3, "
-	    "is_online = CASE ?2 WHEN 'online' THEN 1 WHEN 'offline' THEN 0 "
+	    "is_online = CASE CAST(?2 AS text) WHEN 'online' THEN 1 "
+	    "WHEN 'offline' THEN 0 "
 	    "ELSE is_online END WHERE id = ?1",
 	[Q_HEARTBEAT_SEEN] =
 	    "UPDATE users SET last_seen = ?2, updated_at = ?2 WHERE id = ?1",
@@ -83,13 +83,13 @@ profile(struct http_req *req, struct err *e)
 static int
 exec_id_now(struct db *db, enum q q, int64_t id, const char *now, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	if (now != NULL)
-		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+		db_bind_text(st, 2, now);
 	return db_done(db, st, e);
 }
 
@@ -126,13 +126,13 @@ static int
 status_set(struct db *db, int64_t id, const char *status, const char *now,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[Q_STATUS_SET], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, status);
+	db_bind_text(st, 3, now);
 	return db_done(db, st, e);
 }
 
@@ -214,7 +214,7 @@ heartbeat(struct http_req *req, struct err *e)
 	struct db *db = http_db(req);
 	const struct auth_user *u;
 	struct json_object *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40], status[16];
 	bool online, live, promote;
 	const char *s;
@@ -228,10 +228,10 @@ heartbeat(struct http_req *req, struct err *e)
 		return -1;
 	if ((st = cgi_user_row(db, u->id, e)) == NULL)
 		goto rollback;
-	s = (const char *)sqlite3_column_text(st, CGI_COL_STATUS);
+	s = db_col_text(st, CGI_COL_STATUS);
 	snprintf(status, sizeof(status), "%s", s != NULL ? s : "");
 	online = cgi_col_bool(st, CGI_COL_IS_ONLINE);
-	sqlite3_reset(st);
+	db_reset(st);
 	promote = live && strcmp(status, "offline") == 0;
 	if (exec_id_now(db, Q_HEARTBEAT_SEEN, u->id, now, e) == -1 ||
 	    (promote &&
@@ -262,18 +262,18 @@ users_online(struct http_req *req, struct err *e)
 	struct db *db = http_db(req);
 	const struct auth_user *u;
 	struct json_object *list = NULL, *user, *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int r;
 
 	if ((u = cgi_me(req, e)) == NULL ||
 	    (st = db_stmt(db, sql[Q_ONLINE_LIST], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, u->id);
+	db_bind_int(st, 1, u->id);
 	while ((r = db_row(db, st, e)) == 1) {
 		if ((list == NULL &&
 			(list = json_object_new_array()) == NULL) ||
 		    (user = cgi_user_render(st, 0, false)) == NULL) {
-			sqlite3_reset(st);
+			db_reset(st);
 			json_object_put(list);
 			return err_set(e, ERR_INTERNAL, "out of memory");
 		}
@@ -295,7 +295,7 @@ user_by_extension(struct http_req *req, struct err *e)
 {
 	struct db *db = http_db(req);
 	struct json_object *user, *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *ext = http_param(req, "extension");
 	int r;
 
@@ -303,13 +303,13 @@ user_by_extension(struct http_req *req, struct err *e)
 		return err_set(e, ERR_NOTFOUND, "User not found");
 	if ((st = db_stmt(db, sql[Q_BY_EXTENSION], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, ext, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, ext);
 	if ((r = db_row(db, st, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "User not found");
 	user = cgi_user_render(st, 0, false);
-	sqlite3_reset(st);
+	db_reset(st);
 	if (user == NULL || (o = cgi_ok("user", user)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	http_reply_json(req, 200, o);
@@ -323,7 +323,7 @@ debug_auth(struct http_req *req, struct err *e)
 	const struct auth_claims *c = http_claims(req);
 	const struct auth_user *u;
 	struct json_object *info, *o;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	bool id_exists, name_exists, ext_exists;
 	int r;
 
@@ -333,17 +333,17 @@ debug_auth(struct http_req *req, struct err *e)
 		return err_set(e, ERR_INTERNAL, "no claims on a user route");
 	if ((st = db_stmt(db, sql[Q_AUTH_EXISTS], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, c->user_id);
-	sqlite3_bind_text(st, 2, c->username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, c->extension, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, c->user_id);
+	db_bind_text(st, 2, c->username);
+	db_bind_text(st, 3, c->extension);
 	if ((r = db_row(db, st, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_INTERNAL, "exists check gave no row");
-	id_exists = sqlite3_column_int(st, 0) != 0;
-	name_exists = sqlite3_column_int(st, 1) != 0;
-	ext_exists = sqlite3_column_int(st, 2) != 0;
-	sqlite3_reset(st);
+	id_exists = db_col_int(st, 0) != 0;
+	name_exists = db_col_int(st, 1) != 0;
+	ext_exists = db_col_int(st, 2) != 0;
+	db_reset(st);
 
 	/* What the token says, and whether the database still agrees; the
 	 * admin gate itself uses the database role. */

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 
 #include "lib/config.h"
 #include "lib/db.h"
@@ -146,15 +145,15 @@ out:
 static int
 has_admin(struct db *db, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int r, v;
 
 	if ((st = db_stmt(db, sql[Q_HAS_ADMIN], e)) == NULL)
 		return -1;
 	if ((r = db_row(db, st, e)) != 1)
 		return r == 0 ? err_set(e, ERR_INTERNAL, "no row") : -1;
-	v = sqlite3_column_int(st, 0);
-	sqlite3_reset(st);
+	v = db_col_int(st, 0);
+	db_reset(st);
 	return v != 0;
 }
 

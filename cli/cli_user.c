@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/audit.h"
 #include "lib/auth.h"
@@ -212,19 +211,19 @@ static int
 user_find(struct db *db, const char *username, int64_t *id, char *role,
     size_t rolesize, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_BY_NAME], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, username);
 	if ((r = db_row(db, st, e)) != 1)
 		return r;
-	*id = sqlite3_column_int64(st, 0);
-	s = (const char *)sqlite3_column_text(st, 1);
+	*id = db_col_int(st, 0);
+	s = db_col_text(st, 1);
 	snprintf(role, rolesize, "%s", s != NULL ? s : "");
-	sqlite3_reset(st);
+	db_reset(st);
 	return 1;
 }
 
@@ -344,7 +343,7 @@ user_passwd(int argc, char **argv)
 {
 	struct err e = { 0 };
 	struct cli cli;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char pw[USERS_PASSWORD_MAX + 2], hash[PASSWORD_HASH_MAX], role[16];
 	char now[40];
 	int64_t id;
@@ -379,9 +378,9 @@ user_passwd(int argc, char **argv)
 		goto fail;
 	if ((st = db_stmt(cli.db, sql[Q_SET_PASSWORD], &e)) == NULL)
 		goto rollback;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, hash);
+	db_bind_text(st, 3, now);
 	/* A new password ends the sessions signed in with the old one. */
 	if (db_done(cli.db, st, &e) == -1 ||
 	    auth_revoke_user(cli.db, id, &e) == -1 ||
@@ -436,9 +435,9 @@ fail:
 }
 
 static const char *
-col(sqlite3_stmt *st, int i)
+col(struct db_stmt *st, int i)
 {
-	const char *s = (const char *)sqlite3_column_text(st, i);
+	const char *s = db_col_text(st, i);
 
 	return s != NULL ? s : "";
 }
@@ -448,7 +447,7 @@ user_list(int argc, char **argv)
 {
 	struct err e = { 0 };
 	struct cli cli;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int r;
 
 	(void)argv;
@@ -467,7 +466,7 @@ user_list(int argc, char **argv)
 	    "EXTENSION", "ROLE", "STATUS");
 	while ((r = db_row(cli.db, st, &e)) == 1)
 		printf("%-6" PRId64 " %-20s %-32s %-9s %-6s %s\n",
-		    (int64_t)sqlite3_column_int64(st, 0), col(st, 1),
+		    (int64_t)db_col_int(st, 0), col(st, 1),
 		    col(st, 2), col(st, 3), col(st, 4), col(st, 5));
 	if (r == -1)
 		cli_fail("%s", e.msg);

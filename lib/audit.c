@@ -2,7 +2,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <sqlite3.h>
 
 #include "lib/audit.h"
 #include "lib/db.h"
@@ -19,7 +18,7 @@ int
 audit_insert(struct db *db, int64_t actor_id, const char *action,
     const char *target, struct json_object *details, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40];
 	const char *text = NULL;
 
@@ -28,14 +27,14 @@ audit_insert(struct db *db, int64_t actor_id, const char *action,
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, now);
 	if (actor_id > 0)
-		sqlite3_bind_int64(st, 2, actor_id);
+		db_bind_int(st, 2, actor_id);
 	else
-		sqlite3_bind_null(st, 2);
-	sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+		db_bind_null(st, 2);
+	db_bind_text(st, 3, action);
+	db_bind_text(st, 4, target);
+	db_bind_text(st, 5, text);
 	return db_done(db, st, e);
 }
 

@@ -11,7 +11,6 @@
 
 #include <json-c/json.h>
 #include <jwt.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/config.h"
@@ -48,7 +47,8 @@ static const char *const sql[Q__MAX] = {
 	[Q_REVOKE] = "INSERT INTO token_generations "
 		     "(user_id, generation, revoked_at) VALUES (?1, 1, ?2) "
 		     "ON CONFLICT (user_id) DO UPDATE SET "
-		     "generation = generation + 1, revoked_at = ?2 "
+		     "generation = token_generations.generation + 1, "
+		     "revoked_at = ?2 "
 		     "RETURNING generation",
 	/*
 	 * The n-th newest failure inside the window (OFFSET n-1): when it
@@ -110,9 +110,9 @@ copy_str(char *dst, size_t size, const char *src)
 
 /* A text column as copy_str; dflt when it is NULL. */
 static int
-copy_col(sqlite3_stmt *st, int col, char *dst, size_t size, const char *dflt)
+copy_col(struct db_stmt *st, int col, char *dst, size_t size, const char *dflt)
 {
-	const char *s = (const char *)sqlite3_column_text(st, col);
+	const char *s = db_col_text(st, col);
 
 	return copy_str(dst, size, s != NULL ? s : dflt);
 }
@@ -122,25 +122,25 @@ static int
 user_get(struct db *db, int64_t id, struct auth_user *u, int64_t *gen,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if ((st = db_stmt(db, sql[Q_USER_GET], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	if ((rc = db_row(db, st, e)) != 1)
 		return rc;
 	memset(u, 0, sizeof(*u));
-	u->id = sqlite3_column_int64(st, 0);
+	u->id = db_col_int(st, 0);
 	if (copy_col(st, 1, u->username, sizeof(u->username), "") == -1 ||
 	    copy_col(st, 2, u->extension, sizeof(u->extension), "") == -1 ||
 	    copy_col(st, 3, u->role, sizeof(u->role), "user") == -1) {
-		sqlite3_reset(st);
+		db_reset(st);
 		return err_set(e, ERR_INTERNAL,
 		    "user %lld: a column is too long", (long long)id);
 	}
-	*gen = sqlite3_column_int64(st, 4);
-	sqlite3_reset(st);
+	*gen = db_col_int(st, 4);
+	db_reset(st);
 	u->is_admin = strcmp(u->role, "admin") == 0;
 	return 1;
 }
@@ -148,18 +148,18 @@ user_get(struct db *db, int64_t id, struct auth_user *u, int64_t *gen,
 static int
 gen_get(struct db *db, int64_t user_id, int64_t *gen, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if ((st = db_stmt(db, sql[Q_GEN_GET], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, user_id);
+	db_bind_int(st, 1, user_id);
 	if ((rc = db_row(db, st, e)) == -1)
 		return -1;
 	*gen = 0;
 	if (rc == 1) {
-		*gen = sqlite3_column_int64(st, 0);
-		sqlite3_reset(st);
+		*gen = db_col_int(st, 0);
+		db_reset(st);
 	}
 	return 0;
 }
@@ -603,21 +603,21 @@ int
 auth_revoke_user(struct db *db, int64_t user_id, struct err *e)
 {
 	char now[40], event[96], id[24];
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t gen;
 	int n, rc;
 
 	if ((st = db_stmt(db, sql[Q_REVOKE], e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
-	sqlite3_bind_int64(st, 1, user_id);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, user_id);
+	db_bind_text(st, 2, now);
 	if ((rc = db_row(db, st, e)) != 1)
 		return rc == -1
 			   ? -1
 			   : err_set(e, ERR_INTERNAL, "revoke: no generation");
-	gen = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	gen = db_col_int(st, 0);
+	db_reset(st);
 	/* In the same transaction: whoever holds the user's sockets or
 	 * state (the relay) hears of it in stream order. */
 	n = snprintf(event, sizeof(event),
@@ -637,21 +637,21 @@ static int
 limit_reached(struct db *db, enum q q, const char *addr, const char *username,
     int max, int64_t window_s, int64_t now, int *retry_s, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t at, wait;
 	int rc;
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now - window_s);
-	sqlite3_bind_int(st, 3, max - 1);
+	db_bind_text(st, 1, addr);
+	db_bind_int(st, 2, now - window_s);
+	db_bind_int(st, 3, max - 1);
 	if (username != NULL)
-		sqlite3_bind_text(st, 4, username, -1, SQLITE_STATIC);
+		db_bind_text(st, 4, username);
 	if ((rc = db_row(db, st, e)) != 1)
 		return rc;
-	at = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	at = db_col_int(st, 0);
+	db_reset(st);
 	wait = at + window_s - now;
 	/* A row from the future (clock stepped back) still waits a window. */
 	if (wait < 1)
@@ -681,7 +681,7 @@ static int
 login_record(struct db *db, const char *username, const char *addr, int64_t now,
     int *delay_ms, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int retry = 0, rc, limited, failures;
 
 	if ((limited = limit_reached(db, Q_FAIL_NTH_PAIR, addr, username,
@@ -699,25 +699,25 @@ login_record(struct db *db, const char *username, const char *addr, int64_t now,
 	}
 	if ((st = db_stmt(db, sql[Q_FAIL_COUNT_USER], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now - AUTH_LOGIN_WINDOW_S);
+	db_bind_text(st, 1, username);
+	db_bind_int(st, 2, now - AUTH_LOGIN_WINDOW_S);
 	if ((rc = db_row(db, st, e)) == -1)
 		return -1;
-	failures = rc == 1 ? sqlite3_column_int(st, 0) : 0;
-	sqlite3_reset(st);
+	failures = rc == 1 ? db_col_int(st, 0) : 0;
+	db_reset(st);
 	*delay_ms = auth_login_delay_ms(failures);
 
 	if ((st = db_stmt(db, sql[Q_FAIL_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
+	db_bind_text(st, 1, username);
+	db_bind_text(st, 2, addr);
+	db_bind_int(st, 3, now);
 	if (db_done(db, st, e) == -1)
 		return -1;
 	/* Rows that no longer count: keeps the table as small as the window. */
 	if ((st = db_stmt(db, sql[Q_FAIL_PRUNE], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, now - AUTH_LOGIN_WINDOW_S);
+	db_bind_int(st, 1, now - AUTH_LOGIN_WINDOW_S);
 	return db_done(db, st, e);
 }
 
@@ -751,13 +751,12 @@ int
 auth_login_succeeded(struct db *db, const char *username, const char *addr,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[Q_FAIL_FORGET], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username != NULL ? username : "", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, addr != NULL ? addr : "", -1, SQLITE_STATIC);
+	db_bind_text(st, 1, username != NULL ? username : "");
+	db_bind_text(st, 2, addr != NULL ? addr : "");
 	return db_done(db, st, e);
 }
 
@@ -765,7 +764,7 @@ int
 auth_register_record(struct db *db, const char *addr, int max, struct err *e)
 {
 	int64_t now = (int64_t)time(NULL);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int retry = 0, rc;
 
 	if (addr == NULL)
@@ -781,12 +780,12 @@ auth_register_record(struct db *db, const char *addr, int max, struct err *e)
 	}
 	if ((st = db_stmt(db, sql[Q_REG_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
+	db_bind_text(st, 1, addr);
+	db_bind_int(st, 2, now);
 	if (db_done(db, st, e) == -1)
 		return -1;
 	if ((st = db_stmt(db, sql[Q_REG_PRUNE], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, now - AUTH_REGISTER_WINDOW_S);
+	db_bind_int(st, 1, now - AUTH_REGISTER_WINDOW_S);
 	return db_done(db, st, e);
 }

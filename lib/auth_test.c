@@ -8,7 +8,6 @@
 
 #include <json-c/json.h>
 #include <jwt.h>
-#include <sqlite3.h>
 
 #include "lib/check.h"
 #include "lib/auth.h"
@@ -29,35 +28,33 @@ static struct db *db;
 static int64_t
 sqlv(const char *text, const char *s1, int64_t i2, int64_t i3)
 {
-	sqlite3_stmt *st;
+	struct err e = { 0 };
+	struct db_stmt *st;
 	int64_t v = -1;
-	int n, rc;
+	int rc;
 
-	CHECK(sqlite3_prepare_v2(db_handle(db), text, -1, &st, NULL) ==
-	      SQLITE_OK);
-	n = sqlite3_bind_parameter_count(st);
-	if (n >= 1)
-		sqlite3_bind_text(st, 1, s1, -1, SQLITE_STATIC);
-	if (n >= 2)
-		sqlite3_bind_int64(st, 2, i2);
-	if (n >= 3)
-		sqlite3_bind_int64(st, 3, i3);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else
-		CHECK(rc == SQLITE_DONE);
-	sqlite3_finalize(st);
+	CHECK((st = db_stmt(db, text, &e)) != NULL);
+	/* SQLite ignores a binding past the statement's last parameter. */
+	db_bind_text(st, 1, s1);
+	db_bind_int(st, 2, i2);
+	db_bind_int(st, 3, i3);
+	rc = db_row(db, st, &e);
+	CHECK(rc != -1);
+	if (rc == 1) {
+		v = db_col_int(st, 0);
+		db_reset(st);
+	}
 	return v;
 }
 
 static int64_t
 user_add(const char *name, const char *ext)
 {
-	sqlv("INSERT INTO users (username, email, password, extension, role) "
-	     "VALUES (?1, ?1 || '@example.com', 'x', ?2, 'user')",
+	return sqlv("INSERT INTO users (username, email, password, extension, "
+		    "role) VALUES (?1, CAST(?1 AS text) || '@example.com', 'x', ?2, "
+		    "'user') "
+		    "RETURNING id",
 	    name, atoll(ext), 0);
-	return sqlite3_last_insert_rowid(db_handle(db));
 }
 
 static void

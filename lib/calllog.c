@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sqlite3.h>
 
 #include "lib/calllog.h"
 #include "lib/db.h"
@@ -53,21 +52,21 @@ int
 calllog_find(struct db *db, const char *channel, struct calllog_row *row,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_FIND], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, channel);
 	if ((r = db_row(db, st, e)) != 1)
 		return r;
-	row->id = sqlite3_column_int64(st, 0);
-	row->caller_id = sqlite3_column_int64(st, 1);
-	row->callee_id = sqlite3_column_int64(st, 2);
-	s = (const char *)sqlite3_column_text(st, 3);
+	row->id = db_col_int(st, 0);
+	row->caller_id = db_col_int(st, 1);
+	row->callee_id = db_col_int(st, 2);
+	s = db_col_text(st, 3);
 	snprintf(row->status, sizeof(row->status), "%s", s != NULL ? s : "");
-	sqlite3_reset(st);
+	db_reset(st);
 	return 1;
 }
 
@@ -75,22 +74,22 @@ calllog_find(struct db *db, const char *channel, struct calllog_row *row,
 static int
 state_get(struct db *db, int64_t id, struct state *s, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *t;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_GET], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	if ((r = db_row(db, st, e)) != 1)
 		return r;
-	t = (const char *)sqlite3_column_text(st, 0);
+	t = db_col_text(st, 0);
 	snprintf(s->status, sizeof(s->status), "%s", t != NULL ? t : "");
-	t = (const char *)sqlite3_column_text(st, 1);
+	t = db_col_text(st, 1);
 	snprintf(s->answer_time, sizeof(s->answer_time), "%s",
 	    t != NULL ? t : "");
-	s->duration = sqlite3_column_int64(st, 2);
-	sqlite3_reset(st);
+	s->duration = db_col_int(st, 2);
+	db_reset(st);
 	return 1;
 }
 
@@ -109,14 +108,14 @@ duration_s(const char *answer_time, int64_t at_us)
 int
 calllog_answer(struct db *db, int64_t id, int64_t at_us, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char stamp[40];
 
 	if ((st = db_stmt(db, sql[Q_ANSWER], e)) == NULL)
 		return -1;
 	db_time_format(at_us, stamp, sizeof(stamp));
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, stamp);
 	if (db_done(db, st, e) == -1)
 		return -1;
 	return db_changes(db) > 0;
@@ -127,7 +126,7 @@ calllog_close(struct db *db, int64_t id, enum calllog_end how, int64_t at_us,
     int64_t *duration, struct err *e)
 {
 	struct state s;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char stamp[40];
 	int64_t d;
 	int tries, r;
@@ -155,13 +154,12 @@ calllog_close(struct db *db, int64_t id, enum calllog_end how, int64_t at_us,
 		}
 		if ((st = db_stmt(db, sql[q], e)) == NULL)
 			return -1;
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
+		db_bind_int(st, 1, id);
+		db_bind_text(st, 2, stamp);
 		if (q == Q_END)
-			sqlite3_bind_int64(st, 3, d);
+			db_bind_int(st, 3, d);
 		else
-			sqlite3_bind_text(st, 3, ends[how].ringing, -1,
-			    SQLITE_STATIC);
+			db_bind_text(st, 3, ends[how].ringing);
 		if (db_done(db, st, e) == -1)
 			return -1;
 		if (db_changes(db) > 0) {
@@ -178,14 +176,14 @@ int
 calllog_miss_stale(struct db *db, int64_t before_us, int64_t at_us,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char before[40], stamp[40];
 
 	if ((st = db_stmt(db, sql[Q_STALE], e)) == NULL)
 		return -1;
 	db_time_format(before_us, before, sizeof(before));
 	db_time_format(at_us, stamp, sizeof(stamp));
-	sqlite3_bind_text(st, 1, before, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, stamp, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, before);
+	db_bind_text(st, 2, stamp);
 	return db_done(db, st, e);
 }

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sqlite3.h>
 
 #include "lib/calllog.h"
 #include "lib/check.h"
@@ -17,10 +16,12 @@ static int64_t caller_id, callee_id;
 enum q { Q_USER_ADD, Q_LOG_ADD, Q_LOG_GET, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_USER_ADD] = "INSERT INTO users (username, email, password, "
-		       "extension) VALUES (?1, ?1 || '@x', 'x', ?2)",
+		       "extension) VALUES (?1, CAST(?1 AS text) || '@x', 'x', ?2) "
+		       "RETURNING id",
 	[Q_LOG_ADD] = "INSERT INTO call_logs (caller_id, callee_id, "
 		      "start_time, status, channel, direction, created_at) "
-		      "VALUES (?1, ?2, ?3, ?4, ?5, 'outbound', ?3)",
+		      "VALUES (?1, ?2, ?3, ?4, ?5, 'outbound', ?3) "
+		      "RETURNING id",
 	[Q_LOG_GET] = "SELECT status, answer_time, end_time, duration "
 		      "FROM call_logs WHERE id = ?1",
 };
@@ -35,13 +36,16 @@ static int64_t
 user_add(struct db *db, const char *name, const char *ext)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
+	int64_t id;
 
 	CHECK((st = db_stmt(db, sql[Q_USER_ADD], &e)) != NULL);
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ext, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, ext);
+	CHECK(db_row(db, st, &e) == 1);
+	id = db_col_int(st, 0);
 	CHECK(db_done(db, st, &e) == 0);
-	return db_last_id(db);
+	return id;
 }
 
 /* A row with status that started at start_us on channel. */
@@ -50,24 +54,27 @@ log_add(struct db *db, const char *channel, const char *status,
     int64_t start_us)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char start[40];
+	int64_t id;
 
 	db_time_format(start_us, start, sizeof(start));
 	CHECK((st = db_stmt(db, sql[Q_LOG_ADD], &e)) != NULL);
-	sqlite3_bind_int64(st, 1, caller_id);
-	sqlite3_bind_int64(st, 2, callee_id);
-	sqlite3_bind_text(st, 3, start, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, channel, -1, SQLITE_STATIC);
+	db_bind_int(st, 1, caller_id);
+	db_bind_int(st, 2, callee_id);
+	db_bind_text(st, 3, start);
+	db_bind_text(st, 4, status);
+	db_bind_text(st, 5, channel);
+	CHECK(db_row(db, st, &e) == 1);
+	id = db_col_int(st, 0);
 	CHECK(db_done(db, st, &e) == 0);
-	return db_last_id(db);
+	return id;
 }
 
 static void
-col(sqlite3_stmt *st, int i, char *buf, size_t size)
+col(struct db_stmt *st, int i, char *buf, size_t size)
 {
-	const char *s = (const char *)sqlite3_column_text(st, i);
+	const char *s = db_col_text(st, i);
 
 	snprintf(buf, size, "%s", s != NULL ? s : "");
 }
@@ -77,18 +84,18 @@ log_get(struct db *db, int64_t id)
 {
 	struct err e = { 0 };
 	struct row r;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	CHECK((st = db_stmt(db, sql[Q_LOG_GET], &e)) != NULL);
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	CHECK(db_row(db, st, &e) == 1);
 	col(st, 0, r.status, sizeof(r.status));
 	col(st, 1, r.answer_time, sizeof(r.answer_time));
 	col(st, 2, r.end_time, sizeof(r.end_time));
-	r.duration = sqlite3_column_type(st, 3) == SQLITE_NULL
+	r.duration = db_col_null(st, 3)
 			 ? -1
-			 : sqlite3_column_int64(st, 3);
-	sqlite3_reset(st);
+			 : db_col_int(st, 3);
+	db_reset(st);
 	return r;
 }
 

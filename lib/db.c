@@ -1,60 +1,53 @@
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
 #include "lib/db.h"
+#include "lib/db_engine.h"
 #include "lib/err.h"
 
-/* As sql/embed.sh declares it in $(B)/gen/migrations.c. */
-struct db_migration {
-	const char *name;
-	const char *sql;
-};
-extern const struct db_migration db_migrations[];
-extern const size_t db_nmigrations;
+/*
+ * What both engines share: the statement cache, transactions, migrations and
+ * the time format; everything engine-specific is behind db->ops.
+ *
+ * PostgreSQL is linked in only when lib/db_pg.c is built (the Makefile then
+ * asks the linker for db_pg_ops, which a weak reference alone would not pull
+ * out of the archive); without it the symbol's address is NULL.
+ */
+extern const struct db_ops db_pg_ops __attribute__((weak));
 
 enum q {
-	Q_BEGIN,
-	Q_BEGIN_READ,
 	Q_COMMIT,
 	Q_ROLLBACK,
 	Q_MIG_TABLE,
-	Q_MIG_HAS_TABLE,
 	Q_MIG_APPLIED,
 	Q_MIG_RECORD,
-	Q_MIG_FKCHECK,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
-	[Q_BEGIN] = "BEGIN IMMEDIATE",
-	[Q_BEGIN_READ] = "BEGIN",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
+	/* text, not datetime: the type both engines read the same way (an
+	 * existing SQLite table keeps its declaration, stores the same). */
 	[Q_MIG_TABLE] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
 			"name text PRIMARY KEY, "
-			"applied_at datetime NOT NULL)",
-	[Q_MIG_HAS_TABLE] = "SELECT 1 FROM sqlite_master "
-			    "WHERE type = 'table' AND name = ?1",
+			"applied_at text NOT NULL)",
 	[Q_MIG_APPLIED] = "SELECT 1 FROM schema_migrations WHERE name = ?1",
 	[Q_MIG_RECORD] = "INSERT INTO schema_migrations (name, applied_at) "
 			 "VALUES (?1, ?2)",
-	[Q_MIG_FKCHECK] = "PRAGMA foreign_key_check",
 };
 
 struct db_slot {
 	const char *sql;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 };
 
 struct db {
-	sqlite3 *h;
+	const struct db_ops *ops;
+	void *conn;
 	struct db_slot *slots; /* open addressing, keyed by sql's address */
 	size_t nslots;         /* a power of two, or 0 */
 	size_t nused;
@@ -100,65 +93,49 @@ slots_grow(struct db *db, struct err *e)
 	return 0;
 }
 
-static int
-db_exec(struct db *db, const char *text, struct err *e)
+static bool
+is_pg_target(const char *target)
 {
-	char *msg = NULL;
-
-	if (sqlite3_exec(db->h, text, NULL, NULL, &msg) != SQLITE_OK) {
-		err_set(e, ERR_INTERNAL, "%s: %s", text,
-		    msg != NULL ? msg : sqlite3_errmsg(db->h));
-		sqlite3_free(msg);
-		return -1;
-	}
-	return 0;
+	return strncmp(target, "postgresql://", 13) == 0 ||
+	    strncmp(target, "postgres://", 11) == 0;
 }
 
 struct db *
-db_open(const char *path, int busy_ms, struct err *e)
+db_open(const char *target, int busy_ms, struct err *e)
 {
-	struct stat sb;
+	const struct db_ops *ops = &db_sqlite_ops;
 	struct db *db;
-	bool created;
-	int rc;
 
-	/* An empty file is new too: nothing has been written to it yet. */
-	if (stat(path, &sb) == 0)
-		created = sb.st_size == 0;
-	else if (errno == ENOENT)
-		created = true;
-	else {
-		err_set(e, ERR_INTERNAL, "stat '%s': %s", path,
-		    strerror(errno));
-		return NULL;
+	if (is_pg_target(target)) {
+		if (&db_pg_ops == NULL) {
+			err_set(e, ERR_INTERNAL,
+			    "PostgreSQL support is not built");
+			return NULL;
+		}
+		ops = &db_pg_ops;
 	}
 	if ((db = calloc(1, sizeof(*db))) == NULL) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
-	rc = sqlite3_open_v2(path, &db->h,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK) {
-		err_set(e, ERR_INTERNAL, "open '%s': %s", path,
-		    db->h != NULL ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
-		db_close(db);
-		return NULL;
-	}
-	sqlite3_extended_result_codes(db->h, 1);
-	sqlite3_busy_timeout(db->h, busy_ms);
-	if (db_exec(db, "PRAGMA foreign_keys = ON", e) == -1 ||
-	    db_exec(db, "PRAGMA synchronous = NORMAL", e) == -1 ||
-	    (created && db_exec(db, "PRAGMA journal_mode = WAL", e) == -1)) {
-		db_close(db);
+	db->ops = ops;
+	if ((db->conn = ops->open(target, busy_ms, e)) == NULL) {
+		free(db);
 		return NULL;
 	}
 	return db;
 }
 
+enum db_engine
+db_engine(const struct db *db)
+{
+	return db->ops->engine;
+}
+
 void
 db_set_busy(struct db *db, int busy_ms)
 {
-	sqlite3_busy_timeout(db->h, busy_ms);
+	db->ops->set_busy(db->conn, busy_ms);
 }
 
 void
@@ -169,50 +146,31 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	for (i = 0; i < db->nslots; i++)
-		sqlite3_finalize(db->slots[i].st);
+		if (db->slots[i].st != NULL)
+			db->ops->finalize(db->slots[i].st);
 	free(db->slots);
-	sqlite3_close(db->h);
+	db->ops->close(db->conn);
 	free(db);
 }
 
-struct sqlite3 *
-db_handle(struct db *db)
-{
-	return db->h;
-}
-
-sqlite3_stmt *
+struct db_stmt *
 db_stmt(struct db *db, const char *text, struct err *e)
 {
 	struct db_slot *s;
-	sqlite3_stmt *st;
-	const char *tail;
-	int rc;
+	struct db_stmt *st;
 
 	if (db->nslots != 0) {
 		s = slot_find(db->slots, db->nslots, text);
 		if (s->sql != NULL) {
-			sqlite3_reset(s->st);
-			sqlite3_clear_bindings(s->st);
+			db->ops->reset(s->st, true);
 			return s->st;
 		}
 	}
-	rc = sqlite3_prepare_v3(db->h, text, -1, SQLITE_PREPARE_PERSISTENT, &st,
-	    &tail);
-	if (rc != SQLITE_OK) {
-		err_set(e, ERR_INTERNAL, "prepare '%s': %s", text,
-		    sqlite3_errmsg(db->h));
+	if ((st = db->ops->prepare(db->conn, text, e)) == NULL)
 		return NULL;
-	}
-	if (st == NULL || tail[strspn(tail, " \t\r\n;")] != '\0') {
-		sqlite3_finalize(st);
-		err_set(e, ERR_INTERNAL, "prepare '%s': not one statement",
-		    text);
-		return NULL;
-	}
 	/* Keep the table at most half full so probes stay short. */
 	if ((db->nused + 1) * 2 > db->nslots && slots_grow(db, e) == -1) {
-		sqlite3_finalize(st);
+		db->ops->finalize(st);
 		return NULL;
 	}
 	s = slot_find(db->slots, db->nslots, text);
@@ -222,43 +180,44 @@ db_stmt(struct db *db, const char *text, struct err *e)
 	return st;
 }
 
-static int
-db_step_error(struct db *db, sqlite3_stmt *st, int rc, struct err *e)
+void
+db_bind_int(struct db_stmt *st, int i, int64_t v)
 {
-	char msg[200];
+	st->ops->bind_int(st, i, v);
+}
 
-	snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db->h));
-	sqlite3_reset(st);
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return err_set(e, ERR_BUSY, "database is busy: %s", msg);
-	case SQLITE_CONSTRAINT:
-		return err_set(e, ERR_CONFLICT, "%s", msg);
-	default:
-		return err_set(e, ERR_INTERNAL, "step '%s': %s",
-		    sqlite3_sql(st), msg);
-	}
+void
+db_bind_text(struct db_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		st->ops->bind_null(st, i);
+	else
+		st->ops->bind_text(st, i, s, strlen(s));
+}
+
+void
+db_bind_textn(struct db_stmt *st, int i, const char *s, size_t len)
+{
+	if (s == NULL)
+		st->ops->bind_null(st, i);
+	else
+		st->ops->bind_text(st, i, s, len);
+}
+
+void
+db_bind_null(struct db_stmt *st, int i)
+{
+	st->ops->bind_null(st, i);
 }
 
 int
-db_row(struct db *db, sqlite3_stmt *st, struct err *e)
+db_row(struct db *db, struct db_stmt *st, struct err *e)
 {
-	int rc;
-
-	switch ((rc = sqlite3_step(st))) {
-	case SQLITE_ROW:
-		return 1;
-	case SQLITE_DONE:
-		sqlite3_reset(st);
-		return 0;
-	default:
-		return db_step_error(db, st, rc, e);
-	}
+	return db->ops->step(db->conn, st, e);
 }
 
 int
-db_done(struct db *db, sqlite3_stmt *st, struct err *e)
+db_done(struct db *db, struct db_stmt *st, struct err *e)
 {
 	int rc;
 
@@ -267,10 +226,58 @@ db_done(struct db *db, sqlite3_stmt *st, struct err *e)
 	return rc;
 }
 
+void
+db_reset(struct db_stmt *st)
+{
+	st->ops->reset(st, false);
+}
+
+enum db_type
+db_col_type(struct db_stmt *st, int i)
+{
+	return st->ops->col_type(st, i);
+}
+
+bool
+db_col_null(struct db_stmt *st, int i)
+{
+	return st->ops->col_type(st, i) == DB_NULL;
+}
+
+int64_t
+db_col_int(struct db_stmt *st, int i)
+{
+	return st->ops->col_int(st, i);
+}
+
+const char *
+db_col_text(struct db_stmt *st, int i)
+{
+	return st->ops->col_text(st, i);
+}
+
+size_t
+db_col_len(struct db_stmt *st, int i)
+{
+	return st->ops->col_len(st, i);
+}
+
+int
+db_changes(struct db *db)
+{
+	return db->ops->changes(db->conn);
+}
+
+int
+db_exec(struct db *db, const char *script, struct err *e)
+{
+	return db->ops->exec(db->conn, script, e);
+}
+
 static int
 db_run(struct db *db, enum q q, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
@@ -280,33 +287,34 @@ db_run(struct db *db, enum q q, struct err *e)
 int
 db_begin(struct db *db, struct err *e)
 {
-	return db_run(db, Q_BEGIN, e);
-}
-
-struct db *
-db_open_current(const char *path, int busy_ms, struct err *e)
-{
-	struct db *db;
-	int current;
-
-	if ((db = db_open(path, busy_ms, e)) == NULL)
-		return NULL;
-	if ((current = db_is_current(db, e)) != 1) {
-		if (current == 0)
-			err_set(e, ERR_INTERNAL,
-			    "database '%s' is not migrated: run 'switchboard "
-			    "init' or 'switchboard migrate'",
-			    path);
-		db_close(db);
-		return NULL;
-	}
-	return db;
+	return db->ops->begin(db->conn, true, e);
 }
 
 int
 db_begin_read(struct db *db, struct err *e)
 {
-	return db_run(db, Q_BEGIN_READ, e);
+	return db->ops->begin(db->conn, false, e);
+}
+
+struct db *
+db_open_current(const char *target, int busy_ms, struct err *e)
+{
+	struct db *db;
+	int current;
+
+	if ((db = db_open(target, busy_ms, e)) == NULL)
+		return NULL;
+	if ((current = db_is_current(db, e)) != 1) {
+		/* A URL is not repeated: it may hold a password. */
+		if (current == 0)
+			err_set(e, ERR_INTERNAL,
+			    "database '%s' is not migrated: run 'switchboard "
+			    "init' or 'switchboard migrate'",
+			    is_pg_target(target) ? "postgresql" : target);
+		db_close(db);
+		return NULL;
+	}
+	return db;
 }
 
 int
@@ -325,36 +333,30 @@ db_commit(struct db *db, struct err *e)
 void
 db_rollback(struct db *db)
 {
-	if (sqlite3_get_autocommit(db->h))
+	if (!db->ops->in_transaction(db->conn))
 		return;
 	if (db_run(db, Q_ROLLBACK, NULL) == -1)
-		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		db->ops->exec(db->conn, "ROLLBACK", NULL);
 }
 
-int64_t
-db_last_id(struct db *db)
+bool
+db_in_transaction(struct db *db)
 {
-	return sqlite3_last_insert_rowid(db->h);
-}
-
-int
-db_changes(struct db *db)
-{
-	return sqlite3_changes(db->h);
+	return db->ops->in_transaction(db->conn);
 }
 
 /* 1 when name has a row in schema_migrations, 0 when not, -1 on error. */
 static int
 mig_applied(struct db *db, const char *name, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if ((st = db_stmt(db, sql[Q_MIG_APPLIED], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, name);
 	if ((rc = db_row(db, st, e)) == 1)
-		sqlite3_reset(st);
+		db_reset(st);
 	return rc;
 }
 
@@ -362,8 +364,9 @@ static int
 mig_apply(struct db *db, const struct db_migration *m, int *applied,
     struct err *e)
 {
-	sqlite3_stmt *st;
-	char now[40], *msg = NULL;
+	struct db_stmt *st;
+	const char *script;
+	char now[40];
 	int rc;
 
 	if (db_begin(db, e) == -1)
@@ -373,28 +376,16 @@ mig_apply(struct db *db, const struct db_migration *m, int *applied,
 		db_rollback(db);
 		return rc == 1 ? 0 : -1;
 	}
-	if (sqlite3_exec(db->h, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
-		err_set(e, ERR_INTERNAL, "migration '%s': %s", m->name,
-		    msg != NULL ? msg : sqlite3_errmsg(db->h));
-		sqlite3_free(msg);
-		db_rollback(db);
-		return -1;
-	}
-	if ((st = db_stmt(db, sql[Q_MIG_FKCHECK], e)) == NULL ||
-	    (rc = db_row(db, st, e)) == -1)
+	script = db->ops->engine == DB_POSTGRES && m->pg != NULL ? m->pg
+								 : m->sql;
+	if (db->ops->exec(db->conn, script, e) == -1 ||
+	    db->ops->migration_check(db->conn, e) == -1)
 		goto fail;
-	if (rc == 1) {
-		err_set(e, ERR_INTERNAL,
-		    "leaves foreign key violations in '%s'",
-		    (const char *)sqlite3_column_text(st, 0));
-		sqlite3_reset(st);
-		goto fail;
-	}
 	db_now(now, sizeof(now));
 	if ((st = db_stmt(db, sql[Q_MIG_RECORD], e)) == NULL)
 		goto fail;
-	sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, m->name);
+	db_bind_text(st, 2, now);
 	if (db_done(db, st, e) == -1 || db_commit(db, e) == -1)
 		goto fail;
 	(*applied)++;
@@ -448,14 +439,7 @@ db_migrate(struct db *db, int *applied, struct err *e)
 		return -1;
 	if ((v = mig_sorted(e)) == NULL)
 		return -1;
-	/*
-	 * A migration that rebuilds a table (create, copy, drop, rename) must
-	 * not fire ON DELETE actions when it drops the old one: keys are off
-	 * while migrations run and checked before each commit instead, as
-	 * SQLite's ALTER TABLE notes describe. The pragma is a no-op inside a
-	 * transaction, so it is set here, between them.
-	 */
-	if (db_exec(db, "PRAGMA foreign_keys = OFF", e) == -1) {
+	if (db->ops->migrations_begin(db->conn, e) == -1) {
 		free(v);
 		return -1;
 	}
@@ -466,11 +450,7 @@ db_migrate(struct db *db, int *applied, struct err *e)
 			rc = mig_apply(db, v[i], &n, e);
 	}
 	free(v);
-	if (rc == 0)
-		rc = db_exec(db, "PRAGMA foreign_keys = ON", e);
-	else
-		sqlite3_exec(db->h, "PRAGMA foreign_keys = ON", NULL, NULL,
-		    NULL);
+	db->ops->migrations_end(db->conn, rc == 0);
 	if (applied != NULL)
 		*applied = n;
 	return rc;
@@ -479,16 +459,11 @@ db_migrate(struct db *db, int *applied, struct err *e)
 int
 db_is_current(struct db *db, struct err *e)
 {
-	sqlite3_stmt *st;
 	size_t i;
 	int rc;
 
-	if ((st = db_stmt(db, sql[Q_MIG_HAS_TABLE], e)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, "schema_migrations", -1, SQLITE_STATIC);
-	if ((rc = db_row(db, st, e)) != 1)
+	if ((rc = db->ops->has_table(db->conn, "schema_migrations", e)) != 1)
 		return rc;
-	sqlite3_reset(st);
 	for (i = 0; i < db_nmigrations; i++)
 		if ((rc = mig_applied(db, db_migrations[i].name, e)) != 1)
 			return rc;

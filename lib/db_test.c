@@ -6,19 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "lib/check.h"
 #include "lib/db.h"
+#include "lib/db_engine.h"
 #include "lib/err.h"
-
-/* As sql/embed.sh declares it. */
-struct db_migration {
-	const char *name;
-	const char *sql;
-};
-extern const struct db_migration db_migrations[];
-extern const size_t db_nmigrations;
 
 enum q {
 	Q_USER_INSERT,
@@ -50,18 +41,19 @@ path_in(char *buf, size_t size, const char *name)
 	snprintf(buf, size, "%s/%s", dir, name);
 }
 
-/* One text value of a pragma or query through the raw handle. */
+/* One text value of a pragma or query (q a literal: it is cached). */
 static void
 query_text(struct db *db, const char *q, char *out, size_t size)
 {
-	sqlite3_stmt *st;
+	struct err e = { 0 };
+	struct db_stmt *st;
 
 	out[0] = '\0';
-	CHECK(sqlite3_prepare_v2(db_handle(db), q, -1, &st, NULL) == SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		snprintf(out, size, "%s",
-		    (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	CHECK((st = db_stmt(db, q, &e)) != NULL);
+	if (db_row(db, st, &e) == 1) {
+		snprintf(out, size, "%s", db_col_text(st, 0));
+		db_reset(st);
+	}
 }
 
 static long long
@@ -91,15 +83,15 @@ open_ok(const char *name, int busy_ms)
 static int
 insert_user(struct db *db, const char *name, const char *ext, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char email[64];
 
 	snprintf(email, sizeof(email), "%s@example.com", name);
 	if ((st = db_stmt(db, sql[Q_USER_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, ext, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, email);
+	db_bind_text(st, 3, ext);
 	return db_done(db, st, e);
 }
 
@@ -107,13 +99,13 @@ static long long
 user_count(struct db *db)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	long long n;
 
 	st = db_stmt(db, sql[Q_USER_COUNT], &e);
 	CHECK(st != NULL);
 	CHECK(db_row(db, st, &e) == 1);
-	n = sqlite3_column_int64(st, 0);
+	n = db_col_int(st, 0);
 	CHECK(db_row(db, st, &e) == 0);
 	return n;
 }
@@ -186,15 +178,15 @@ test_open_and_migrate(void)
 static void
 test_existing_not_wal(void)
 {
-	sqlite3 *h;
-	char path[128], buf[32];
+	struct err e = { 0 };
+	char buf[32];
 	struct db *db;
 
-	path_in(path, sizeof(path), "old.db");
-	CHECK(sqlite3_open(path, &h) == SQLITE_OK);
-	CHECK(sqlite3_exec(h, "CREATE TABLE t (x)", NULL, NULL, NULL) ==
-	      SQLITE_OK);
-	sqlite3_close(h);
+	/* Made with WAL, switched back to a rollback journal, reopened. */
+	db = open_ok("old.db", 100);
+	CHECK(db_exec(db, "PRAGMA journal_mode = DELETE; CREATE TABLE t (x)",
+		  &e) == 0);
+	db_close(db);
 	db = open_ok("old.db", 100);
 	query_text(db, "PRAGMA journal_mode", buf, sizeof(buf));
 	CHECK(strcmp(buf, "delete") == 0);
@@ -211,8 +203,7 @@ test_failed_migration(void)
 
 	/* A table the migration creates last already exists: it fails late. */
 	db = open_ok("clash.db", 100);
-	CHECK(sqlite3_exec(db_handle(db), "CREATE TABLE audit_log (x)", NULL,
-		  NULL, NULL) == SQLITE_OK);
+	CHECK(db_exec(db, "CREATE TABLE audit_log (x)", &e) == 0);
 	CHECK(db_migrate(db, &applied, &e) == -1);
 	CHECK(applied == 0);
 	CHECK(e.code == ERR_INTERNAL);
@@ -222,7 +213,7 @@ test_failed_migration(void)
 	CHECK(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = "
 			    "'users'") == 0);
 	CHECK(query_int(db, "SELECT count(*) FROM schema_migrations") == 0);
-	CHECK(sqlite3_get_autocommit(db_handle(db)));
+	CHECK(!db_in_transaction(db));
 	CHECK(db_is_current(db, &e) == 0);
 	CHECK(query_int(db, "PRAGMA foreign_keys") == 1);
 	db_close(db);
@@ -235,7 +226,7 @@ test_statements(void)
 	/* Same text, different address: a different cache entry. */
 	static const char twin_a[] = "SELECT 42";
 	static const char twin_b[] = "SELECT 42";
-	sqlite3_stmt *st, *st2, *v[200];
+	struct db_stmt *st, *st2, *v[200];
 	struct err e = { 0 };
 	struct db *db;
 	int i;
@@ -248,16 +239,14 @@ test_statements(void)
 	CHECK(db_stmt(db, twin_b, &e) != db_stmt(db, twin_a, &e));
 
 	/* Bindings are cleared and the statement reset on reuse. */
-	sqlite3_bind_int(st, 1, 7);
+	db_bind_int(st, 1, 7);
 	CHECK(db_row(db, st, &e) == 1);
-	CHECK(sqlite3_column_int(st, 0) == 7);
+	CHECK(db_col_int(st, 0) == 7);
 	st2 = db_stmt(db, sql[Q_BIND], &e); /* abandoned mid-way */
 	CHECK(st2 == st);
-	CHECK(!sqlite3_stmt_busy(st));
 	CHECK(db_row(db, st, &e) == 1);
-	CHECK(sqlite3_column_type(st, 0) == SQLITE_NULL);
+	CHECK(db_col_null(st, 0));
 	CHECK(db_row(db, st, &e) == 0);
-	CHECK(!sqlite3_stmt_busy(st)); /* reset when done */
 
 	/* Growth keeps every entry. */
 	for (i = 0; i < 200; i++) {
@@ -268,7 +257,7 @@ test_statements(void)
 	for (i = 0; i < 200; i++) {
 		CHECK(db_stmt(db, many[i], &e) == v[i]);
 		CHECK(db_row(db, v[i], &e) == 1);
-		CHECK(sqlite3_column_int(v[i], 0) == i);
+		CHECK(db_col_int(v[i], 0) == i);
 		CHECK(db_done(db, v[i], &e) == 0);
 	}
 	CHECK(db_stmt(db, sql[Q_BIND], &e) == st);
@@ -287,7 +276,7 @@ static void
 test_rows_and_errors(void)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct db *db;
 	const char *names[] = { "ann", "bob", "cy" };
 	int i;
@@ -295,33 +284,30 @@ test_rows_and_errors(void)
 	db = open_ok("rows.db", 100);
 	CHECK(db_migrate(db, NULL, &e) == 0);
 	CHECK(insert_user(db, "ann", "1000", &e) == 0);
-	CHECK(db_last_id(db) == 1);
+	CHECK(query_int(db, "SELECT max(id) FROM users") == 1);
 	CHECK(db_changes(db) == 1);
 	CHECK(insert_user(db, "bob", "1001", &e) == 0);
 	CHECK(insert_user(db, "cy", "1002", &e) == 0);
-	CHECK(db_last_id(db) == 3);
+	CHECK(query_int(db, "SELECT max(id) FROM users") == 3);
 
 	st = db_stmt(db, sql[Q_USER_NAMES], &e);
 	CHECK(st != NULL);
 	for (i = 0; i < 3; i++) {
 		CHECK(db_row(db, st, &e) == 1);
-		CHECK(strcmp((const char *)sqlite3_column_text(st, 0),
+		CHECK(strcmp(db_col_text(st, 0),
 			  names[i]) == 0);
 	}
 	CHECK(db_row(db, st, &e) == 0);
-	CHECK(!sqlite3_stmt_busy(st));
 
 	/* db_done on a query runs it out and resets. */
 	st = db_stmt(db, sql[Q_USER_NAMES], &e);
 	CHECK(db_done(db, st, &e) == 0);
-	CHECK(!sqlite3_stmt_busy(st));
 
 	/* Unique: ERR_CONFLICT with SQLite's text, statement reset. */
 	err_clear(&e);
 	CHECK(insert_user(db, "ann", "1009", &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
 	CHECK(strstr(e.msg, "UNIQUE constraint failed: users.") != NULL);
-	CHECK(!sqlite3_stmt_busy(db_stmt(db, sql[Q_USER_INSERT], &e)));
 	err_clear(&e);
 	CHECK(insert_user(db, "dan", "1000", &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
@@ -334,7 +320,7 @@ test_rows_and_errors(void)
 	CHECK(e.code == ERR_CONFLICT);
 	err_clear(&e);
 	st = db_stmt(db, sql[Q_CALL_INSERT], &e);
-	sqlite3_bind_int(st, 1, 999);
+	db_bind_int(st, 1, 999);
 	CHECK(db_done(db, st, &e) == -1);
 	CHECK(e.code == ERR_CONFLICT);
 	CHECK(strstr(e.msg, "FOREIGN KEY") != NULL);
@@ -346,7 +332,6 @@ test_rows_and_errors(void)
 	CHECK(db_row(db, st, &e) == -1);
 	CHECK(e.code == ERR_INTERNAL);
 	CHECK(strstr(e.msg, "integer overflow") != NULL);
-	CHECK(!sqlite3_stmt_busy(st));
 
 	/* The error leaves the connection usable. */
 	CHECK(insert_user(db, "dan", "1003", &e) == 0);
@@ -365,12 +350,12 @@ test_transactions(void)
 
 	/* Rollback leaves nothing. */
 	CHECK(db_begin(db, &e) == 0);
-	CHECK(!sqlite3_get_autocommit(db_handle(db)));
+	CHECK(db_in_transaction(db));
 	CHECK(insert_user(db, "ann", "1000", &e) == 0);
 	CHECK(insert_user(db, "bob", "1001", &e) == 0);
 	CHECK(user_count(db) == 2);
 	db_rollback(db);
-	CHECK(sqlite3_get_autocommit(db_handle(db)));
+	CHECK(!db_in_transaction(db));
 	CHECK(user_count(db) == 0);
 	db_rollback(db); /* outside a transaction: harmless */
 
@@ -386,7 +371,7 @@ test_transactions(void)
 	CHECK(db_begin(db, &e) == 0);
 	CHECK(insert_user(db, "ann", "1000", &e) == 0);
 	CHECK(db_commit(db, &e) == 0);
-	CHECK(sqlite3_get_autocommit(db_handle(db)));
+	CHECK(!db_in_transaction(db));
 	other = open_ok("tx.db", 50);
 	CHECK(user_count(other) == 1);
 
@@ -395,7 +380,7 @@ test_transactions(void)
 	err_clear(&e);
 	CHECK(db_begin(other, &e) == -1);
 	CHECK(e.code == ERR_BUSY);
-	CHECK(sqlite3_get_autocommit(db_handle(other)));
+	CHECK(!db_in_transaction(other));
 	err_clear(&e);
 	CHECK(insert_user(other, "bob", "1001", &e) == -1);
 	CHECK(e.code == ERR_BUSY);

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/config.h"
@@ -795,24 +794,26 @@ sleep_ms(int ms)
 static int64_t
 add_user(struct db *db, const char *name, const char *ext, const char *role)
 {
-	sqlite3 *s = db_handle(db);
-	sqlite3_stmt *st;
+	static const char q[] =
+	    "INSERT INTO users (username, email, password, extension, role, "
+	    "status, created_at, updated_at) VALUES (?1, ?2, 'x', ?3, ?4, "
+	    "'offline', '2026-01-01T00:00:00.000000Z', "
+	    "'2026-01-01T00:00:00.000000Z') RETURNING id";
+	struct err e = { 0 };
+	struct db_stmt *st;
 	char email[128];
+	int64_t id;
 
 	snprintf(email, sizeof(email), "%s@example.org", name);
-	CHECK(sqlite3_prepare_v2(s,
-		  "INSERT INTO users (username, email, password, extension, "
-		  "role, status, created_at, updated_at) VALUES (?1, ?2, 'x', "
-		  "?3, ?4, 'offline', '2026-01-01T00:00:00.000000Z', "
-		  "'2026-01-01T00:00:00.000000Z')",
-		  -1, &st, NULL) == SQLITE_OK);
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, ext, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, role, -1, SQLITE_STATIC);
-	CHECK(sqlite3_step(st) == SQLITE_DONE);
-	sqlite3_finalize(st);
-	return sqlite3_last_insert_rowid(s);
+	CHECK((st = db_stmt(db, q, &e)) != NULL);
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, email);
+	db_bind_text(st, 3, ext);
+	db_bind_text(st, 4, role);
+	CHECK(db_row(db, st, &e) == 1);
+	id = db_col_int(st, 0);
+	CHECK(db_done(db, st, &e) == 0);
+	return id;
 }
 
 static char *
@@ -864,10 +865,8 @@ setup(void)
 	tok_admin = token_for(db, admin_id, "root", "1000", "admin");
 	tok_user = token_for(db, user_id, "alice", "1001", "user");
 	tok_gone = token_for(db, ghost, "ghost", "1002", "user");
-	CHECK(sqlite3_exec(db_handle(db),
-		  "DELETE FROM users WHERE "
-		  "username = 'ghost'",
-		  NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(db_exec(db, "DELETE FROM users WHERE username = 'ghost'", &e) ==
+	      0);
 	db_close(db);
 }
 

@@ -3,9 +3,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/db.h"
 #include "lib/err.h"
@@ -51,13 +52,13 @@ static const char *const sql[Q__MAX] = {
 	[Q_KEPT] = "SELECT count(*) FROM notify WHERE id > ?1",
 	[Q_STREAM_NEW] =
 	    "INSERT INTO notify_stream (id, epoch, pruned_through, "
-	    "high_water) VALUES (1, lower(hex(randomblob(8))), ?1, ?1) "
+	    "high_water) VALUES (1, ?2, ?1, ?1) "
 	    "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, "
 	    "pruned_through = ?1, high_water = ?1",
 	[Q_MARK] = "UPDATE notify_stream SET high_water = ?1 "
 		   "WHERE id = 1 AND high_water < ?1",
 	[Q_PRUNE_UPTO] = "SELECT max(id) FROM (SELECT id FROM notify "
-			 "WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+			 "WHERE created_at < ?1 ORDER BY id LIMIT ?2) AS old",
 	[Q_PRUNE] = "DELETE FROM notify WHERE id <= ?1",
 	[Q_PRUNED] = "UPDATE notify_stream SET pruned_through = ?1 "
 		     "WHERE id = 1 AND pruned_through < ?1",
@@ -105,7 +106,7 @@ notify_enqueue_text(struct db *db, enum notify_target target, const char *value,
     const char *payload, size_t len, struct err *e)
 {
 	const char *kind;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40];
 
 	if ((kind = notify_target_name(target)) == NULL)
@@ -116,10 +117,10 @@ notify_enqueue_text(struct db *db, enum notify_target target, const char *value,
 	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
 		return -1;
 	db_now(now, sizeof(now));
-	sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, value != NULL ? value : "", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, payload, (int)len, SQLITE_STATIC);
+	db_bind_text(st, 1, now);
+	db_bind_text(st, 2, kind);
+	db_bind_text(st, 3, value != NULL ? value : "");
+	db_bind_textn(st, 4, payload, (size_t)len);
 	return db_done(db, st, e);
 }
 
@@ -141,7 +142,7 @@ notify_read_for(struct db *db, int64_t user_id, const char *extension,
     void *arg, struct err *e)
 {
 	struct notify_event ev;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *kind;
 	char id[24];
 	int n = 0, rc;
@@ -153,28 +154,26 @@ notify_read_for(struct db *db, int64_t user_id, const char *extension,
 	if ((st = db_stmt(db, sql[Q_READ_FOR], e)) == NULL)
 		return -1;
 	snprintf(id, sizeof(id), "%" PRId64, user_id);
-	sqlite3_bind_int64(st, 1, since);
-	sqlite3_bind_int64(st, 2, upto);
-	sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 4, extension != NULL ? extension : "", -1,
-	    SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 5, role != NULL ? role : "", -1,
-	    SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 6, (int64_t)limit);
+	db_bind_int(st, 1, since);
+	db_bind_int(st, 2, upto);
+	db_bind_text(st, 3, id);
+	db_bind_text(st, 4, extension != NULL ? extension : "");
+	db_bind_text(st, 5, role != NULL ? role : "");
+	db_bind_int(st, 6, (int64_t)limit);
 	while ((rc = db_row(db, st, e)) == 1) {
-		ev.id = sqlite3_column_int64(st, 0);
-		kind = (const char *)sqlite3_column_text(st, 1);
+		ev.id = db_col_int(st, 0);
+		kind = db_col_text(st, 1);
 		ev.target = (enum notify_target)notify_target_parse(kind);
-		ev.value = (const char *)sqlite3_column_text(st, 2);
-		ev.payload = (const char *)sqlite3_column_text(st, 3);
-		ev.len = (size_t)sqlite3_column_bytes(st, 3);
+		ev.value = db_col_text(st, 2);
+		ev.payload = db_col_text(st, 3);
+		ev.len = db_col_len(st, 3);
 		if (ev.value == NULL)
 			ev.value = "";
 		n++;
 		if (ev.payload == NULL || ev.len < 2 || ev.payload[0] != '{')
 			continue;
 		if (fn(arg, &ev) != 0) {
-			sqlite3_reset(st);
+			db_reset(st);
 			return n;
 		}
 	}
@@ -185,16 +184,16 @@ notify_read_for(struct db *db, int64_t user_id, const char *extension,
 static int
 int_get(struct db *db, enum q q, int64_t def, int64_t *v, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	*v = def;
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
 	if ((rc = db_row(db, st, e)) == 1) {
-		if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-			*v = sqlite3_column_int64(st, 0);
-		sqlite3_reset(st);
+		if (!db_col_null(st, 0))
+			*v = db_col_int(st, 0);
+		db_reset(st);
 	}
 	return rc == -1 ? -1 : 0;
 }
@@ -204,7 +203,7 @@ static int
 stream_row(struct db *db, char *epoch, size_t size, int64_t *pruned,
     int64_t *high, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 	int rc;
 
@@ -212,11 +211,11 @@ stream_row(struct db *db, char *epoch, size_t size, int64_t *pruned,
 		return -1;
 	if ((rc = db_row(db, st, e)) != 1)
 		return rc;
-	s = (const char *)sqlite3_column_text(st, 0);
+	s = db_col_text(st, 0);
 	snprintf(epoch, size, "%s", s != NULL ? s : "");
-	*pruned = sqlite3_column_int64(st, 1);
-	*high = sqlite3_column_int64(st, 2);
-	sqlite3_reset(st);
+	*pruned = db_col_int(st, 1);
+	*high = db_col_int(st, 2);
+	db_reset(st);
 	return 1;
 }
 
@@ -260,11 +259,31 @@ notify_stream_replayable(const struct notify_stream *s, const char *epoch,
 static int
 id_exec(struct db *db, enum q q, int64_t id, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
+	return db_done(db, st, e);
+}
+
+/* A new epoch (16 random hex digits) starting after id. */
+static int
+stream_new(struct db *db, int64_t id, struct err *e)
+{
+	unsigned char r[8];
+	struct db_stmt *st;
+	char epoch[2 * sizeof(r) + 1];
+	size_t i;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return err_set(e, ERR_INTERNAL, "getrandom failed");
+	for (i = 0; i < sizeof(r); i++)
+		snprintf(epoch + 2 * i, 3, "%02x", r[i]);
+	if ((st = db_stmt(db, sql[Q_STREAM_NEW], e)) == NULL)
+		return -1;
+	db_bind_int(st, 1, id);
+	db_bind_text(st, 2, epoch);
 	return db_done(db, st, e);
 }
 
@@ -272,7 +291,7 @@ int
 notify_stream_check(struct db *db, int *rotated, struct err *e)
 {
 	int64_t pruned = 0, high = 0, last, issued, kept = 0;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char epoch[40];
 	bool broken;
 	int rc;
@@ -287,18 +306,18 @@ notify_stream_check(struct db *db, int *rotated, struct err *e)
 	    int_get(db, Q_ISSUED, 0, &issued, e) == -1 ||
 	    (st = db_stmt(db, sql[Q_KEPT], e)) == NULL)
 		goto fail;
-	sqlite3_bind_int64(st, 1, pruned);
+	db_bind_int(st, 1, pruned);
 	if (db_row(db, st, e) != 1)
 		goto fail;
-	kept = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	kept = db_col_int(st, 0);
+	db_reset(st);
 	if (issued < last)
 		issued = last;
 	/* No row (deleted to ask for a new epoch), ids that went back, or
 	 * rows gone that the retention did not take. */
 	broken = rc == 0 || issued < high || kept != issued - pruned;
 	if (broken) {
-		if (id_exec(db, Q_STREAM_NEW, issued, e) == -1)
+		if (stream_new(db, issued, e) == -1)
 			goto fail;
 		if (rotated != NULL)
 			*rotated = 1;
@@ -321,7 +340,7 @@ notify_prune(struct db *db, int64_t before_us, int max_rows, int *deleted,
     struct err *e)
 {
 	int64_t upto = 0;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char cutoff[40];
 	int n = 0;
 
@@ -332,13 +351,13 @@ notify_prune(struct db *db, int64_t before_us, int max_rows, int *deleted,
 		return -1;
 	if ((st = db_stmt(db, sql[Q_PRUNE_UPTO], e)) == NULL)
 		goto fail;
-	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 2, max_rows);
+	db_bind_text(st, 1, cutoff);
+	db_bind_int(st, 2, max_rows);
 	switch (db_row(db, st, e)) {
 	case 1:
-		if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-			upto = sqlite3_column_int64(st, 0);
-		sqlite3_reset(st);
+		if (!db_col_null(st, 0))
+			upto = db_col_int(st, 0);
+		db_reset(st);
 		break;
 	case 0:
 		break;

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/check.h"
 #include "lib/db.h"
@@ -33,22 +32,22 @@ static int
 read_rows(struct db *db, struct row *rows, int max)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int n = 0, rc;
 
 	st = db_stmt(db, sql[Q_ROWS], &e);
 	CHECK(st != NULL);
 	while ((rc = db_row(db, st, &e)) == 1) {
 		CHECK(n < max);
-		rows[n].id = sqlite3_column_int64(st, 0);
+		rows[n].id = db_col_int(st, 0);
 		snprintf(rows[n].created_at, sizeof(rows[n].created_at), "%s",
-		    (const char *)sqlite3_column_text(st, 1));
+		    db_col_text(st, 1));
 		snprintf(rows[n].kind, sizeof(rows[n].kind), "%s",
-		    (const char *)sqlite3_column_text(st, 2));
+		    db_col_text(st, 2));
 		snprintf(rows[n].value, sizeof(rows[n].value), "%s",
-		    (const char *)sqlite3_column_text(st, 3));
+		    db_col_text(st, 3));
 		snprintf(rows[n].payload, sizeof(rows[n].payload), "%s",
-		    (const char *)sqlite3_column_text(st, 4));
+		    db_col_text(st, 4));
 		n++;
 	}
 	CHECK(rc == 0);
@@ -59,12 +58,12 @@ static long long
 count(struct db *db)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	long long n;
 
 	st = db_stmt(db, sql[Q_COUNT], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
-	n = sqlite3_column_int64(st, 0);
+	n = db_col_int(st, 0);
 	CHECK(db_row(db, st, &e) == 0);
 	return n;
 }
@@ -216,6 +215,22 @@ put(struct db *db, enum notify_target t, const char *v)
 	CHECK(notify_enqueue_text(db, t, v, "{\"k\":1}", 7, &e) == 0);
 }
 
+/* The newest notify row's id. */
+static int64_t
+last_id(struct db *db)
+{
+	static const char q[] = "SELECT max(id) FROM notify";
+	struct err e = { 0 };
+	struct db_stmt *st;
+	int64_t id;
+
+	CHECK((st = db_stmt(db, q, &e)) != NULL);
+	CHECK(db_row(db, st, &e) == 1);
+	id = db_col_int(st, 0);
+	db_reset(st);
+	return id;
+}
+
 /* The rows for user 5 (extension 2005, role admin), from the database. */
 static void
 test_read_for(struct db *db)
@@ -226,20 +241,20 @@ test_read_for(struct db *db)
 	int i, k = 0;
 
 	CHECK(notify_enqueue_text(db, NOTIFY_ALL, "", "{}", 2, &e) == 0);
-	base = db_last_id(db);
+	base = last_id(db);
 	put(db, NOTIFY_USER, "5");
-	mine[k++] = db_last_id(db);
+	mine[k++] = last_id(db);
 	put(db, NOTIFY_USER, "50");
 	put(db, NOTIFY_EXTENSION, "2005");
-	mine[k++] = db_last_id(db);
+	mine[k++] = last_id(db);
 	put(db, NOTIFY_EXTENSION, "20050");
 	put(db, NOTIFY_ROLE, "user");
 	put(db, NOTIFY_ROLE, "admin");
-	mine[k++] = db_last_id(db);
+	mine[k++] = last_id(db);
 	put(db, NOTIFY_ALL, "");
-	mine[k++] = db_last_id(db);
+	mine[k++] = last_id(db);
 	put(db, NOTIFY_USER, "5");
-	mine[k++] = db_last_id(db);
+	mine[k++] = last_id(db);
 
 	memset(&g, 0, sizeof(g));
 	CHECK(notify_read_for(db, 5, "2005", "admin", base, 0, 100, collect, &g,
@@ -277,7 +292,7 @@ test_stream(struct db *db)
 
 	CHECK(notify_stream_get(db, &s, &e) == 0);
 	CHECK(strlen(s.epoch) == 16);
-	CHECK(s.last == db_last_id(db) && s.pruned_through == 0);
+	CHECK(s.last == last_id(db) && s.pruned_through == 0);
 	CHECK(notify_stream_replayable(&s, s.epoch, s.last));
 	CHECK(notify_stream_replayable(&s, NULL, 0));
 	CHECK(!notify_stream_replayable(&s, "feedfacefeedface", s.last));
@@ -302,8 +317,7 @@ test_stream(struct db *db)
 	/* Rows deleted behind the retention's back: a new epoch, and
 	 * everything before counts as pruned. */
 	last = s2.last;
-	CHECK(sqlite3_exec(db_handle(db), "DELETE FROM notify WHERE id = 5",
-		  NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(db_exec(db, "DELETE FROM notify WHERE id = 5", &e) == 0);
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
 	CHECK(notify_stream_get(db, &s, &e) == 0);
 	CHECK(strcmp(s.epoch, s2.epoch) != 0);
@@ -311,17 +325,14 @@ test_stream(struct db *db)
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 0);
 
 	/* A table that went back (restored, recreated): a new epoch. */
-	CHECK(sqlite3_exec(db_handle(db),
-		  "DELETE FROM notify; UPDATE sqlite_sequence SET seq = 2 "
-		  "WHERE name = 'notify'",
-		  NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(db_exec(db, "DELETE FROM notify; UPDATE sqlite_sequence SET seq = 2 "
+		  "WHERE name = 'notify'", &e) == 0);
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
 	CHECK(notify_stream_get(db, &s2, &e) == 0);
 	CHECK(strcmp(s.epoch, s2.epoch) != 0 && s2.last == 2);
 
 	/* No stream row (an operator asking for a new epoch). */
-	CHECK(sqlite3_exec(db_handle(db), "DELETE FROM notify_stream", NULL,
-		  NULL, NULL) == SQLITE_OK);
+	CHECK(db_exec(db, "DELETE FROM notify_stream", &e) == 0);
 	CHECK(notify_stream_get(db, &s, &e) == -1);
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
 	CHECK(notify_stream_get(db, &s, &e) == 0);

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/db.h"
@@ -35,26 +34,26 @@ int
 ticket_issue(struct db *db, const struct auth_claims *c, int64_t now, char *out,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if (password_random(out, TICKET_LEN, e) == -1)
 		return -1;
 	if ((st = db_stmt(db, sql[Q_PRUNE], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, now);
+	db_bind_int(st, 1, now);
 	if (db_done(db, st, e) == -1 ||
 	    (st = db_stmt(db, sql[Q_TRIM], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, c->user_id);
-	sqlite3_bind_int(st, 2, TICKET_PER_USER - 1);
+	db_bind_int(st, 1, c->user_id);
+	db_bind_int(st, 2, TICKET_PER_USER - 1);
 	if (db_done(db, st, e) == -1 ||
 	    (st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, out, TICKET_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, c->user_id);
-	sqlite3_bind_int64(st, 3, c->gen);
-	sqlite3_bind_int64(st, 4, c->exp);
-	sqlite3_bind_int64(st, 5, now + TICKET_TTL_S);
+	db_bind_textn(st, 1, out, (size_t)TICKET_LEN);
+	db_bind_int(st, 2, c->user_id);
+	db_bind_int(st, 3, c->gen);
+	db_bind_int(st, 4, c->exp);
+	db_bind_int(st, 5, now + TICKET_TTL_S);
 	return db_done(db, st, e);
 }
 
@@ -71,23 +70,23 @@ ticket_redeem(struct db *db, const char *ticket, int64_t now,
 {
 	struct auth_claims got;
 	int64_t expires_at;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if (strlen(ticket) != TICKET_LEN)
 		return refuse(e);
 	if ((st = db_stmt(db, sql[Q_TAKE], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, ticket, TICKET_LEN, SQLITE_STATIC);
+	db_bind_textn(st, 1, ticket, (size_t)TICKET_LEN);
 	if ((rc = db_row(db, st, e)) == -1)
 		return -1;
 	if (rc == 0)
 		return refuse(e);
 	memset(&got, 0, sizeof(got));
-	got.user_id = sqlite3_column_int64(st, 0);
-	got.gen = sqlite3_column_int64(st, 1);
-	got.exp = sqlite3_column_int64(st, 2);
-	expires_at = sqlite3_column_int64(st, 3);
+	got.user_id = db_col_int(st, 0);
+	got.gen = db_col_int(st, 1);
+	got.exp = db_col_int(st, 2);
+	expires_at = db_col_int(st, 3);
 	/* Finish the DELETE before anything else runs on this connection. */
 	if ((rc = db_row(db, st, e)) != 0)
 		return rc == -1 ? -1 : refuse(e);

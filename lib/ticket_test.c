@@ -3,8 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "lib/auth.h"
 #include "lib/check.h"
 #include "lib/db.h"
@@ -16,20 +14,22 @@
 static void
 exec(struct db *db, const char *text)
 {
-	CHECK(sqlite3_exec(db_handle(db), text, NULL, NULL, NULL) == SQLITE_OK);
+	struct err e = { 0 };
+
+	CHECK(db_exec(db, text, &e) == 0);
 }
 
 static long long
 count(struct db *db, const char *query)
 {
-	sqlite3_stmt *st;
+	struct err e = { 0 };
+	struct db_stmt *st;
 	long long n;
 
-	CHECK(sqlite3_prepare_v2(db_handle(db), query, -1, &st, NULL) ==
-	      SQLITE_OK);
-	CHECK(sqlite3_step(st) == SQLITE_ROW);
-	n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	CHECK((st = db_stmt(db, query, &e)) != NULL);
+	CHECK(db_row(db, st, &e) == 1);
+	n = db_col_int(st, 0);
+	db_reset(st);
 	return n;
 }
 

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/db.h"
@@ -17,14 +16,14 @@ enum q { Q_CONFLICTS, Q_INSERT, Q_ACTIVE_CALLS_DELETE, Q_DELETE, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_CONFLICTS] =
 	    "SELECT EXISTS (SELECT 1 FROM users "
-	    "WHERE username = ?1 COLLATE NOCASE AND id != ?4), "
+	    "WHERE lower(username) = lower(CAST(?1 AS text)) AND id != ?4), "
 	    "EXISTS (SELECT 1 FROM users "
-	    "WHERE email = ?2 COLLATE NOCASE AND id != ?4), "
+	    "WHERE lower(email) = lower(CAST(?2 AS text)) AND id != ?4), "
 	    "EXISTS (SELECT 1 FROM users WHERE extension = ?3 AND id != ?4)",
 	[Q_INSERT] =
 	    "INSERT INTO users (username, email, password, extension, status, "
 	    "role, created_at, updated_at, is_online) "
-	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0)",
+	    "VALUES (?1, ?2, ?3, ?4, 'offline', ?5, ?6, ?6, 0) RETURNING id",
 	[Q_ACTIVE_CALLS_DELETE] =
 	    "DELETE FROM active_calls WHERE caller_id = ?1 OR callee_id = ?1",
 	[Q_DELETE] = "DELETE FROM users WHERE id = ?1",
@@ -132,23 +131,23 @@ int
 users_conflicts(struct db *db, int64_t self_id, const char *username,
     const char *email, const char *extension, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int r, taken[NUNIQUE];
 	size_t i;
 
 	if ((st = db_stmt(db, sql[Q_CONFLICTS], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, extension, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, self_id);
+	db_bind_text(st, 1, username);
+	db_bind_text(st, 2, email);
+	db_bind_text(st, 3, extension);
+	db_bind_int(st, 4, self_id);
 	if ((r = db_row(db, st, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_INTERNAL, "conflict check gave no row");
 	for (i = 0; i < NUNIQUE; i++)
-		taken[i] = sqlite3_column_int(st, (int)i);
-	sqlite3_reset(st);
+		taken[i] = db_col_int(st, (int)i);
+	db_reset(st);
 	for (i = 0; i < NUNIQUE; i++)
 		if (taken[i])
 			return err_set(e, ERR_CONFLICT, "%s", unique[i].taken);
@@ -172,7 +171,7 @@ int
 users_insert(struct db *db, const struct users_new *u, int64_t *id,
     struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	char now[40];
 
 	if (users_conflicts(db, 0, u->username, u->email, u->extension, e) ==
@@ -181,29 +180,33 @@ users_insert(struct db *db, const struct users_new *u, int64_t *id,
 	db_now(now, sizeof(now));
 	if ((st = db_stmt(db, sql[Q_INSERT], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, u->username, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, u->email, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, u->hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, u->extension, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, u->role != NULL ? u->role : "user", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, u->username);
+	db_bind_text(st, 2, u->email);
+	db_bind_text(st, 3, u->hash);
+	db_bind_text(st, 4, u->extension);
+	db_bind_text(st, 5, u->role != NULL ? u->role : "user");
+	db_bind_text(st, 6, now);
 	/* Past the check only if a writer outside our lock (a tool on the
 	 * same file) took the value meanwhile. */
-	if (db_done(db, st, e) == -1)
+	switch (db_row(db, st, e)) {
+	case 1:
+		*id = db_col_int(st, 0);
+		return db_done(db, st, e);
+	case 0:
+		return err_set(e, ERR_INTERNAL, "insert returned no id");
+	default:
 		return users_unique_text(e);
-	*id = db_last_id(db);
-	return 0;
+	}
 }
 
 static int
 exec_id(struct db *db, enum q q, int64_t id, struct err *e)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((st = db_stmt(db, sql[q], e)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	return db_done(db, st, e);
 }
 

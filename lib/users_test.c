@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "lib/audit.h"
 #include "lib/check.h"
@@ -65,12 +64,12 @@ static long long
 count(struct db *db, enum q q)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	long long n;
 
 	st = db_stmt(db, sql[q], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
-	n = sqlite3_column_int64(st, 0);
+	n = db_col_int(st, 0);
 	CHECK(db_row(db, st, &e) == 0);
 	return n;
 }
@@ -80,12 +79,12 @@ static void
 exec_ids(struct db *db, enum q q, int64_t id, int64_t id2)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	st = db_stmt(db, sql[q], &e);
 	CHECK(st != NULL);
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, id2);
+	db_bind_int(st, 1, id);
+	db_bind_int(st, 2, id2);
 	CHECK(db_done(db, st, &e) == 0);
 }
 
@@ -93,25 +92,25 @@ static long long
 generation(struct db *db, int64_t id)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	long long n;
 
 	st = db_stmt(db, sql[Q_GENERATION], &e);
 	CHECK(st != NULL);
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	CHECK(db_row(db, st, &e) == 1);
-	n = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	n = db_col_int(st, 0);
+	db_reset(st);
 	return n;
 }
 
 static bool
-col_is(sqlite3_stmt *st, int i, const char *want)
+col_is(struct db_stmt *st, int i, const char *want)
 {
-	const char *s = (const char *)sqlite3_column_text(st, i);
+	const char *s = db_col_text(st, i);
 
 	if (want == NULL)
-		return sqlite3_column_type(st, i) == SQLITE_NULL;
+		return db_col_null(st, i);
 	return s != NULL && strcmp(s, want) == 0;
 }
 
@@ -263,7 +262,7 @@ static void
 test_insert(struct db *db)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t id, us;
 	const char *hash, *created;
 
@@ -271,32 +270,32 @@ test_insert(struct db *db)
 	    insert(db, "alice", "alice@example.test", "1001", NULL, "alice-pw");
 	st = db_stmt(db, sql[Q_USER], &e);
 	CHECK(st != NULL);
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	CHECK(db_row(db, st, &e) == 1);
 	CHECK(col_is(st, 0, "alice"));
 	CHECK(col_is(st, 1, "alice@example.test"));
-	hash = (const char *)sqlite3_column_text(st, 2);
+	hash = db_col_text(st, 2);
 	CHECK(hash != NULL && strncmp(hash, "$y$", 3) == 0);
 	CHECK(password_verify("alice-pw", hash));
 	CHECK(!password_verify("alice-PW", hash));
 	CHECK(col_is(st, 3, "1001"));
 	CHECK(col_is(st, 4, "offline"));
 	CHECK(col_is(st, 5, "user")); /* NULL role */
-	created = (const char *)sqlite3_column_text(st, 6);
+	created = db_col_text(st, 6);
 	CHECK(created != NULL && db_time_parse(created, &us) == 0);
 	CHECK(strlen(created) == strlen("2026-11-21T06:07:28.123456Z"));
 	CHECK(col_is(st, 7, created));
-	CHECK(sqlite3_column_int(st, 8) == 0);
+	CHECK(db_col_int(st, 8) == 0);
 	CHECK(col_is(st, 9, NULL));
 	CHECK(db_row(db, st, &e) == 0);
 
 	root_id = insert(db, "root", "root@example.test", "1002", "admin", "x");
 	CHECK(root_id > id);
 	st = db_stmt(db, sql[Q_USER], &e);
-	sqlite3_bind_int64(st, 1, root_id);
+	db_bind_int(st, 1, root_id);
 	CHECK(db_row(db, st, &e) == 1);
 	CHECK(col_is(st, 5, "admin"));
-	sqlite3_reset(st);
+	db_reset(st);
 	/* users_insert writes no audit row: the callers choose its details. */
 	CHECK(count(db, Q_AUDITS) == 0);
 }
@@ -404,7 +403,7 @@ test_audit(struct db *db)
 {
 	struct json_object *d;
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	long long audits = count(db, Q_AUDITS);
 	int64_t us;
 
@@ -420,21 +419,21 @@ test_audit(struct db *db)
 	st = db_stmt(db, sql[Q_AUDIT], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
 	CHECK(
-	    db_time_parse((const char *)sqlite3_column_text(st, 0), &us) == 0);
+	    db_time_parse(db_col_text(st, 0), &us) == 0);
 	CHECK(col_is(st, 1, NULL)); /* 0: no actor */
 	CHECK(col_is(st, 2, "user.create"));
 	CHECK(col_is(st, 3, "user:42"));
 	CHECK(col_is(st, 4, "{\"username\":\"alice\",\"via\":\"cli\"}"));
-	sqlite3_reset(st);
+	db_reset(st);
 
 	CHECK(audit_insert(db, 7, "config.update", "settings", d, &e) == 0);
 	st = db_stmt(db, sql[Q_AUDIT], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
-	CHECK(sqlite3_column_type(st, 1) == SQLITE_INTEGER);
-	CHECK(sqlite3_column_int64(st, 1) == 7);
+	CHECK(db_col_type(st, 1) == DB_INT);
+	CHECK(db_col_int(st, 1) == 7);
 	CHECK(col_is(st, 2, "config.update"));
 	CHECK(col_is(st, 3, "settings"));
-	sqlite3_reset(st);
+	db_reset(st);
 
 	CHECK(audit_insert(db, -1, "system.thing", NULL, NULL, &e) == 0);
 	st = db_stmt(db, sql[Q_AUDIT], &e);
@@ -443,7 +442,7 @@ test_audit(struct db *db)
 	CHECK(col_is(st, 2, "system.thing"));
 	CHECK(col_is(st, 3, NULL));
 	CHECK(col_is(st, 4, NULL));
-	sqlite3_reset(st);
+	db_reset(st);
 	CHECK(count(db, Q_AUDITS) == audits + 3);
 
 	/* Inside a transaction rolled back, the row goes with the change. */
@@ -459,20 +458,20 @@ static void
 check_notified(struct db *db, const char *payload)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	st = db_stmt(db, sql[Q_NOTIFY], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
 	CHECK(col_is(st, 0, "all"));
 	CHECK(col_is(st, 1, payload));
-	sqlite3_reset(st);
+	db_reset(st);
 }
 
 static void
 test_delete(struct db *db)
 {
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t dave, erin;
 	long long logs, active, users, gen;
 	char want[160];
@@ -501,7 +500,7 @@ test_delete(struct db *db)
 	CHECK(db_commit(db, &e) == 0);
 	CHECK(count(db, Q_USERS) == users - 1);
 	st = db_stmt(db, sql[Q_USER], &e);
-	sqlite3_bind_int64(st, 1, dave);
+	db_bind_int(st, 1, dave);
 	CHECK(db_row(db, st, &e) == 0);
 	/* The history stays, dave's side NULL: erin's rows are erin's. */
 	CHECK(count(db, Q_CALL_LOGS) == logs);

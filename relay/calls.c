@@ -26,7 +26,6 @@
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
-#include <sqlite3.h>
 
 #include "lib/calllog.h"
 #include "lib/db.h"
@@ -540,7 +539,7 @@ calls_init(struct relay *r, struct err *e)
 	struct roster_user *caller, *callee;
 	const char *status, *channel, *at;
 	char cutoff[40];
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct call *c;
 	int rc;
 
@@ -551,30 +550,30 @@ calls_init(struct relay *r, struct err *e)
 	    sizeof(cutoff));
 	if ((st = db_stmt(r->db, sql[Q_RELOAD], e)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, cutoff);
 	while ((rc = db_row(r->db, st, e)) == 1) {
-		channel = (const char *)sqlite3_column_text(st, 1);
-		status = (const char *)sqlite3_column_text(st, 4);
+		channel = db_col_text(st, 1);
+		status = db_col_text(st, 4);
 		if (channel == NULL || status == NULL ||
 		    strlen(channel) >= CALLS_ID_MAX ||
-		    sqlite3_column_int64(st, 2) == sqlite3_column_int64(st, 3))
+		    db_col_int(st, 2) == db_col_int(st, 3))
 			continue;
-		caller = roster_load_id(r, sqlite3_column_int64(st, 2));
-		callee = roster_load_id(r, sqlite3_column_int64(st, 3));
+		caller = roster_load_id(r, db_col_int(st, 2));
+		callee = roster_load_id(r, db_col_int(st, 3));
 		if (caller == NULL || callee == NULL) {
 			roster_release(r, caller);
 			roster_release(r, callee);
 			continue;
 		}
-		if ((c = call_add(r, channel, sqlite3_column_int64(st, 0),
+		if ((c = call_add(r, channel, db_col_int(st, 0),
 			 caller, callee)) == NULL) {
-			sqlite3_reset(st);
+			db_reset(st);
 			return err_set(e, ERR_INTERNAL, "out of memory");
 		}
 		if (strcmp(status, "answered") == 0)
 			c->answered = true;
 		else {
-			at = (const char *)sqlite3_column_text(st, 5);
+			at = db_col_text(st, 5);
 			if (at == NULL || db_time_parse(at, &start_us) == -1)
 				start_us = now;
 			ring_start(r, c, start_us + ring_us - now);

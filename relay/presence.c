@@ -25,7 +25,6 @@
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
-#include <sqlite3.h>
 
 #include "lib/db.h"
 #include "lib/err.h"
@@ -136,16 +135,15 @@ write_one(struct relay *r, struct roster_user *u, const char *now,
     struct err *e)
 {
 	bool online = u->nclients > 0;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if (online != u->online_written) {
 		if ((st = db_stmt(r->db, sql[Q_PRESENCE], e)) == NULL)
 			return -1;
-		sqlite3_bind_int64(st, 1, u->id);
-		sqlite3_bind_int(st, 2, online);
-		sqlite3_bind_text(st, 3, online ? "online" : "offline", -1,
-		    SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+		db_bind_int(st, 1, u->id);
+		db_bind_int(st, 2, online);
+		db_bind_text(st, 3, online ? "online" : "offline");
+		db_bind_text(st, 4, now);
 		if (db_done(r->db, st, e) == -1)
 			return -1;
 		/* A deleted user's row is gone: nobody is told. */
@@ -220,7 +218,7 @@ sweep_batch(struct relay *r, const char *cutoff)
 	struct roster_user *u;
 	struct err e = { 0 };
 	size_t n = 0, noff = 0, i;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *s;
 	int rc;
 
@@ -228,16 +226,16 @@ sweep_batch(struct relay *r, const char *cutoff)
 		return -1;
 	if ((st = db_stmt(r->db, sql[Q_STALE], &e)) == NULL)
 		goto fail;
-	sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, r->sweep_after);
-	sqlite3_bind_int(st, 3, PRESENCE_SWEEP_BATCH);
+	db_bind_text(st, 1, cutoff);
+	db_bind_int(st, 2, r->sweep_after);
+	db_bind_int(st, 3, PRESENCE_SWEEP_BATCH);
 	while ((rc = db_row(r->db, st, &e)) == 1) {
-		cs[n].id = sqlite3_column_int64(st, 0);
-		s = (const char *)sqlite3_column_text(st, 1);
+		cs[n].id = db_col_int(st, 0);
+		s = db_col_text(st, 1);
 		snprintf(cs[n].seen, sizeof(cs[n].seen), "%s", s ? s : "");
-		s = (const char *)sqlite3_column_text(st, 2);
+		s = db_col_text(st, 2);
 		snprintf(cs[n].ext, sizeof(cs[n].ext), "%s", s ? s : "");
-		s = (const char *)sqlite3_column_text(st, 3);
+		s = db_col_text(st, 3);
 		snprintf(cs[n].name, sizeof(cs[n].name), "%s", s ? s : "");
 		n++;
 	}
@@ -255,8 +253,8 @@ sweep_batch(struct relay *r, const char *cutoff)
 			continue;
 		if ((st = db_stmt(r->db, sql[Q_STALE_OFF], &e)) == NULL)
 			goto rollback;
-		sqlite3_bind_int64(st, 1, cs[i].id);
-		sqlite3_bind_text(st, 2, cutoff, -1, SQLITE_STATIC);
+		db_bind_int(st, 1, cs[i].id);
+		db_bind_text(st, 2, cutoff);
 		if (db_done(r->db, st, &e) == -1)
 			goto rollback;
 		if (db_changes(r->db) == 0)

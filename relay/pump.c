@@ -25,7 +25,6 @@
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
-#include <sqlite3.h>
 
 #include "lib/db.h"
 #include "lib/err.h"
@@ -147,22 +146,22 @@ pump_batch(struct relay *r)
 {
 	const char *kind, *value, *payload;
 	struct err e = { 0 };
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	size_t n = 0, len;
 	int64_t id;
 	int rc;
 
 	if ((st = db_stmt(r->db, sql[Q_BATCH], &e)) == NULL)
 		goto fail;
-	sqlite3_bind_int64(st, 1, r->cursor);
+	db_bind_int(st, 1, r->cursor);
 	/* Delivery queues and at most reads (a revoked user's row), so the
 	 * rows are used in place while the statement steps. */
 	while ((rc = db_row(r->db, st, &e)) == 1) {
-		id = sqlite3_column_int64(st, 0);
-		kind = (const char *)sqlite3_column_text(st, 1);
-		value = (const char *)sqlite3_column_text(st, 2);
-		payload = (const char *)sqlite3_column_text(st, 3);
-		len = (size_t)sqlite3_column_bytes(st, 3);
+		id = db_col_int(st, 0);
+		kind = db_col_text(st, 1);
+		value = db_col_text(st, 2);
+		payload = db_col_text(st, 3);
+		len = db_col_len(st, 3);
 		r->cursor = id;
 		n++;
 		/* An event body is an object's text without its '{'. */

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
 
 #include "lib/auth.h"
 #include "lib/db.h"
@@ -220,14 +219,14 @@ roster_release(struct relay *r, struct roster_user *u)
 }
 
 static const char *
-col(sqlite3_stmt *st, int i)
+col(struct db_stmt *st, int i)
 {
-	return (const char *)sqlite3_column_text(st, i);
+	return db_col_text(st, i);
 }
 
 /* Look one user up by st (bound): 1 with its entry, 0 none, -1 error. */
 static int
-user_load(struct relay *r, sqlite3_stmt *st, struct roster_user **out)
+user_load(struct relay *r, struct db_stmt *st, struct roster_user **out)
 {
 	struct roster_user *u;
 	struct err e = { 0 };
@@ -236,15 +235,15 @@ user_load(struct relay *r, sqlite3_stmt *st, struct roster_user **out)
 
 	*out = NULL;
 	if ((rc = db_row(r->db, st, &e)) == 1) {
-		id = sqlite3_column_int64(st, 0);
+		id = db_col_int(st, 0);
 		if ((u = roster_by_id(r, id)) == NULL &&
 		    (u = user_new(r, id)) == NULL) {
-			sqlite3_reset(st);
+			db_reset(st);
 			log_msg(LOG_ERROR, "user lookup: out of memory");
 			return -1;
 		}
 		user_set(r, u, col(st, 1), col(st, 2), col(st, 3));
-		sqlite3_reset(st);
+		db_reset(st);
 		*out = u;
 	} else if (rc == -1)
 		log_msg(LOG_WARN, "user lookup: %s", e.msg);
@@ -255,13 +254,13 @@ struct roster_user *
 roster_load_id(struct relay *r, int64_t id)
 {
 	struct roster_user *u;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((u = roster_by_id(r, id)) != NULL)
 		return u;
 	if ((st = db_stmt(r->db, sql[Q_USER_BY_ID], NULL)) == NULL)
 		return NULL;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	user_load(r, st, &u);
 	return u;
 }
@@ -270,13 +269,13 @@ struct roster_user *
 roster_load_ext(struct relay *r, const char *ext)
 {
 	struct roster_user *u;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	if ((u = roster_by_ext(r, ext)) != NULL)
 		return u;
 	if ((st = db_stmt(r->db, sql[Q_USER_BY_EXT], NULL)) == NULL)
 		return NULL;
-	sqlite3_bind_text(st, 1, ext, -1, SQLITE_TRANSIENT);
+	db_bind_text(st, 1, ext);
 	user_load(r, st, &u);
 	return u;
 }
@@ -285,12 +284,12 @@ int
 roster_reload(struct relay *r, struct roster_user *u)
 {
 	struct roster_user *got;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc;
 
 	if ((st = db_stmt(r->db, sql[Q_USER_BY_ID], NULL)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, u->id);
+	db_bind_int(st, 1, u->id);
 	if ((rc = user_load(r, st, &got)) == 0) {
 		/* Deleted: its extension may be given to someone else. */
 		ext_unlink(r, u);
