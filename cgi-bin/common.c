@@ -15,6 +15,7 @@
 #include "lib/json.h"
 #include "lib/log.h"
 #include "lib/notify.h"
+#include "lib/stats.h"
 #include "lib/users.h"
 #include "cgi-bin/common.h"
 
@@ -169,6 +170,7 @@ struct json_object *
 cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 {
 	struct json_object *o;
+	char fresh[40];
 
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
@@ -184,6 +186,13 @@ cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 	cgi_add_col_time(o, "created_at", st, col + 9);
 	if (with_updated)
 		cgi_add_col_time(o, "updated_at", st, col + 10);
+	/* What the Contacts page reads: true while the user has a socket or
+	 * a fresh heartbeat (lib/stats.h), where is_online alone stays true
+	 * for a browser closed without logging out until the sweep. */
+	stats_fresh_since((int64_t)time(NULL), fresh, sizeof(fresh));
+	jh_add_bool(o, "online",
+	    stats_online(cgi_col_bool(st, col + 6),
+		db_col_text(st, col + 8), fresh));
 	return o;
 }
 
@@ -206,6 +215,7 @@ cgi_user_zero(void)
 	jh_add_null(o, "last_seen");
 	jh_add_str(o, "created_at", zero_time);
 	jh_add_str(o, "updated_at", zero_time);
+	jh_add_bool(o, "online", false);
 	return o;
 }
 

@@ -53,7 +53,8 @@ enum cgi_user_col {
  * UserResponse (contract §1.5) from a row whose first columns, from col,
  * are CGI_USER_COLUMNS: id, username, email, extension, status, role,
  * is_online (bool), last_login, last_seen, created_at (null when NULL).
- * With_updated adds "updated_at" (the nested User shape). New object.
+ * With_updated adds "updated_at" (the nested User shape). Both end with
+ * "online" (lib/stats.h: a socket or a fresh heartbeat). New object.
  */
 struct json_object *cgi_user_render(struct db_stmt *st, int col,
     bool with_updated);

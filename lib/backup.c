@@ -268,7 +268,7 @@ backup_create(struct db *db, const struct config *cfg, const char *name,
     struct err *e)
 {
 	struct err copy_err = { 0 };
-	char dir[PATH_MAX];
+	char dir[PATH_MAX / 2]; /* room in a row's path for the file name */
 	long long bytes = 0;
 	int rc;
 
