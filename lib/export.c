@@ -762,7 +762,10 @@ json_row(struct run *r, bool first)
 {
 	struct out *o = r->o;
 
-	out_lit(o, first ? "{\"id\":" : ",{\"id\":");
+	if (first)
+		out_lit(o, "{\"id\":");
+	else
+		out_lit(o, ",{\"id\":");
 	out_int(o, db_col_int(r->st, 0));
 	out_lit(o, ",\"caller_id\":");
 	out_int(o, db_col_int(r->st, 1));
