@@ -96,7 +96,7 @@ def test_backup_routes(sb):
 
 
 def writer(s, stop, counter):
-    """Calls written as fast as the database takes them."""
+    """Calls written one after the other, each its own transaction."""
     con = sqlite3.connect(s.db_path, timeout=30)
     while not stop.is_set():
         con.execute("INSERT INTO call_logs (caller_id, callee_id, "
@@ -106,6 +106,9 @@ def writer(s, stop, counter):
                     "'2026-10-01T00:00:00.000000Z')")
         con.commit()
         counter[0] += 1
+        # A writer that never lets go would starve every other one
+        # (SQLite's lock has no queue); calls come a few a millisecond.
+        time.sleep(0.001)
     con.close()
 
 
