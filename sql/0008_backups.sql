@@ -13,8 +13,8 @@ CREATE TABLE backups (
 	size integer NOT NULL DEFAULT 0,
 	description text NOT NULL DEFAULT '',
 	created_by integer,           -- NULL: the command-line tool
-	created_at datetime NOT NULL,
-	completed_at datetime
+	created_at text NOT NULL,     -- the db_now form, as every time
+	completed_at text
 );
 CREATE INDEX backups_created ON backups (created_at);
 
