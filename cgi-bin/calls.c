@@ -78,8 +78,9 @@ static const char *const sql[Q__MAX] = {
 	 * every index entry), each newest first in the ORDER BY's own
 	 * order, so no sort, and the merge stops after ?2 rows; UNION drops
 	 * the row both walks meet (a self-call). CROSS JOIN keeps those ?2
-	 * keys the outer loop: SQLite does not reorder it. The parties are
-	 * read apart (Q_PARTY), once each: the caller is in every row.
+	 * keys the outer loop: SQLite does not reorder it (its condition is
+	 * in WHERE: PostgreSQL takes no ON after CROSS JOIN). The parties
+	 * are read apart (Q_PARTY), once each: the caller is in every row.
 	 */
 	[Q_LOGS] =
 	    "WITH k (id, created_at) AS ("
@@ -89,7 +90,7 @@ static const char *const sql[Q__MAX] = {
 	    "ORDER BY 2 DESC, 1 DESC LIMIT ?2) "
 	    "SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "
 	    "l.duration, l.status, l.channel, l.direction, l.created_at "
-	    "FROM k CROSS JOIN call_logs l ON l.id = k.id "
+	    "FROM k CROSS JOIN call_logs l WHERE l.id = k.id "
 	    "ORDER BY k.created_at DESC, k.id DESC",
 	/* The nested User shape of a party. */
 	[Q_PARTY] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
@@ -668,8 +669,7 @@ extensions_status(struct http_req *req, struct err *e)
 		/* The database and the sockets agree on being online. */
 		jh_add_bool(x, "status_match",
 		    (strcmp(status, "online") == 0) == (count > 0));
-		jh_add_str(x, "username",
-		    db_col_text(st, 1));
+		jh_add_str(x, "username", db_col_text(st, 1));
 		jh_add_bool(x, "ws_connected", count > 0);
 		json_object_array_add(rows, x);
 	}

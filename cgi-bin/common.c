@@ -133,7 +133,8 @@ col_text(struct db_stmt *st, int i)
 }
 
 void
-cgi_add_col_str(struct json_object *o, const char *key, struct db_stmt *st, int i)
+cgi_add_col_str(struct json_object *o, const char *key, struct db_stmt *st,
+    int i)
 {
 	const char *s = col_text(st, i);
 

@@ -64,8 +64,8 @@ bool cgi_col_bool(struct db_stmt *st, int col);
 
 /* Column i as a string member ("" when NULL), or as a time (its text as
  * stored, null when NULL). */
-void cgi_add_col_str(struct json_object *o, const char *key,
-    struct db_stmt *st, int i);
+void cgi_add_col_str(struct json_object *o, const char *key, struct db_stmt *st,
+    int i);
 void cgi_add_col_time(struct json_object *o, const char *key,
     struct db_stmt *st, int i);
 

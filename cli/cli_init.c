@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #include "lib/config.h"
 #include "lib/db.h"
 #include "lib/err.h"

@@ -466,8 +466,8 @@ user_list(int argc, char **argv)
 	    "EXTENSION", "ROLE", "STATUS");
 	while ((r = db_row(cli.db, st, &e)) == 1)
 		printf("%-6" PRId64 " %-20s %-32s %-9s %-6s %s\n",
-		    (int64_t)db_col_int(st, 0), col(st, 1),
-		    col(st, 2), col(st, 3), col(st, 4), col(st, 5));
+		    (int64_t)db_col_int(st, 0), col(st, 1), col(st, 2),
+		    col(st, 3), col(st, 4), col(st, 5));
 	if (r == -1)
 		cli_fail("%s", e.msg);
 	cli_close(&cli);

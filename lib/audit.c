@@ -2,7 +2,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-
 #include "lib/audit.h"
 #include "lib/db.h"
 #include "lib/err.h"

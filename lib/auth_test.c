@@ -51,9 +51,8 @@ static int64_t
 user_add(const char *name, const char *ext)
 {
 	return sqlv("INSERT INTO users (username, email, password, extension, "
-		    "role) VALUES (?1, CAST(?1 AS text) || '@example.com', 'x', ?2, "
-		    "'user') "
-		    "RETURNING id",
+		    "role) VALUES (?1, CAST(?1 AS text) || '@example.com', "
+		    "'x', ?2, 'user') RETURNING id",
 	    name, atoll(ext), 0);
 }
 

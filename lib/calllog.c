@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "lib/calllog.h"
 #include "lib/db.h"
 #include "lib/err.h"

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "lib/calllog.h"
 #include "lib/check.h"
 #include "lib/db.h"
@@ -15,9 +14,10 @@ static int64_t caller_id, callee_id;
 
 enum q { Q_USER_ADD, Q_LOG_ADD, Q_LOG_GET, Q__MAX };
 static const char *const sql[Q__MAX] = {
-	[Q_USER_ADD] = "INSERT INTO users (username, email, password, "
-		       "extension) VALUES (?1, CAST(?1 AS text) || '@x', 'x', ?2) "
-		       "RETURNING id",
+	[Q_USER_ADD] =
+	    "INSERT INTO users (username, email, password, "
+	    "extension) VALUES (?1, CAST(?1 AS text) || '@x', 'x', ?2) "
+	    "RETURNING id",
 	[Q_LOG_ADD] = "INSERT INTO call_logs (caller_id, callee_id, "
 		      "start_time, status, channel, direction, created_at) "
 		      "VALUES (?1, ?2, ?3, ?4, ?5, 'outbound', ?3) "
@@ -92,9 +92,7 @@ log_get(struct db *db, int64_t id)
 	col(st, 0, r.status, sizeof(r.status));
 	col(st, 1, r.answer_time, sizeof(r.answer_time));
 	col(st, 2, r.end_time, sizeof(r.end_time));
-	r.duration = db_col_null(st, 3)
-			 ? -1
-			 : db_col_int(st, 3);
+	r.duration = db_col_null(st, 3) ? -1 : db_col_int(st, 3);
 	db_reset(st);
 	return r;
 }

@@ -97,7 +97,7 @@ static bool
 is_pg_target(const char *target)
 {
 	return strncmp(target, "postgresql://", 13) == 0 ||
-	    strncmp(target, "postgres://", 11) == 0;
+	       strncmp(target, "postgres://", 11) == 0;
 }
 
 struct db *
@@ -376,8 +376,8 @@ mig_apply(struct db *db, const struct db_migration *m, int *applied,
 		db_rollback(db);
 		return rc == 1 ? 0 : -1;
 	}
-	script = db->ops->engine == DB_POSTGRES && m->pg != NULL ? m->pg
-								 : m->sql;
+	script =
+	    db->ops->engine == DB_POSTGRES && m->pg != NULL ? m->pg : m->sql;
 	if (db->ops->exec(db->conn, script, e) == -1 ||
 	    db->ops->migration_check(db->conn, e) == -1)
 		goto fail;

@@ -18,10 +18,23 @@ struct sq_stmt {
 	sqlite3_stmt *st;
 };
 
+/* A connection, with its two BEGINs prepared once: a transaction per
+ * request would otherwise parse one each time. */
+struct sq_conn {
+	sqlite3 *h;
+	sqlite3_stmt *begin[2]; /* [0] read, [1] write */
+};
+
 static struct sq_stmt *
 sq(struct db_stmt *st)
 {
 	return (struct sq_stmt *)st;
+}
+
+static sqlite3 *
+sqh(void *conn)
+{
+	return ((struct sq_conn *)conn)->h;
 }
 
 static int
@@ -30,27 +43,43 @@ sq_exec(void *conn, const char *text, struct err *e)
 	char *msg = NULL;
 	int rc;
 
-	if ((rc = sqlite3_exec(conn, text, NULL, NULL, &msg)) != SQLITE_OK) {
+	if ((rc = sqlite3_exec(sqh(conn), text, NULL, NULL, &msg)) !=
+	    SQLITE_OK) {
 		/* BEGIN IMMEDIATE comes here: a lock is ERR_BUSY as in step. */
 		if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 			err_set(e, ERR_BUSY, "database is busy: %s",
-			    msg != NULL ? msg : sqlite3_errmsg(conn));
+			    msg != NULL ? msg : sqlite3_errmsg(sqh(conn)));
 		else /* the reason first: a script can be longer than e->msg */
 			err_set(e, ERR_INTERNAL, "%s (in '%.40s')",
-			    msg != NULL ? msg : sqlite3_errmsg(conn), text);
+			    msg != NULL ? msg : sqlite3_errmsg(sqh(conn)),
+			    text);
 		sqlite3_free(msg);
 		return -1;
 	}
 	return 0;
 }
 
+static void
+sq_close(void *conn)
+{
+	struct sq_conn *c = conn;
+
+	if (c == NULL)
+		return;
+	sqlite3_finalize(c->begin[0]);
+	sqlite3_finalize(c->begin[1]);
+	sqlite3_close(c->h);
+	free(c);
+}
+
 static void *
 sq_open(const char *path, int busy_ms, struct err *e)
 {
+	static const char *const begin[2] = { "BEGIN", "BEGIN IMMEDIATE" };
+	struct sq_conn *c;
 	struct stat sb;
-	sqlite3 *h = NULL;
 	bool created;
-	int rc;
+	int rc, i;
 
 	/* An empty file is new too: nothing has been written to it yet. */
 	if (stat(path, &sb) == 0)
@@ -62,35 +91,42 @@ sq_open(const char *path, int busy_ms, struct err *e)
 		    strerror(errno));
 		return NULL;
 	}
-	rc = sqlite3_open_v2(path, &h,
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	rc = sqlite3_open_v2(path, &c->h,
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		err_set(e, ERR_INTERNAL, "open '%s': %s", path,
-		    h != NULL ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
-		sqlite3_close(h);
+		    c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
+		sq_close(c);
 		return NULL;
 	}
-	sqlite3_extended_result_codes(h, 1);
-	sqlite3_busy_timeout(h, busy_ms);
-	if (sq_exec(h, "PRAGMA foreign_keys = ON", e) == -1 ||
-	    sq_exec(h, "PRAGMA synchronous = NORMAL", e) == -1 ||
-	    (created && sq_exec(h, "PRAGMA journal_mode = WAL", e) == -1)) {
-		sqlite3_close(h);
+	sqlite3_extended_result_codes(c->h, 1);
+	sqlite3_busy_timeout(c->h, busy_ms);
+	if (sq_exec(c, "PRAGMA foreign_keys = ON", e) == -1 ||
+	    sq_exec(c, "PRAGMA synchronous = NORMAL", e) == -1 ||
+	    (created && sq_exec(c, "PRAGMA journal_mode = WAL", e) == -1)) {
+		sq_close(c);
 		return NULL;
 	}
-	return h;
-}
-
-static void
-sq_close(void *conn)
-{
-	sqlite3_close(conn);
+	for (i = 0; i < 2; i++)
+		if (sqlite3_prepare_v3(c->h, begin[i], -1,
+			SQLITE_PREPARE_PERSISTENT, &c->begin[i],
+			NULL) != SQLITE_OK) {
+			err_set(e, ERR_INTERNAL, "prepare '%s': %s", begin[i],
+			    sqlite3_errmsg(c->h));
+			sq_close(c);
+			return NULL;
+		}
+	return c;
 }
 
 static void
 sq_set_busy(void *conn, int busy_ms)
 {
-	sqlite3_busy_timeout(conn, busy_ms);
+	sqlite3_busy_timeout(sqh(conn), busy_ms);
 }
 
 static struct db_stmt *
@@ -101,11 +137,11 @@ sq_prepare(void *conn, const char *text, struct err *e)
 	const char *tail;
 	int rc;
 
-	rc = sqlite3_prepare_v3(conn, text, -1, SQLITE_PREPARE_PERSISTENT, &st,
-	    &tail);
+	rc = sqlite3_prepare_v3(sqh(conn), text, -1, SQLITE_PREPARE_PERSISTENT,
+	    &st, &tail);
 	if (rc != SQLITE_OK) {
 		err_set(e, ERR_INTERNAL, "prepare '%s': %s", text,
-		    sqlite3_errmsg(conn));
+		    sqlite3_errmsg(sqh(conn)));
 		return NULL;
 	}
 	if (st == NULL || tail[strspn(tail, " \t\r\n;")] != '\0') {
@@ -160,23 +196,13 @@ sq_bind_null(struct db_stmt *st, int i)
 	sqlite3_bind_null(sq(st)->st, i);
 }
 
+/* rc, a failed step of st, as an err code; st is reset. */
 static int
-sq_step(void *conn, struct db_stmt *dst, struct err *e)
+sq_step_error(void *conn, sqlite3_stmt *st, int rc, struct err *e)
 {
-	sqlite3_stmt *st = sq(dst)->st;
 	char msg[200];
-	int rc;
 
-	switch ((rc = sqlite3_step(st))) {
-	case SQLITE_ROW:
-		return 1;
-	case SQLITE_DONE:
-		sqlite3_reset(st);
-		return 0;
-	default:
-		break;
-	}
-	snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(conn));
+	snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(sqh(conn)));
 	sqlite3_reset(st);
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
@@ -191,9 +217,26 @@ sq_step(void *conn, struct db_stmt *dst, struct err *e)
 }
 
 static int
+sq_step(void *conn, struct db_stmt *dst, struct err *e)
+{
+	sqlite3_stmt *st = sq(dst)->st;
+	int rc;
+
+	switch ((rc = sqlite3_step(st))) {
+	case SQLITE_ROW:
+		return 1;
+	case SQLITE_DONE:
+		sqlite3_reset(st);
+		return 0;
+	default:
+		return sq_step_error(conn, st, rc, e);
+	}
+}
+
+static int
 sq_changes(void *conn)
 {
-	return sqlite3_changes(conn);
+	return sqlite3_changes(sqh(conn));
 }
 
 static enum db_type
@@ -234,13 +277,19 @@ sq_begin(void *conn, bool write, struct err *e)
 {
 	/* A deferred transaction that reads first can fail with BUSY
 	 * whatever the timeout when it then writes: writers lock first. */
-	return sq_exec(conn, write ? "BEGIN IMMEDIATE" : "BEGIN", e);
+	sqlite3_stmt *st = ((struct sq_conn *)conn)->begin[write];
+	int rc;
+
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		return sq_step_error(conn, st, rc, e);
+	sqlite3_reset(st);
+	return 0;
 }
 
 static bool
 sq_in_transaction(void *conn)
 {
-	return !sqlite3_get_autocommit(conn);
+	return !sqlite3_get_autocommit(sqh(conn));
 }
 
 static int
@@ -251,9 +300,9 @@ sq_has_table(void *conn, const char *name, struct err *e)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (sqlite3_prepare_v2(conn, text, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(sqh(conn), text, -1, &st, NULL) != SQLITE_OK)
 		return err_set(e, ERR_INTERNAL, "prepare '%s': %s", text,
-		    sqlite3_errmsg(conn));
+		    sqlite3_errmsg(sqh(conn)));
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
@@ -286,7 +335,7 @@ sq_migrations_end(void *conn, bool ok)
 {
 	(void)ok;
 	/* Always back on: the connection keeps serving after a failure. */
-	sqlite3_exec(conn, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	sqlite3_exec(sqh(conn), "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 }
 
 static int
@@ -296,16 +345,17 @@ sq_migration_check(void *conn, struct err *e)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (sqlite3_prepare_v2(conn, text, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(sqh(conn), text, -1, &st, NULL) != SQLITE_OK)
 		return err_set(e, ERR_INTERNAL, "prepare '%s': %s", text,
-		    sqlite3_errmsg(conn));
+		    sqlite3_errmsg(sqh(conn)));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		err_set(e, ERR_INTERNAL,
 		    "leaves foreign key violations in '%s'",
 		    (const char *)sqlite3_column_text(st, 0));
 	else if (rc != SQLITE_DONE)
-		err_set(e, ERR_INTERNAL, "%s: %s", text, sqlite3_errmsg(conn));
+		err_set(e, ERR_INTERNAL, "%s: %s", text,
+		    sqlite3_errmsg(sqh(conn)));
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -19,6 +19,8 @@ enum q {
 	Q_NOTIFY_BAD,
 	Q_OVERFLOW,
 	Q_BIND,
+	Q_TYPES,
+	Q_RETURNING,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -31,6 +33,9 @@ static const char *const sql[Q__MAX] = {
 			 "payload) VALUES ('t', 'nobody', '{}')",
 	[Q_OVERFLOW] = "SELECT abs(-9223372036854775807 - 1)",
 	[Q_BIND] = "SELECT ?1",
+	[Q_TYPES] = "SELECT CAST(?1 AS text), CAST(?2 AS text), 7, 0.5",
+	[Q_RETURNING] = "INSERT INTO users (username, email, password, "
+			"extension) VALUES (?1, ?2, 'x', ?3) RETURNING id",
 };
 
 static char dir[64];
@@ -269,6 +274,29 @@ test_statements(void)
 	CHECK(db_stmt(db, "SELECT 1; SELECT 2", &e) == NULL);
 	CHECK(e.code == ERR_INTERNAL);
 	CHECK(db_stmt(db, "SELECT 1;  \n", &e) != NULL);
+
+	/* Text by length and NULL text; each column's type. */
+	CHECK(db_engine(db) == DB_SQLITE);
+	st = db_stmt(db, sql[Q_TYPES], &e);
+	CHECK(st != NULL);
+	db_bind_textn(st, 1, "abcdef", 3);
+	db_bind_text(st, 2, NULL);
+	CHECK(db_row(db, st, &e) == 1);
+	CHECK(db_col_type(st, 0) == DB_TEXT && db_col_len(st, 0) == 3);
+	CHECK(strcmp(db_col_text(st, 0), "abc") == 0);
+	CHECK(db_col_null(st, 1) && db_col_text(st, 1) == NULL);
+	CHECK(db_col_type(st, 2) == DB_INT && db_col_int(st, 2) == 7);
+	CHECK(db_col_type(st, 3) == DB_REAL);
+	CHECK(db_row(db, st, &e) == 0);
+	db_close(db);
+
+	/* PostgreSQL is refused when it is not built in. */
+	err_clear(&e);
+	db = db_open("postgresql://u:secret@localhost/x", 100, &e);
+	if (db == NULL) {
+		CHECK(e.code != ERR_OK);
+		CHECK(strstr(e.msg, "secret") == NULL);
+	}
 	db_close(db);
 }
 
@@ -290,12 +318,24 @@ test_rows_and_errors(void)
 	CHECK(insert_user(db, "cy", "1002", &e) == 0);
 	CHECK(query_int(db, "SELECT max(id) FROM users") == 3);
 
+	/* RETURNING: the new id is a row; the insert is done by then. */
+	st = db_stmt(db, sql[Q_RETURNING], &e);
+	db_bind_text(st, 1, "eve");
+	db_bind_text(st, 2, "eve@example.com");
+	db_bind_text(st, 3, "1004");
+	CHECK(db_row(db, st, &e) == 1);
+	CHECK(db_col_int(st, 0) == 4);
+	CHECK(db_done(db, st, &e) == 0);
+	CHECK(db_changes(db) == 1);
+	CHECK(user_count(db) == 4);
+	CHECK(db_done(db, db_stmt(db, "DELETE FROM users WHERE id = 4", &e),
+		  &e) == 0);
+
 	st = db_stmt(db, sql[Q_USER_NAMES], &e);
 	CHECK(st != NULL);
 	for (i = 0; i < 3; i++) {
 		CHECK(db_row(db, st, &e) == 1);
-		CHECK(strcmp(db_col_text(st, 0),
-			  names[i]) == 0);
+		CHECK(strcmp(db_col_text(st, 0), names[i]) == 0);
 	}
 	CHECK(db_row(db, st, &e) == 0);
 

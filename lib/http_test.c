@@ -865,8 +865,8 @@ setup(void)
 	tok_admin = token_for(db, admin_id, "root", "1000", "admin");
 	tok_user = token_for(db, user_id, "alice", "1001", "user");
 	tok_gone = token_for(db, ghost, "ghost", "1002", "user");
-	CHECK(db_exec(db, "DELETE FROM users WHERE username = 'ghost'", &e) ==
-	      0);
+	CHECK(
+	    db_exec(db, "DELETE FROM users WHERE username = 'ghost'", &e) == 0);
 	db_close(db);
 }
 

@@ -325,8 +325,10 @@ test_stream(struct db *db)
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 0);
 
 	/* A table that went back (restored, recreated): a new epoch. */
-	CHECK(db_exec(db, "DELETE FROM notify; UPDATE sqlite_sequence SET seq = 2 "
-		  "WHERE name = 'notify'", &e) == 0);
+	CHECK(db_exec(db,
+		  "DELETE FROM notify; UPDATE sqlite_sequence SET seq = 2 "
+		  "WHERE name = 'notify'",
+		  &e) == 0);
 	CHECK(notify_stream_check(db, &rotated, &e) == 0 && rotated == 1);
 	CHECK(notify_stream_get(db, &s2, &e) == 0);
 	CHECK(strcmp(s.epoch, s2.epoch) != 0 && s2.last == 2);

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-
 #include "lib/auth.h"
 #include "lib/db.h"
 #include "lib/err.h"

@@ -418,8 +418,7 @@ test_audit(struct db *db)
 	CHECK(count(db, Q_AUDITS) == audits + 1);
 	st = db_stmt(db, sql[Q_AUDIT], &e);
 	CHECK(st != NULL && db_row(db, st, &e) == 1);
-	CHECK(
-	    db_time_parse(db_col_text(st, 0), &us) == 0);
+	CHECK(db_time_parse(db_col_text(st, 0), &us) == 0);
 	CHECK(col_is(st, 1, NULL)); /* 0: no actor */
 	CHECK(col_is(st, 2, "user.create"));
 	CHECK(col_is(st, 3, "user:42"));

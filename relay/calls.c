@@ -565,8 +565,8 @@ calls_init(struct relay *r, struct err *e)
 			roster_release(r, callee);
 			continue;
 		}
-		if ((c = call_add(r, channel, db_col_int(st, 0),
-			 caller, callee)) == NULL) {
+		if ((c = call_add(r, channel, db_col_int(st, 0), caller,
+			 callee)) == NULL) {
 			db_reset(st);
 			return err_set(e, ERR_INTERNAL, "out of memory");
 		}

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "lib/auth.h"
 #include "lib/db.h"
 #include "lib/err.h"
