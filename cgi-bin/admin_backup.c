@@ -113,8 +113,8 @@ admin_backup_create(struct http_req *req, struct err *e)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	/* The whole database is one file: the include_* flags of the
 	 * replaced backend's zip do not split it. */
-	if (backup_create(http_db(req), http_config(req), in.backup_name,
-		"", u->id, row, e) == -1)
+	if (backup_create(http_db(req), http_config(req), in.backup_name, "",
+		u->id, row, e) == -1)
 		goto out;
 	if ((o = json_object_new_object()) == NULL ||
 	    (st = status_json(row)) == NULL) {
@@ -291,8 +291,8 @@ admin_backup_restore(struct http_req *req, struct err *e)
 		return -1;
 	if ((pre = malloc(sizeof(*pre))) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
-	if (backup_restore(http_db(req), http_config(req), id, u->id, pre,
-		e) == -1)
+	if (backup_restore(http_db(req), http_config(req), id, u->id, pre, e) ==
+	    -1)
 		goto out;
 	if ((o = json_object_new_object()) == NULL ||
 	    (st = json_object_new_object()) == NULL) {

@@ -40,9 +40,9 @@
 #define OPEN_MAX_US (INT64_C(86400) * 1000000)
 
 #define USER_COLS(t)                                                           \
-	t ".id, " t ".username, " t ".email, " t ".extension, " t ".status, "  \
-	t ".role, " t ".is_online, " t ".last_login, " t ".last_seen, "        \
-	t ".created_at, " t ".updated_at"
+	t ".id, " t ".username, " t ".email, " t ".extension, " t              \
+	  ".status, " t ".role, " t ".is_online, " t ".last_login, " t         \
+	  ".last_seen, " t ".created_at, " t ".updated_at"
 
 enum q { Q_ACTIVE, Q_EXT, Q_ACTIVE_BY_CHANNEL, Q__MAX };
 static const char *const sql[Q__MAX] = {
@@ -50,22 +50,31 @@ static const char *const sql[Q__MAX] = {
 	 * (their call_logs rows), in the ActiveCall shape. */
 	[Q_ACTIVE] =
 	    "SELECT a.id, a.caller_id, a.callee_id, a.channel, a.status, "
-	    "a.start_time, a.created_at, " USER_COLS("cu") ", "
-	    USER_COLS("ce") " FROM active_calls a "
-	    "LEFT JOIN users cu ON cu.id = a.caller_id "
-	    "LEFT JOIN users ce ON ce.id = a.callee_id "
-	    "UNION ALL "
-	    "SELECT l.id, l.caller_id, l.callee_id, l.channel, "
-	    "CASE l.status WHEN 'answered' THEN 'connected' ELSE 'ringing' END, "
-	    "l.start_time, l.created_at, " USER_COLS("cu") ", "
-	    USER_COLS("ce") " FROM call_logs l "
-	    "LEFT JOIN users cu ON cu.id = l.caller_id "
-	    "LEFT JOIN users ce ON ce.id = l.callee_id "
-	    "WHERE l.end_time IS NULL AND l.status IN ('initiated', 'answered') "
-	    "AND l.channel LIKE 'webrtc-call-%' AND l.created_at >= ?1 "
-	    "ORDER BY 7 DESC LIMIT ?2",
+	    "a.start_time, a.created_at, " USER_COLS("cu") ", " USER_COLS(
+		"ce") " FROM active_calls a "
+		      "LEFT JOIN users cu ON cu.id = a.caller_id "
+		      "LEFT JOIN users ce ON ce.id = a.callee_id "
+		      "UNION ALL "
+		      "SELECT l.id, l.caller_id, l.callee_id, l.channel, "
+		      "CASE l.status WHEN 'answered' THEN 'connected' ELSE "
+		      "'ringing' END, "
+		      "l.start_time, l.created_at, " USER_COLS(
+			  "cu") ", " USER_COLS("ce") " FROM call_logs l "
+						     "LEFT JOIN users cu ON "
+						     "cu.id = l.caller_id "
+						     "LEFT JOIN users ce ON "
+						     "ce.id = l.callee_id "
+						     "WHERE l.end_time IS NULL "
+						     "AND l.status IN "
+						     "('initiated', "
+						     "'answered') "
+						     "AND l.channel LIKE "
+						     "'webrtc-call-%' AND "
+						     "l.created_at >= ?1 "
+						     "ORDER BY 7 DESC LIMIT ?2",
 	[Q_EXT] = "SELECT id FROM users WHERE extension = ?1",
-	[Q_ACTIVE_BY_CHANNEL] = "SELECT id FROM active_calls WHERE channel = ?1",
+	[Q_ACTIVE_BY_CHANNEL] =
+	    "SELECT id FROM active_calls WHERE channel = ?1",
 };
 
 enum { C_CALLER = 7, C_CALLEE = 18 };

@@ -79,8 +79,7 @@ reply_deleted(struct http_req *req, int64_t n, const char *message,
  * Takes details. */
 static int
 delete_audited(struct db *db, struct db_stmt *st, int64_t actor,
-    const char *action, struct json_object *details, int64_t *n,
-    struct err *e)
+    const char *action, struct json_object *details, int64_t *n, struct err *e)
 {
 	if (db_done(db, st, e) == -1)
 		goto fail;
@@ -120,8 +119,8 @@ admin_log_delete(struct http_req *req, struct err *e)
 		goto rollback;
 	}
 	db_bind_int(st, 1, id);
-	if (delete_audited(db, st, u->id, "call_logs.delete", details, &n,
-		e) == -1)
+	if (delete_audited(db, st, u->id, "call_logs.delete", details, &n, e) ==
+	    -1)
 		goto rollback;
 	if (n == 0) {
 		err_set(e, ERR_NOTFOUND, "Call log not found");
@@ -208,8 +207,8 @@ admin_log_bulk_delete(struct http_req *req, struct err *e)
 	{
 		char msg[96];
 
-		snprintf(msg, sizeof(msg), "Successfully deleted %" PRId64
-		    " call logs", n);
+		snprintf(msg, sizeof(msg),
+		    "Successfully deleted %" PRId64 " call logs", n);
 		return reply_deleted(req, n, msg, e);
 	}
 rollback:
@@ -290,8 +289,8 @@ text_member(struct json_object *body, const char *key, const char **out,
  * absent or "".
  */
 static int
-num_member(struct json_object *body, const char *key, int64_t max,
-    int64_t *out, struct err *e)
+num_member(struct json_object *body, const char *key, int64_t max, int64_t *out,
+    struct err *e)
 {
 	struct json_object *v;
 	const char *s;

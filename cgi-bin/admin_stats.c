@@ -85,8 +85,8 @@ relay_ask(const struct config *cfg, const char *op, int timeout_ms,
 	jh_add_str(rq, "op", op);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (ctl_call(cfg, rq, &f->reply, timeout_ms, &e) == -1) {
-		snprintf(f->error, sizeof(f->error), "relay not reachable: %.100s",
-		    e.msg);
+		snprintf(f->error, sizeof(f->error),
+		    "relay not reachable: %.100s", e.msg);
 		json_object_put(rq);
 		return;
 	}
@@ -224,8 +224,8 @@ admin_metrics(struct http_req *req, struct err *e)
 	if (c.total_call_logs > 0)
 		rate = 100.0 * (double)c.successful_calls /
 		       (double)c.total_call_logs;
-	snprintf(fmt, sizeof(fmt), "%" PRId64 ":%02" PRId64,
-	    (int64_t)avg / 60, (int64_t)avg % 60);
+	snprintf(fmt, sizeof(fmt), "%" PRId64 ":%02" PRId64, (int64_t)avg / 60,
+	    (int64_t)avg % 60);
 	relay_ask(http_config(req), "stats", RELAY_FAST_MS, &f);
 	relay_ask(http_config(req), "who", RELAY_FAST_MS, &w);
 	o = json_object_new_object();
@@ -522,8 +522,8 @@ asterisk_service(const struct config *cfg, const struct relay_fig *f,
 	if (!f->up)
 		return service("unknown", now, 0, f->error, NULL);
 	/* The relay's AMI link, when it reports one: {"connected":bool}. */
-	if (f->ami != NULL && json_object_object_get_ex(f->ami, "connected",
-				  &v))
+	if (f->ami != NULL &&
+	    json_object_object_get_ex(f->ami, "connected", &v))
 		return json_object_get_boolean(v)
 			   ? service("healthy", now, f->ms, NULL,
 				 json_object_get(f->ami))

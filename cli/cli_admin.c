@@ -390,8 +390,8 @@ cli_backup(int argc, char **argv)
 			    row->path);
 	} else if (strcmp(argv[1], "list") == 0)
 		r = backup_list(cli.db, print_row, NULL, &e);
-	else if ((r = backup_restore(cli.db, &cli.cfg, argv[2], 0, row,
-		      &e)) == 0)
+	else if ((r = backup_restore(cli.db, &cli.cfg, argv[2], 0, row, &e)) ==
+		 0)
 		printf("restored %s; the database before it is backup %s\n",
 		    argv[2], row->id);
 	if (r == -1) {

@@ -81,8 +81,8 @@ backup_dir(const struct config *cfg, char *buf, size_t size)
 	if ((slash = strrchr(cfg->db_path, '/')) == NULL)
 		snprintf(buf, size, "backups");
 	else
-		snprintf(buf, size, "%.*s/backups",
-		    (int)(slash - cfg->db_path), cfg->db_path);
+		snprintf(buf, size, "%.*s/backups", (int)(slash - cfg->db_path),
+		    cfg->db_path);
 }
 
 static void
@@ -110,8 +110,7 @@ row_read(struct db_stmt *st, struct backup_row *r)
 }
 
 int
-backup_get(struct db *db, const char *id, struct backup_row *row,
-    struct err *e)
+backup_get(struct db *db, const char *id, struct backup_row *row, struct err *e)
 {
 	struct db_stmt *st;
 	int r;
@@ -162,8 +161,7 @@ mkdir_private(const char *dir, struct err *e)
 		return err_set(e, ERR_INTERNAL, "create '%s': %s", dir,
 		    strerror(errno));
 	if (stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode))
-		return err_set(e, ERR_INTERNAL, "'%s' is not a directory",
-		    dir);
+		return err_set(e, ERR_INTERNAL, "'%s' is not a directory", dir);
 	return 0;
 }
 
@@ -326,8 +324,8 @@ backup_delete(struct db *db, const char *id, int64_t actor_id, struct err *e)
 	/* The row is gone first: a file without a row is only disk space,
 	 * a row without its file a broken download. */
 	if (unlink(row->path) == -1 && errno != ENOENT)
-		log_msg(LOG_WARN, "backup %s: removing '%s': %s", id,
-		    row->path, strerror(errno));
+		log_msg(LOG_WARN, "backup %s: removing '%s': %s", id, row->path,
+		    strerror(errno));
 	rc = 0;
 	goto out;
 rollback:
@@ -438,8 +436,8 @@ backup_restore(struct db *db, const struct config *cfg, const char *id,
 		goto out;
 	/* The database as it is now, restorable in turn. */
 	snprintf(target, sizeof(target), "before restoring %s", id);
-	if (backup_create(db, cfg, target, "taken before a restore",
-		actor_id, pre, e) == -1)
+	if (backup_create(db, cfg, target, "taken before a restore", actor_id,
+		pre, e) == -1)
 		goto out;
 	if (backup_list(db, save_row, &saved, e) == -1)
 		goto out;

@@ -18,7 +18,7 @@ struct err;
  * (BACKUP_PG_TEXT), whose backups are pg_dump's business.
  */
 
-#define BACKUP_PG_TEXT "backups of a PostgreSQL database are taken with pg_dump"
+#define BACKUP_PG_TEXT   "backups of a PostgreSQL database are taken with pg_dump"
 #define BACKUP_NOT_FOUND "Backup not found"
 
 struct backup_row {
@@ -57,8 +57,8 @@ int backup_get(struct db *db, const char *id, struct backup_row *row,
 
 /* Each row, newest first, to fn (which returns 0 to go on, -1 to stop
  * with e set). */
-typedef int (*backup_fn)(void *arg, const struct backup_row *row,
-    struct err *e);
+typedef int (
+    *backup_fn)(void *arg, const struct backup_row *row, struct err *e);
 int backup_list(struct db *db, backup_fn fn, void *arg, struct err *e);
 
 /* Delete backup id: its row (with an audit_log row) then its file.

@@ -16,7 +16,7 @@
 #include "lib/db_backup.h"
 #include "lib/err.h"
 
-#define BACKUP_SLEEP_MS 20
+#define BACKUP_SLEEP_MS     20
 #define BACKUP_COPY_BUSY_MS 10000
 
 static int
@@ -55,8 +55,8 @@ run(sqlite3 *dst, sqlite3 *src, int busy_ms, const char *what, struct err *e)
 		rc = sqlite3_backup_step(b, -1);
 		if (rc == SQLITE_DONE)
 			break;
-		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED &&
-		    rc != SQLITE_OK)
+		if ((rc & 0xff) != SQLITE_BUSY &&
+		    (rc & 0xff) != SQLITE_LOCKED && rc != SQLITE_OK)
 			break;
 		if (rc != SQLITE_OK) {
 			if (waited >= busy_ms)
@@ -162,8 +162,7 @@ out:
 }
 
 int
-db_backup_restore(const char *src, const char *dst, int busy_ms,
-    struct err *e)
+db_backup_restore(const char *src, const char *dst, int busy_ms, struct err *e)
 {
 	sqlite3 *s = NULL, *d = NULL;
 	int rc = -1;

@@ -25,11 +25,11 @@
 #include "lib/json.h"
 #include "lib/stats.h"
 
-#define OUT_SIZE     (64 * 1024)
-#define ZONE_SLOTS   256
-#define OFF_VARIES   INT32_MIN
-#define LIMIT_NONE   INT64_MAX
-#define ZERO_TIME    "0001-01-01T00:00:00Z"
+#define OUT_SIZE   (64 * 1024)
+#define ZONE_SLOTS 256
+#define OFF_VARIES INT32_MIN
+#define LIMIT_NONE INT64_MAX
+#define ZERO_TIME  "0001-01-01T00:00:00Z"
 
 /* The rows of a filter; ?7 the limit. The extension is either party's. */
 #define WHERE                                                                  \
@@ -46,13 +46,13 @@
 	"l.start_time, l.end_time, l.duration, l.status, l.direction, "        \
 	"l.channel"
 #define USER_COLS(t)                                                           \
-	t ".id, " t ".username, " t ".email, " t ".extension, " t ".status, "  \
-	t ".role, " t ".is_online, " t ".last_login, " t ".last_seen, "        \
-	t ".created_at, " t ".updated_at"
+	t ".id, " t ".username, " t ".email, " t ".extension, " t              \
+	  ".status, " t ".role, " t ".is_online, " t ".last_login, " t         \
+	  ".last_seen, " t ".created_at, " t ".updated_at"
 #define JSON_COLS                                                              \
 	"SELECT l.id, l.caller_id, l.callee_id, l.start_time, l.end_time, "    \
-	"l.duration, l.status, l.channel, l.direction, l.created_at, "         \
-	USER_COLS("cu") ", " USER_COLS("ce")
+	"l.duration, l.status, l.channel, l.direction, "                       \
+	"l.created_at, " USER_COLS("cu") ", " USER_COLS("ce")
 
 enum q { Q_CSV_NEW, Q_CSV_OLD, Q_JSON_NEW, Q_JSON_OLD, Q__MAX };
 static const char *const sql[Q__MAX] = {
@@ -797,8 +797,8 @@ bind_opt(struct db_stmt *st, int i, const char *s)
 
 int
 export_call_logs(struct db *db, enum export_format fmt,
-    const struct export_filter *f, const char *tz, export_write_fn w,
-    void *arg, struct export_result *res, struct err *e)
+    const struct export_filter *f, const char *tz, export_write_fn w, void *arg,
+    struct export_result *res, struct err *e)
 {
 	struct export_result none;
 	struct run *r;

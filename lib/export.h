@@ -57,8 +57,8 @@ struct export_result {
  * w got until then stays written.
  */
 int export_call_logs(struct db *db, enum export_format fmt,
-    const struct export_filter *f, const char *tz, export_write_fn w,
-    void *arg, struct export_result *res, struct err *e);
+    const struct export_filter *f, const char *tz, export_write_fn w, void *arg,
+    struct export_result *res, struct err *e);
 
 /*
  * Whether name is an IANA zone this machine knows ("Europe/Berlin",
@@ -73,8 +73,7 @@ bool export_tz_valid(const char *name);
  * (NULL: the process's), and of the next one; the day a DST change makes
  * 23 or 25 hours long is that long here too. -1 when tz is not valid.
  */
-int export_local_day(const char *tz, int64_t t, int64_t *start,
-    int64_t *next);
+int export_local_day(const char *tz, int64_t t, int64_t *start, int64_t *next);
 
 /*
  * "YYYY-MM-DD" as a local day in zone tz (NULL: the process's): the unix

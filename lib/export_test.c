@@ -58,8 +58,8 @@ user_add(struct db *db, const char *name, const char *email, const char *ext)
 }
 
 static int64_t
-log_add(struct db *db, int64_t a, int64_t b, const char *start,
-    const char *end, const char *status, const char *channel)
+log_add(struct db *db, int64_t a, int64_t b, const char *start, const char *end,
+    const char *status, const char *channel)
 {
 	struct err e = { 0 };
 	struct db_stmt *st;
@@ -118,16 +118,16 @@ test_bounds(void)
 	CHECK(next - start == 25 * 3600);
 	CHECK(export_parse_day("UTC", "2026-02-29", &start, &next) == -1);
 	CHECK(export_parse_day("UTC", "2026-1-01", &start, &next) == -1);
-	CHECK(export_parse_day("Nowhere/At_All", "2026-01-01", &start,
-		  &next) == -1);
+	CHECK(export_parse_day("Nowhere/At_All", "2026-01-01", &start, &next) ==
+	      -1);
 	/* Kiritimati (UTC+14) starts its days ten hours before UTC's. */
 	CHECK(export_parse_day("Pacific/Kiritimati", "2026-06-01", &start,
 		  &next) == 0);
-	CHECK(export_parse_bound("Pacific/Kiritimati", "2026-06-01", false,
-		  buf, sizeof(buf)) == 0);
-	CHECK(strcmp(buf, "2026-05-31T10:00:00.000000Z") == 0);
-	CHECK(export_parse_bound("UTC", "2026-06-01", true, buf,
+	CHECK(export_parse_bound("Pacific/Kiritimati", "2026-06-01", false, buf,
 		  sizeof(buf)) == 0);
+	CHECK(strcmp(buf, "2026-05-31T10:00:00.000000Z") == 0);
+	CHECK(export_parse_bound("UTC", "2026-06-01", true, buf, sizeof(buf)) ==
+	      0);
 	CHECK(strcmp(buf, "2026-06-02T00:00:00.000000Z") == 0);
 	CHECK(export_parse_bound(NULL, "2026-06-01T12:00:00.5+02:00", false,
 		  buf, sizeof(buf)) == 0);
@@ -135,8 +135,8 @@ test_bounds(void)
 	CHECK(export_parse_bound(NULL, "2026-06-01T12:00:00Z", false, buf,
 		  sizeof(buf)) == 0);
 	CHECK(strcmp(buf, "2026-06-01T12:00:00.000000Z") == 0);
-	CHECK(export_parse_bound(NULL, "tomorrow", false, buf,
-		  sizeof(buf)) == -1);
+	CHECK(export_parse_bound(NULL, "tomorrow", false, buf, sizeof(buf)) ==
+	      -1);
 	CHECK(export_parse_bound(NULL, "2026-06-01T25:00:00Z", false, buf,
 		  sizeof(buf)) == -1);
 	/* TZ is left as it was. */
@@ -161,8 +161,8 @@ main(void)
 	c = user_add(db, "+cmd", "c@x", "1002");
 	l1 = log_add(db, a, c, "2026-03-08T06:59:59.000000Z",
 	    "2026-03-08T07:00:06.000000Z", "ended", "webrtc-call-1");
-	l2 = log_add(db, c, a, "2026-03-08T07:30:00.250000Z", NULL,
-	    "initiated", "@chan");
+	l2 = log_add(db, c, a, "2026-03-08T07:30:00.250000Z", NULL, "initiated",
+	    "@chan");
 	l3 = log_add(db, a, a, "bad time", NULL, "missed", "x");
 
 	out = run(db, EXPORT_CSV, &f, "America/New_York", &res);
@@ -207,8 +207,9 @@ main(void)
 	f.bare = false;
 	out = run(db, EXPORT_JSON, &f, "Asia/Kolkata", &res);
 	CHECK(strncmp(out, "{\"call_logs\":[{\"id\":2,", 22) == 0);
-	CHECK(strstr(out, "\"start_time\":\"2026-03-08T13:00:00.250000+05:30\"") !=
-	      NULL);
+	CHECK(
+	    strstr(out,
+		"\"start_time\":\"2026-03-08T13:00:00.250000+05:30\"") != NULL);
 	CHECK(strstr(out, "],\"exported_at\":\"") != NULL);
 	CHECK(strstr(out, "+05:30\",\"success\":true}") != NULL);
 	free(out);

@@ -131,6 +131,7 @@ stats_uptime_text(int64_t s, char *buf, size_t size)
 {
 	if (s < 0)
 		s = 0;
-	snprintf(buf, size, "%" PRId64 " days, %" PRId64 " hours, %" PRId64
-	    " minutes", s / 86400, s / 3600 % 24, s / 60 % 60);
+	snprintf(buf, size,
+	    "%" PRId64 " days, %" PRId64 " hours, %" PRId64 " minutes",
+	    s / 86400, s / 3600 % 24, s / 60 % 60);
 }

@@ -31,7 +31,7 @@ bool stats_online(bool is_online, const char *last_seen,
 struct stats_counts {
 	int64_t total_users;
 	int64_t online_users;
-	int64_t calls_today;      /* created since local midnight in tz */
+	int64_t calls_today; /* created since local midnight in tz */
 	int64_t total_call_logs;
 	int64_t successful_calls; /* answered or ended */
 	int64_t total_duration_s; /* of the successful ones */

@@ -19,10 +19,11 @@ def add_user(sb, username, ext=None):
     ext = ext or sb.free_extension()
     return sb.sql(
         "INSERT INTO users (username, email, password, extension, "
-        "created_at, updated_at) VALUES (?, ?, 'x', ?, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, "
         "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z') "
         "RETURNING id", (username, f"{secrets.token_hex(6)}@example.test",
-                         ext))[0][0], ext
+                         # No login: a password field no log can hold.
+                         "!" + secrets.token_hex(16), ext))[0][0], ext
 
 
 def add_log(sb, caller, callee, created, status="ended", duration=60,
