@@ -113,6 +113,7 @@ list_users(struct http_req *req, struct err *e)
 		json_object_put(exts);
 		return r == -1 ? -1 : err_set(e, ERR_INTERNAL, "out of memory");
 	}
+	cgi_users_mark_sockets(req, users);
 	json_object_object_add(o, "extensions", exts);
 	jh_add_bool(o, "success", true);
 	json_object_object_add(o, "users", users);
@@ -471,8 +472,8 @@ static const struct http_route routes[] = {
 	{ HTTP_GET, "/protected/admin/export/call-logs", HTTP_ADMIN,
 	    admin_log_export, 0 },
 	/* admin_backup.c: errors carry success:false, as upstream's */
-	{ HTTP_POST, "/protected/admin/backup", HTTP_ADMIN,
-	    admin_backup_create, HTTP_SUCCESS_FALSE },
+	{ HTTP_POST, "/protected/admin/backup", HTTP_ADMIN, admin_backup_create,
+	    HTTP_SUCCESS_FALSE },
 	{ HTTP_GET, "/protected/admin/backup/status/:id", HTTP_ADMIN,
 	    admin_backup_status, HTTP_SUCCESS_FALSE },
 	{ HTTP_GET, "/protected/admin/backups", HTTP_ADMIN, admin_backup_list,

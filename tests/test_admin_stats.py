@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from harness import TIME_RE, expect, snapshot
-from wsclient import connect_user, initiate, call_row
+from wsclient import call_row, connect_user, initiate, wait_until
 
 ADMIN_REQUIRED = {"error": "Admin access required"}
 
@@ -231,8 +231,27 @@ def test_online_in_user_objects(sb):
                           token=sb.admin_token()), 200)["users"]
     me = [x for x in users if x["id"] == u["id"]][0]
     assert me["online"] is False and me["is_online"] is True
-    # The heartbeat makes it fresh again.
-    expect(sb.req("POST", "/protected/heartbeat", token=u["token"]), 200)
+    # A user with an open socket is online whatever its last_seen.
+    with connect_user(sb, u):
+        sb.sql("UPDATE users SET last_seen = '2001-01-01T00:00:00.000000Z' "
+               "WHERE id = ?", (u["id"],))
+        users = expect(sb.req("GET", "/protected/admin/users",
+                              token=sb.admin_token()), 200)["users"]
+        me = [x for x in users if x["id"] == u["id"]][0]
+        assert me["online"] is True
+        other = sb.make_user()
+        online = expect(sb.req("GET", "/protected/users/online",
+                               token=other["token"]), 200)["users"]
+        assert [x["online"] for x in online if x["id"] == u["id"]] == [True]
+    # Its last socket gone, the relay sets it offline; saying online again
+    # (which freshens last_seen) makes it so.
+    wait_until(lambda: sb.sql("SELECT is_online FROM users WHERE id = ?",
+                              (u["id"],))[0][0] == 0, what="offline")
+    prof = expect(sb.req("GET", "/protected/profile", token=u["token"]),
+                  200)["user"]
+    assert prof["online"] is False
+    expect(sb.req("PUT", "/protected/status", token=u["token"],
+                  json={"status": "online"}), 200)
     prof = expect(sb.req("GET", "/protected/profile", token=u["token"]),
                   200)["user"]
     assert prof["online"] is True
