@@ -307,12 +307,8 @@ cdr_export(int argc, char **argv)
 fail:
 	db_rollback(cli.db);
 	cli_fail("export: %s", e.msg);
-	if (!to_stdout && o.f != NULL) {
-		fclose(o.f);
-		o.f = NULL;
-		(void)unlink(tmp);
-	}
 out:
+	/* A file not renamed into place is not left behind. */
 	if (!to_stdout && o.f != NULL) {
 		fclose(o.f);
 		(void)unlink(tmp);
