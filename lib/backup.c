@@ -38,7 +38,7 @@ enum q {
 	Q_LIST,
 	Q_DELETE,
 	Q_PUT,
-	Q_STREAM_DROP,
+	Q_STREAM_BREAK,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -64,8 +64,11 @@ static const char *const sql[Q__MAX] = {
 		  "description = excluded.description, "
 		  "created_at = excluded.created_at, "
 		  "completed_at = excluded.completed_at",
-	/* No stream row: notify_stream_check draws a new epoch. */
-	[Q_STREAM_DROP] = "DELETE FROM notify_stream",
+	/* A high-water mark no id reaches: to notify_stream_check the ids
+	 * went back, so it draws a new epoch. The row stays, for writers
+	 * that draw their ids from it meanwhile. */
+	[Q_STREAM_BREAK] = "UPDATE notify_stream SET high_water = ?1 "
+			   "WHERE id = 1",
 };
 
 void
@@ -458,20 +461,23 @@ backup_restore(struct db *db, const struct config *cfg, const char *id,
 	if (db_begin(db, e) == -1)
 		goto out;
 	if (put_rows(db, &saved, e) == -1 ||
-	    (st = db_stmt(db, sql[Q_STREAM_DROP], e)) == NULL ||
-	    db_done(db, st, e) == -1 ||
+	    (st = db_stmt(db, sql[Q_STREAM_BREAK], e)) == NULL)
+		goto rollback;
+	db_bind_int(st, 1, INT64_MAX);
+	if (db_done(db, st, e) == -1 ||
 	    audit_insert(db, actor_id, "backup.restore", target, details, e) ==
 		-1 ||
-	    db_commit(db, e) == -1) {
-		db_rollback(db);
-		goto out;
-	}
+	    db_commit(db, e) == -1)
+		goto rollback;
 	/* A new epoch now rather than at the relay's next start. Should
-	 * this fail, the missing row still asks for one there. */
+	 * this fail, the mark still asks for one there. */
 	if (notify_stream_check(db, NULL, e) == -1)
 		goto out;
 	relay_reset(cfg);
 	rc = 0;
+	goto out;
+rollback:
+	db_rollback(db);
 out:
 	json_object_put(details);
 	free(saved.rows);
