@@ -196,3 +196,20 @@ def test_cli_backup(start):
     assert r.returncode != 0
     assert "Backup not found" in s.log_text("cli")
     assert s.cli("backup", "frobnicate").returncode != 0
+
+
+def test_restore_while_relay_down(start):
+    """A restore made while the relay is down: the browser that comes back
+    with the old epoch is told to resync, not replayed."""
+    s = start()
+    u = s.make_user()
+    bid = create(s)
+    with connect_user(s, u) as c:
+        epoch, seq = c.epoch, c.welcome_seq
+    s.relay_kill()
+    expect(s.req("POST", f"/protected/admin/backup/restore/{bid}",
+                 token=s.admin_token()), 200)
+    s.relay_start()
+    with connect_user(s, u, since=seq, epoch=epoch) as c:
+        m = c.wait_type("resync_required")
+        assert m["epoch"] != epoch and m["epoch"] == c.epoch
