@@ -6,6 +6,8 @@
  * the handlers its route table in cgi-bin/admin.c names.
  */
 
+#include <stdbool.h>
+
 struct err;
 struct http_req;
 
@@ -34,6 +36,13 @@ int admin_backup_restore(struct http_req *req, struct err *e);
 int admin_active_calls(struct http_req *req, struct err *e);
 int admin_call(struct http_req *req, struct err *e);
 int admin_terminate_call(struct http_req *req, struct err *e);
+
+/*
+ * Whether the relay has a manager link to Asterisk: AMI_HOST is set (the
+ * relay's setting, read the same way). Without it nothing can be placed
+ * or hung up on the PBX, and health says "not configured".
+ */
+bool admin_ami_configured(void);
 
 /*
  * The time zone a request asks for (?tz=, an IANA name) into *tz, NULL

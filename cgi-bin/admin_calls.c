@@ -147,6 +147,14 @@ static const struct jh_field call_fields[] = {
 	    offsetof(struct call_in, caller_extension), 0 },
 };
 
+bool
+admin_ami_configured(void)
+{
+	const char *h = config_get("AMI_HOST");
+
+	return h != NULL && h[0] != '\0';
+}
+
 /* 1 when a user has extension ext, 0 when none does. */
 static int
 ext_exists(struct db *db, const char *ext, struct err *e)
@@ -202,7 +210,7 @@ admin_call(struct http_req *req, struct err *e)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "Target extension not found");
-	if (cfg->asterisk_host[0] == '\0')
+	if (!admin_ami_configured())
 		return err_set(e, ERR_BUSY, MSG_NO_PBX);
 	if ((rq = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
@@ -322,7 +330,7 @@ admin_terminate_call(struct http_req *req, struct err *e)
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
 	db_reset(st);
-	if (cfg->asterisk_host[0] == '\0')
+	if (!admin_ami_configured())
 		return err_set(e, ERR_BUSY, MSG_NO_PBX);
 	if ((rq = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");

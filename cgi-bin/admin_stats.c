@@ -514,9 +514,10 @@ asterisk_service(const struct config *cfg, const struct relay_fig *f,
 {
 	struct json_object *d, *v;
 
-	if (cfg->asterisk_host[0] == '\0') {
+	(void)cfg;
+	if (!admin_ami_configured()) {
 		if ((d = json_object_new_object()) != NULL)
-			jh_add_str(d, "reason", "ASTERISK_HOST is empty");
+			jh_add_str(d, "reason", "AMI_HOST is empty");
 		return service("not configured", now, 0, NULL, d);
 	}
 	if (!f->up)

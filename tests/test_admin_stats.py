@@ -333,3 +333,21 @@ def test_admin_call_without_asterisk(sb):
            {"error": "Invalid request format", "field": "caller_extension",
             "success": False})
     assert snapshot(sb) == before
+
+
+def test_admin_call_with_ami_host(start):
+    """With AMI_HOST set the call goes to the relay's manager link; a relay
+    that cannot place it answers 502 and nothing is written."""
+    s = start(env={"AMI_HOST": "127.0.0.1", "AMI_PORT": "9"})
+    a, b = s.make_user(), s.make_user()
+    before = snapshot(s)
+    r = s.req("POST", "/protected/admin/call", token=s.admin_token(),
+              json={"target_extension": a["extension"],
+                    "caller_extension": b["extension"]})
+    body = expect(r, 502)
+    assert body["success"] is False
+    assert body["error"].startswith("Failed to initiate call: ")
+    assert snapshot(s) == before
+    h = expect(s.req("GET", "/protected/admin/health",
+                     token=s.admin_token()), 200)["health"]
+    assert h["services"]["asterisk"]["status"] != "not configured"
