@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "lib/audit.h"
+#include "lib/auth.h"
 #include "lib/backup.h"
 #include "lib/config.h"
 #include "lib/ctl.h"
@@ -39,6 +40,9 @@ enum q {
 	Q_DELETE,
 	Q_PUT,
 	Q_STREAM_BREAK,
+	Q_GENS,
+	Q_GEN_PUT,
+	Q_USER_EXISTS,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -67,6 +71,18 @@ static const char *const sql[Q__MAX] = {
 	/* A high-water mark no id reaches: to notify_stream_check the ids
 	 * went back, so it draws a new epoch. The row stays, for writers
 	 * that draw their ids from it meanwhile. */
+	/* Every account now, with the generation its tokens carry. */
+	[Q_GENS] = "SELECT u.id, COALESCE(t.generation, 0) FROM users u "
+		   "LEFT JOIN token_generations t ON t.user_id = u.id",
+	/* Raised, never lowered: a token revoked before the restore stays
+	 * revoked after it. */
+	[Q_GEN_PUT] =
+	    "INSERT INTO token_generations (user_id, generation, "
+	    "revoked_at) VALUES (?1, ?2, ?3) ON CONFLICT (user_id) "
+	    "DO UPDATE SET generation = excluded.generation, "
+	    "revoked_at = excluded.revoked_at "
+	    "WHERE token_generations.generation < excluded.generation",
+	[Q_USER_EXISTS] = "SELECT 1 FROM users WHERE id = ?1",
 	[Q_STREAM_BREAK] = "UPDATE notify_stream SET high_water = ?1 "
 			   "WHERE id = 1",
 };
@@ -399,6 +415,76 @@ put_rows(struct db *db, const struct saved *s, struct err *e)
 	return 0;
 }
 
+/* The accounts as they are before a restore: id and token generation. */
+struct gens {
+	int64_t (*g)[2];
+	size_t n, cap;
+};
+
+static int
+gens_save(struct db *db, struct gens *g, struct err *e)
+{
+	struct db_stmt *st;
+	int64_t(*p)[2];
+	size_t cap;
+	int r;
+
+	if ((st = db_stmt(db, sql[Q_GENS], e)) == NULL)
+		return -1;
+	while ((r = db_row(db, st, e)) == 1) {
+		if (g->n == g->cap) {
+			cap = g->cap != 0 ? g->cap * 2 : 64;
+			if ((p = realloc(g->g, cap * sizeof(*p))) == NULL) {
+				db_reset(st);
+				return err_set(e, ERR_INTERNAL,
+				    "out of memory");
+			}
+			g->g = p;
+			g->cap = cap;
+		}
+		g->g[g->n][0] = db_col_int(st, 0);
+		g->g[g->n][1] = db_col_int(st, 1);
+		g->n++;
+	}
+	return r;
+}
+
+/*
+ * After a restore, inside the caller's transaction: the token generations
+ * of the replaced database carried over, raised only. An account that the
+ * restore took away is revoked too (its generation one past any token it
+ * was given, and its sockets closed by the event), so that a token of it
+ * never passes for an account that takes its id later.
+ */
+static int
+gens_restore(struct db *db, const struct gens *g, struct err *e)
+{
+	struct db_stmt *st;
+	char now[40];
+	size_t i;
+	int r;
+
+	db_now(now, sizeof(now));
+	for (i = 0; i < g->n; i++) {
+		if ((st = db_stmt(db, sql[Q_GEN_PUT], e)) == NULL)
+			return -1;
+		db_bind_int(st, 1, g->g[i][0]);
+		db_bind_int(st, 2, g->g[i][1]);
+		db_bind_text(st, 3, now);
+		if (db_done(db, st, e) == -1 ||
+		    (st = db_stmt(db, sql[Q_USER_EXISTS], e)) == NULL)
+			return -1;
+		db_bind_int(st, 1, g->g[i][0]);
+		if ((r = db_row(db, st, e)) == -1)
+			return -1;
+		if (r == 1)
+			db_reset(st);
+		else if (auth_revoke_user(db, g->g[i][0], e) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 /* Tell a running relay that the stream started anew; it is not there
  * when it is not running, and then learns it at its start. */
 static void
@@ -421,6 +507,7 @@ backup_restore(struct db *db, const struct config *cfg, const char *id,
     int64_t actor_id, struct backup_row *pre, struct err *e)
 {
 	struct saved saved = { 0 };
+	struct gens gens = { 0 };
 	struct json_object *details = NULL;
 	struct backup_row *row;
 	struct db_stmt *st;
@@ -442,7 +529,8 @@ backup_restore(struct db *db, const struct config *cfg, const char *id,
 	if (backup_create(db, cfg, target, "taken before a restore", actor_id,
 		pre, e) == -1)
 		goto out;
-	if (backup_list(db, save_row, &saved, e) == -1)
+	if (backup_list(db, save_row, &saved, e) == -1 ||
+	    gens_save(db, &gens, e) == -1)
 		goto out;
 	if (db_backup_restore(row->path, cfg->db_path, BACKUP_RESTORE_BUSY_MS,
 		e) == -1)
@@ -474,12 +562,20 @@ backup_restore(struct db *db, const struct config *cfg, const char *id,
 	if (notify_stream_check(db, NULL, e) == -1)
 		goto out;
 	relay_reset(cfg);
+	/* After the reset, so that the relay reads the revocations in the
+	 * new stream and closes the sockets of the accounts gone. */
+	if (db_begin(db, e) == -1)
+		goto out;
+	if (gens_restore(db, &gens, e) == -1 || db_commit(db, e) == -1)
+		goto rollback;
+	ctl_kick(cfg);
 	rc = 0;
 	goto out;
 rollback:
 	db_rollback(db);
 out:
 	json_object_put(details);
+	free(gens.g);
 	free(saved.rows);
 	free(row);
 	return rc;

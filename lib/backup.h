@@ -74,7 +74,9 @@ int backup_delete(struct db *db, const char *id, int64_t actor_id,
  * migrations the backup lacks applied, the backups table put back as it
  * was (so the list still knows every file), the notify stream given a new
  * epoch (browsers resync instead of being replayed rows that are gone),
- * an audit_log row, and the relay told (when it runs). ERR_NOTFOUND
+ * an audit_log row, and the relay told (when it runs). Token generations
+ * only go up: a token revoked before the restore stays revoked, and the
+ * tokens of an account the restore took away are revoked. ERR_NOTFOUND
  * BACKUP_NOT_FOUND; ERR_CONFLICT when the backup is not completed. On
  * failure before the copy nothing changed.
  */

@@ -136,8 +136,15 @@ def test_backup_during_writes_then_restore(start):
     total = s.sql("SELECT count(*) FROM call_logs")[0][0]
     assert 200 <= in_backup < total  # writes went on during and after it
 
-    # After the backup: a user, more calls; a browser connected.
+    # After the backup: a user, more calls, a user's tokens revoked (a
+    # role change) and a new one issued; a browser connected.
     later = s.make_user()
+    old_token = u["token"]
+    expect(s.req("PUT", f"/protected/admin/users/{u['id']}", token=tok,
+                 json={"role": "admin"}), 200)
+    assert s.req("GET", "/protected/profile",
+                 token=old_token).status_code == 401
+    u["token"] = s.login(u["username"], u["password"])
     epoch = s.sql("SELECT epoch FROM notify_stream")[0][0]
     with connect_user(s, u) as c:
         r = s.req("POST", f"/protected/admin/backup/restore/{bid}", token=tok)
@@ -157,6 +164,17 @@ def test_backup_during_writes_then_restore(start):
     expect(s.req("GET", "/protected/profile", token=u["token"]), 200)
     assert s.req("GET", "/protected/profile",
                  token=later["token"]).status_code == 401
+    # A token revoked before the restore stays revoked after it, though
+    # the restored database predates the revocation.
+    assert s.req("GET", "/protected/profile",
+                 token=old_token).status_code == 401
+    # An account made now may get the id of the one the restore took
+    # away: the old account's token does not open it.
+    again = s.make_user()
+    assert again["id"] == later["id"]
+    assert s.req("GET", "/protected/profile",
+                 token=later["token"]).status_code == 401
+    expect(s.req("GET", "/protected/profile", token=again["token"]), 200)
     st = expect(s.req("GET", "/protected/admin/stats", token=tok),
                 200)["stats"]
     assert st["total_users"] == s.sql("SELECT count(*) FROM users")[0][0]
