@@ -53,8 +53,10 @@ LIB_SRC   = $(filter-out %_test.c,$(wildcard lib/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/migrations.o
 LIB_TESTS = $(patsubst lib/%_test.c,$(B)/test/%_test,$(wildcard lib/*_test.c))
 CGI_COMMON = $(filter cgi-bin/common%.c,$(wildcard cgi-bin/*.c))
+# cgi-bin/PROG_part.c is a part of program PROG, linked into it alone.
+CGI_PARTS = $(filter-out $(CGI_COMMON),$(wildcard cgi-bin/*_*.c))
 CGI_PROGS = $(patsubst cgi-bin/%.c,$(B)/cgi-bin/%,\
-            $(filter-out $(CGI_COMMON),$(wildcard cgi-bin/*.c)))
+            $(filter-out $(CGI_COMMON) $(CGI_PARTS),$(wildcard cgi-bin/*.c)))
 RELAY_SRC = $(wildcard relay/*.c)
 CLI_SRC   = $(wildcard cli/*.c)
 BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
@@ -90,8 +92,12 @@ $(B)/%.o: %.c
 $(B)/lib/libswitchboard.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(B)/cgi-bin/%: $(B)/cgi-bin/%.o $(CGI_COMMON:%.c=$(B)/%.o) \
-    $(B)/lib/libswitchboard.a
+# A program's parts come in by secondary expansion, once $* is known (no
+# % in them: a pattern rule's prerequisites have % replaced by the stem).
+.SECONDEXPANSION:
+$(B)/cgi-bin/%: $(B)/cgi-bin/%.o \
+    $$(addprefix $(B)/,$$(addsuffix .o,$$(basename $$(wildcard cgi-bin/$$*_*.c)))) \
+    $(CGI_COMMON:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a
 	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
 $(B)/bin/switchboard-relay: $(RELAY_SRC:%.c=$(B)/%.o) $(B)/lib/libswitchboard.a

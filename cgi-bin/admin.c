@@ -20,6 +20,7 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/users.h"
+#include "cgi-bin/admin.h"
 #include "cgi-bin/common.h"
 
 enum q { Q_USERS_LIST, Q_USER_UPDATE, Q_SETTING_PUT, Q__MAX };
@@ -112,6 +113,7 @@ list_users(struct http_req *req, struct err *e)
 		json_object_put(exts);
 		return r == -1 ? -1 : err_set(e, ERR_INTERNAL, "out of memory");
 	}
+	cgi_users_mark_sockets(req, users);
 	json_object_object_add(o, "extensions", exts);
 	jh_add_bool(o, "success", true);
 	json_object_object_add(o, "users", users);
@@ -447,6 +449,48 @@ static const struct http_route routes[] = {
 	    HTTP_SUCCESS_FALSE },
 	{ HTTP_POST, "/config/update", HTTP_ADMIN, config_update,
 	    HTTP_SUCCESS_FALSE },
+	/* admin_stats.c */
+	{ HTTP_GET, "/protected/admin/stats", HTTP_ADMIN, admin_stats, 0 },
+	{ HTTP_GET, "/protected/admin/metrics/realtime", HTTP_ADMIN,
+	    admin_metrics, 0 },
+	{ HTTP_GET, "/protected/health", HTTP_USER, admin_health_fast, 0 },
+	{ HTTP_GET, "/protected/health/detailed", HTTP_USER,
+	    admin_health_detailed, 0 },
+	{ HTTP_GET, "/protected/admin/health", HTTP_ADMIN,
+	    admin_health_detailed, 0 },
+	{ HTTP_GET, "/protected/admin/health/fast", HTTP_ADMIN,
+	    admin_health_fast, 0 },
+	/* admin_logs.c */
+	{ HTTP_DELETE, "/protected/admin/call-logs/:id", HTTP_ADMIN,
+	    admin_log_delete, 0 },
+	{ HTTP_DELETE, "/protected/admin/call-logs/bulk-delete", HTTP_ADMIN,
+	    admin_log_bulk_delete, 0 },
+	{ HTTP_DELETE, "/protected/admin/call-logs/clear-all", HTTP_ADMIN,
+	    admin_log_clear_all, 0 },
+	{ HTTP_DELETE, "/protected/admin/call-logs/bulk-delete-filter",
+	    HTTP_ADMIN, admin_log_filter_delete, 0 },
+	{ HTTP_GET, "/protected/admin/export/call-logs", HTTP_ADMIN,
+	    admin_log_export, 0 },
+	/* admin_backup.c: errors carry success:false, as upstream's */
+	{ HTTP_POST, "/protected/admin/backup", HTTP_ADMIN, admin_backup_create,
+	    HTTP_SUCCESS_FALSE },
+	{ HTTP_GET, "/protected/admin/backup/status/:id", HTTP_ADMIN,
+	    admin_backup_status, HTTP_SUCCESS_FALSE },
+	{ HTTP_GET, "/protected/admin/backups", HTTP_ADMIN, admin_backup_list,
+	    HTTP_SUCCESS_FALSE },
+	{ HTTP_GET, "/protected/admin/backup/download/:id", HTTP_ADMIN,
+	    admin_backup_download, HTTP_SUCCESS_FALSE },
+	{ HTTP_DELETE, "/protected/admin/backup/:id", HTTP_ADMIN,
+	    admin_backup_delete, HTTP_SUCCESS_FALSE },
+	{ HTTP_POST, "/protected/admin/backup/restore/:id", HTTP_ADMIN,
+	    admin_backup_restore, HTTP_SUCCESS_FALSE },
+	/* admin_calls.c */
+	{ HTTP_GET, "/protected/admin/active-calls", HTTP_ADMIN,
+	    admin_active_calls, 0 },
+	{ HTTP_POST, "/protected/admin/call", HTTP_ADMIN, admin_call,
+	    HTTP_SUCCESS_FALSE },
+	{ HTTP_POST, "/protected/admin/terminate-call", HTTP_ADMIN,
+	    admin_terminate_call, 0 },
 };
 
 int

@@ -9,12 +9,14 @@
 
 #include "lib/audit.h"
 #include "lib/config.h"
+#include "lib/ctl.h"
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "lib/notify.h"
+#include "lib/stats.h"
 #include "lib/users.h"
 #include "cgi-bin/common.h"
 
@@ -171,6 +173,7 @@ struct json_object *
 cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 {
 	struct json_object *o;
+	char fresh[40];
 
 	if ((o = json_object_new_object()) == NULL)
 		return NULL;
@@ -186,7 +189,44 @@ cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 	cgi_add_col_time(o, "created_at", st, col + 9);
 	if (with_updated)
 		cgi_add_col_time(o, "updated_at", st, col + 10);
+	/* What the Contacts page reads: true while the user has a socket or
+	 * a fresh heartbeat (lib/stats.h), where is_online alone stays true
+	 * for a browser closed without logging out until the sweep. */
+	stats_fresh_since((int64_t)time(NULL), fresh, sizeof(fresh));
+	jh_add_bool(o, "online",
+	    stats_online(cgi_col_bool(st, col + 6), db_col_text(st, col + 8),
+		fresh));
 	return o;
+}
+
+/* The relay answers at once or is not there: a list waits no longer. */
+#define CGI_WHO_MS 300
+
+void
+cgi_users_mark_sockets(struct http_req *req, struct json_object *list)
+{
+	struct json_object *rq, *reply = NULL, *exts, *u, *v;
+	struct err e = { 0 };
+	const char *ext;
+	size_t i, n;
+
+	if (list == NULL || (n = json_object_array_length(list)) == 0 ||
+	    (rq = json_object_new_object()) == NULL)
+		return;
+	jh_add_str(rq, "op", "who");
+	if (ctl_call(http_config(req), rq, &reply, CGI_WHO_MS, &e) == 0 &&
+	    json_object_object_get_ex(reply, "extensions", &exts) &&
+	    json_object_is_type(exts, json_type_object))
+		for (i = 0; i < n; i++) {
+			u = json_object_array_get_idx(list, i);
+			if ((ext = jh_get_str(u, "extension")) != NULL &&
+			    ext[0] != '\0' &&
+			    json_object_object_get_ex(exts, ext, &v) &&
+			    json_object_get_int64(v) > 0)
+				jh_add_bool(u, "online", true);
+		}
+	json_object_put(reply);
+	json_object_put(rq);
 }
 
 struct json_object *
@@ -208,6 +248,7 @@ cgi_user_zero(void)
 	jh_add_null(o, "last_seen");
 	jh_add_str(o, "created_at", zero_time);
 	jh_add_str(o, "updated_at", zero_time);
+	jh_add_bool(o, "online", false);
 	return o;
 }
 

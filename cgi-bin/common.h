@@ -53,10 +53,20 @@ enum cgi_user_col {
  * UserResponse (contract §1.5) from a row whose first columns, from col,
  * are CGI_USER_COLUMNS: id, username, email, extension, status, role,
  * is_online (bool), last_login, last_seen, created_at (null when NULL).
- * With_updated adds "updated_at" (the nested User shape). New object.
+ * With_updated adds "updated_at" (the nested User shape). Both end with
+ * "online" (lib/stats.h: a socket or a fresh heartbeat). New object.
  */
 struct json_object *cgi_user_render(struct db_stmt *st, int col,
     bool with_updated);
+
+/*
+ * A user with an open socket is online whatever its row says: in list (an
+ * array of user objects, may be NULL) "online" becomes true for each user
+ * whose extension the relay reports a socket for. Best effort, one short
+ * question to the relay per list: when it does not answer, the rows'
+ * own figure stands.
+ */
+void cgi_users_mark_sockets(struct http_req *req, struct json_object *list);
 
 /* A boolean column such as is_online (0/1, or "true"/"false" text). */
 bool cgi_col_bool(struct db_stmt *st, int col);

@@ -283,6 +283,7 @@ users_online(struct http_req *req, struct err *e)
 		json_object_put(list);
 		return -1;
 	}
+	cgi_users_mark_sockets(req, list);
 	/* An empty Go slice that was never appended to: null, not []. */
 	if ((o = cgi_ok("users", list)) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");

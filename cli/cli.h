@@ -36,6 +36,10 @@ void cli_close(struct cli *cli);
 int cli_init(int argc, char **argv);
 int cli_user(int argc, char **argv);
 
+/* `switchboard cdr export ...` and `switchboard backup ...` (cli_admin.c). */
+int cli_cdr(int argc, char **argv);
+int cli_backup(int argc, char **argv);
+
 /*
  * Read one line from stdin into buf (NUL-terminated, no newline): with a
  * terminal, prompt on stderr and turn echo off while reading. ERR_INVALID

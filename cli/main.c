@@ -3,6 +3,8 @@
  *   init                    secret, directories, migrations, first admin
  *   migrate                 apply pending migrations
  *   user add|passwd|del|list
+ *   cdr export              call records for cron (--watermark)
+ *   backup create|list|restore
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +33,11 @@ usage(FILE *f)
 	      "       switchboard user passwd <username>\n"
 	      "       switchboard user del <username>\n"
 	      "       switchboard user list\n"
+	      "       switchboard cdr export [--format csv|json] [--since T] "
+	      "[--until T]\n"
+	      "           [--tz ZONE] [--output FILE] [--watermark FILE]\n"
+	      "       switchboard backup create [--name NAME] | list | "
+	      "restore <id>\n"
 	      "Passwords are read from standard input, one line.\n"
 	      "Configuration comes from the environment and ENV_FILE "
 	      "(default ./.env).\n",
@@ -195,6 +202,10 @@ main(int argc, char **argv)
 		rc = cmd_migrate(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "user") == 0)
 		rc = cli_user(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "cdr") == 0)
+		rc = cli_cdr(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "backup") == 0)
+		rc = cli_backup(argc - 1, argv + 1);
 	else {
 		cli_fail("unknown command '%s'", argv[1]);
 		usage(stderr);

@@ -13,7 +13,7 @@ struct json_object;
  * per connection. Requests carry "op"; replies carry "ok" (bool) and, when
  * not ok, "error". Ops: "kick", "who" (every connected extension, or
  * with "extension" that one's socket count), "deliver", "call_invite",
- * "call_end", "stats" (see relay/ctlsrv.c).
+ * "call_end", "stats", "stream_reset" (see relay/ctlsrv.c).
  */
 
 #define CTL_LINE_MAX (128 * 1024)

@@ -736,6 +736,9 @@ has_header(const struct http_req *r, const char *name)
 	return false;
 }
 
+/* A reply's length when its body follows in pieces (http_stream_*). */
+#define LEN_STREAM SIZE_MAX
+
 static void
 reply(struct http_req *r, int status, const char *type, const char *body,
     size_t len)
@@ -765,7 +768,9 @@ reply(struct http_req *r, int status, const char *type, const char *body,
 	hb.n = 0;
 	hb.over = false;
 	hadd(&hb, "Status: %d %s\r\n", status, reason(status));
-	if (!nobody)
+	if (!nobody && len == LEN_STREAM)
+		hadd(&hb, "Content-Type: %s\r\n", type);
+	else if (!nobody)
 		hadd(&hb, "Content-Type: %s\r\nContent-Length: %zu\r\n", type,
 		    len);
 	hadd(&hb, "X-Request-Id: %s\r\n", r->request_id);
@@ -792,7 +797,7 @@ reply(struct http_req *r, int status, const char *type, const char *body,
 		return;
 	}
 	if (io_write(r, hb.b, hb.n) == -1 ||
-	    (!nobody && len > 0 &&
+	    (!nobody && len > 0 && len != LEN_STREAM &&
 		!(r->method_known && r->method == HTTP_HEAD) &&
 		io_write(r, body, len) == -1))
 		log_msg(LOG_WARN, "http: writing the reply failed: %s",
@@ -833,6 +838,30 @@ http_reply_raw(struct http_req *r, int status, const char *type,
 		return;
 	reply(r, status, type != NULL ? type : "application/octet-stream", buf,
 	    buf != NULL ? len : 0);
+}
+
+void
+http_stream_begin(struct http_req *r, int status, const char *type)
+{
+	if (r == NULL)
+		return;
+	reply(r, status, type != NULL ? type : "application/octet-stream",
+	    NULL, LEN_STREAM);
+}
+
+int
+http_stream_write(struct http_req *r, const char *buf, size_t len)
+{
+	if (r == NULL || !r->active || !r->replied || r->status >= 500)
+		return -1;
+	if (r->method_known && r->method == HTTP_HEAD)
+		return 0;
+	if (io_write(r, buf, len) == -1) {
+		log_msg(LOG_WARN, "http: writing the reply failed: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -145,6 +145,17 @@ void http_reply_json(struct http_req *req, int status, struct json_object *obj);
 void http_reply_raw(struct http_req *req, int status, const char *type,
     const char *buf, size_t len);
 
+/*
+ * A reply whose body follows in pieces (exports, downloads): the status and
+ * headers now, without Content-Length, then http_stream_write as often as
+ * needed; the request's end ends the body. Memory does not grow with the
+ * body. A HEAD request gets the headers alone.
+ */
+void http_stream_begin(struct http_req *req, int status, const char *type);
+
+/* Write a piece of the body: 0, or -1 when the client has gone (stop). */
+int http_stream_write(struct http_req *req, const char *buf, size_t len);
+
 /* The error reply for e (what dispatch sends for a handler's -1). */
 void http_reply_error(struct http_req *req, const struct err *e);
 

@@ -21,6 +21,7 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "lib/notify.h"
 #include "relay/relay.h"
 
 #define CTL_IDLE_S 10 /* a client that sends no full line is cut */
@@ -223,6 +224,44 @@ op_stats(struct relay *r, struct json_object *rq)
 	return o;
 }
 
+/*
+ * {"op":"stream_reset"}: the notify stream started anew behind the relay's
+ * back (a restore replaced the table and drew a new epoch). The relay takes
+ * the new epoch and goes on from the table's newest row, and every socket
+ * is told resync_required, so browsers reload over REST instead of waiting
+ * for seqs that will never come. {"ok":true,"delivered":n}.
+ */
+static struct json_object *
+op_stream_reset(struct relay *r, struct json_object *rq)
+{
+	struct json_object *o;
+	struct notify_stream s;
+	struct err e = { 0 };
+	struct msg *m;
+	size_t n = 0;
+
+	(void)rq;
+	if (notify_stream_check(r->db, NULL, &e) == -1 ||
+	    notify_stream_get(r->db, &s, &e) == -1) {
+		log_msg(LOG_WARN, "stream_reset: %s", e.msg);
+		return reply_new(false, e.msg);
+	}
+	log_msg(LOG_INFO, "notify stream reset: epoch %s from seq %" PRId64,
+	    s.epoch, s.last);
+	snprintf(r->epoch, sizeof(r->epoch), "%s", s.epoch);
+	r->pruned_through = s.pruned_through;
+	r->cursor = s.last;
+	if ((o = notify_resync_message(&s)) == NULL)
+		return reply_new(false, "out of memory");
+	m = msg_json(o, false);
+	json_object_put(o);
+	if (m == NULL)
+		return reply_new(false, "out of memory");
+	n = fan_all(r, m, 0);
+	msg_unref(m);
+	return reply_delivered(n);
+}
+
 static const struct {
 	const char *op;
 	ctl_op fn;
@@ -233,6 +272,7 @@ static const struct {
 	{ "call_invite", op_call_invite },
 	{ "call_end", op_call_end },
 	{ "stats", op_stats },
+	{ "stream_reset", op_stream_reset },
 };
 
 static struct json_object *

@@ -91,7 +91,7 @@ TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 # UserResponse (contract 1.5), in its order.
 USER_KEYS = ["id", "username", "email", "extension", "status", "role",
-             "is_online", "last_login", "last_seen", "created_at"]
+             "is_online", "last_login", "last_seen", "created_at", "online"]
 
 
 def b64url(data):

@@ -8,7 +8,7 @@ LOG_KEYS = ["id", "caller_id", "callee_id", "caller", "callee", "start_time",
             "created_at"]
 NESTED_USER_KEYS = ["id", "username", "email", "extension", "status", "role",
                     "is_online", "last_login", "last_seen", "created_at",
-                    "updated_at"]
+                    "updated_at", "online"]
 
 
 def insert_log(sb, caller, callee, status, channel, created, end=None,

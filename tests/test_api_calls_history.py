@@ -7,12 +7,12 @@ from wsclient import connect_user, start_call, wait_call_status
 
 USER_KEYS = ["id", "username", "email", "extension", "status", "role",
              "is_online", "last_login", "last_seen", "created_at",
-             "updated_at"]
+             "updated_at", "online"]
 DELETED = {"id": 0, "username": "", "email": "", "extension": "",
            "status": "deleted", "role": "", "is_online": False,
            "last_login": None, "last_seen": None,
            "created_at": "0001-01-01T00:00:00Z",
-           "updated_at": "0001-01-01T00:00:00Z"}
+           "updated_at": "0001-01-01T00:00:00Z", "online": False}
 
 
 def add_log(sb, caller, callee, created, status="ended"):

@@ -42,6 +42,8 @@ def test_profile(sb):
     assert list(user) == USER_KEYS
     row = db_user(sb, u["id"])
     row["is_online"] = bool(row["is_online"])
+    # Just logged in: is_online and a fresh last_seen.
+    row["online"] = row["is_online"]
     assert user == row
 
 

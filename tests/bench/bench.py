@@ -37,6 +37,8 @@ from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
     make_token, start_system, token_parts)
 from wsclient import ctl  # noqa: E402
 
+import export_bench  # noqa: E402
+
 TARGETS = {
     "profile_vs_trivial": 0.60,
     "call_logs_vs_trivial": 0.40,
@@ -527,7 +529,7 @@ def registered_rss(system, procs, wsfan, port, users, registered=10000,
 
 # -- main ------------------------------------------------------------------------
 
-def summary(prof, ratio, logs_ratio, fans, rt):
+def summary(prof, ratio, logs_ratio, fans, rt, ex=None):
     """Each target next to its figure (figures, not a verdict)."""
     rows = [("profile / trivial throughput", f"{ratio:.1%}",
              f">= {TARGETS['profile_vs_trivial']:.0%}",
@@ -553,6 +555,8 @@ def summary(prof, ratio, logs_ratio, fans, rt):
                      f"{rt['p99_us'] / 1000:.3f} ms",
                      f"< {TARGETS['rtt_p99_ms']:.0f} ms",
                      rt["p99_us"] / 1000 < TARGETS["rtt_p99_ms"]))
+    if ex is not None:
+        rows += export_bench.summary_rows(ex)
     say("\nSummary")
     for name, got, tgt, met in rows:
         say(f"   {name:<34} {got:>12}   target {tgt:<10} "
@@ -710,7 +714,11 @@ def main():
         say(f"   relay RSS with {mr['registered']} registered users: "
             f"{mr['rss0_kib']} KiB at start, {mr['rss1_kib']} KiB with "
             f"{mr['connected']} connected")
-        summary(prof, ratio, logs_ratio, fans, rt)
+        say("\n5. Call-log export (switchboard cdr export, 1,000,000 rows "
+            "to CSV, beside sqlite3 -csv)")
+        (work / "export").mkdir()
+        ex = export_bench.run(build, work / "export", say=say)
+        summary(prof, ratio, logs_ratio, fans, rt, ex)
     finally:
         procs.stop_all()
         if system is not None:
