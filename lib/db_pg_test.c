@@ -4,14 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/check.h"
 #include "lib/db.h"
 #include "lib/db_engine.h"
 #include "lib/err.h"
-#include "lib/notify.h"
 
 /*
  * The PostgreSQL engine against a real server: SB_TEST_DATABASE_URL names
@@ -31,7 +29,6 @@ enum q {
 	Q_TYPES,
 	Q_PID,
 	Q_KILL,
-	Q_NOTIFY_AFTER,
 	Q_MISSING,
 	Q__MAX
 };
@@ -51,7 +48,6 @@ static const char *const sql[Q__MAX] = {
 		    "CAST(7 AS smallint)",
 	[Q_PID] = "SELECT pg_backend_pid()",
 	[Q_KILL] = "SELECT pg_terminate_backend(CAST(?1 AS integer), 5000)",
-	[Q_NOTIFY_AFTER] = "SELECT id FROM notify WHERE id > ?1 ORDER BY id",
 	[Q_MISSING] = "SELECT * FROM no_such_table",
 };
 
@@ -282,78 +278,6 @@ test_open_errors(void)
 	CHECK(e.code == ERR_BUSY);
 }
 
-/*
- * Writers in several processes insert into notify while a reader follows
- * it by id > cursor, as the relay does: with the writers serialized no
- * row commits behind the cursor, so the reader sees every one.
- */
-static void
-test_notify_order(void)
-{
-	enum { WRITERS = 4, EACH = 25 };
-	struct err e = { 0 };
-	struct db *r = open_ok(1000);
-	struct db_stmt *st;
-	int64_t cursor = 0, seen = 0;
-	int i, status, done = 0;
-	pid_t pids[WRITERS];
-
-	for (i = 0; i < WRITERS; i++) {
-		CHECK((pids[i] = fork()) != -1);
-		if (pids[i] == 0) {
-			struct db *w = db_open(url, 5000, &e);
-			int k, ok = w != NULL;
-
-			for (k = 0; ok && k < EACH; k++) {
-				/* Every other one in a transaction of its
-				 * own making, committed late: a row drawn
-				 * earlier would commit after one drawn
-				 * later, if it could. */
-				if (k % 2 == 0) {
-					ok = notify_enqueue_text(w, NOTIFY_ALL,
-						 "", "{}", 2, &e) == 0;
-					continue;
-				}
-				ok = db_begin(w, &e) == 0 &&
-				     notify_enqueue_text(w, NOTIFY_ALL, "",
-					 "{}", 2, &e) == 0;
-				usleep((useconds_t)(k % 3) * 1000);
-				ok = ok && db_commit(w, &e) == 0;
-			}
-			db_close(w);
-			_exit(ok ? 0 : 1);
-		}
-	}
-	while (done < WRITERS || seen < WRITERS * EACH) {
-		CHECK((st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) != NULL);
-		db_bind_int(st, 1, cursor);
-		while (db_row(r, st, &e) == 1) {
-			CHECK(db_col_int(st, 0) > cursor);
-			cursor = db_col_int(st, 0);
-			seen++;
-		}
-		for (i = 0; i < WRITERS; i++)
-			if (pids[i] != 0 &&
-			    waitpid(pids[i], &status, WNOHANG) == pids[i]) {
-				CHECK(WIFEXITED(status) &&
-				      WEXITSTATUS(status) == 0);
-				pids[i] = 0;
-				done++;
-			}
-		if (done == WRITERS && seen < WRITERS * EACH) {
-			/* Every writer has committed: one last read. */
-			CHECK(
-			    (st = db_stmt(r, sql[Q_NOTIFY_AFTER], &e)) != NULL);
-			db_bind_int(st, 1, cursor);
-			while (db_row(r, st, &e) == 1)
-				seen++;
-			break;
-		}
-	}
-	CHECK(seen == WRITERS * EACH);
-	db_close(r);
-}
-
 int
 main(void)
 {
@@ -366,7 +290,6 @@ main(void)
 	test_transactions();
 	test_lost_connection();
 	test_open_errors();
-	test_notify_order();
 	printf("db_pg: %d checks passed\n", checks);
 	return 0;
 }

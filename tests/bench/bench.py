@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 import requests  # noqa: E402
 
 from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
-    make_token, start_system, token_parts)
+    make_token, pg_cluster_stop, start_system, token_parts)
 from wsclient import ctl  # noqa: E402
 
 import export_bench  # noqa: E402
@@ -467,6 +467,46 @@ def stream_rate(system, procs, wsfan, port, users, n=1000, rows=500):
             "frames_per_s": rows * opened / dt}
 
 
+def stream_rate_two(system, procs, wsfan, port, users, work, build, env,
+    n=1000, rows=500):
+    """stream_rate with a second node (its own nginx, programs and relay)
+    joined to the same PostgreSQL database: half the sockets on each
+    relay, timed until both relays have written every frame."""
+    other = start_system(str(work / "node-b"), build=str(build), env=env,
+        join=system)
+    try:
+        trig = users.make(1, prefix="rate2trig")[0]
+        people = users.make(n // 5)
+        tokens = [u["token"] for u in people for _ in range(5)][:n]
+        half = len(tokens) // 2
+        kids_a, opened_a, _ = open_fan(procs, wsfan, port, trig,
+            tokens[:half], nproc=1)
+        kids_b, opened_b, _ = open_fan(procs, wsfan, other.port, trig,
+            tokens[half:], nproc=1)
+        for s in (system, other):
+            wait_idle(s.relay_pid(), 30)
+        w0 = {id(s): ctl(s, {"op": "stats"})["written"]
+              for s in (system, other)}
+        want = {id(system): w0[id(system)] + rows * opened_a,
+                id(other): w0[id(other)] + rows * opened_b}
+        t0 = time.monotonic()
+        insert_rows(system, rows, "rate2")
+        for s in (system, other):
+            ctl(s, {"op": "kick"})
+        for s in (system, other):
+            wait_until(lambda s=s: ctl(s, {"op": "stats"})["written"]
+                >= want[id(s)], 120, "stream delivered on both relays",
+                step=0.005)
+        dt = time.monotonic() - t0
+        close_fan(system, procs, kids_a)
+        close_fan(other, procs, kids_b)
+    finally:
+        other.stop(check_logs=False)
+    opened = opened_a + opened_b
+    return {"n": opened, "rows": rows, "s": dt, "rows_per_s": rows / dt,
+            "frames_per_s": rows * opened / dt}
+
+
 def kill_replay(system, rows=1000):
     """From a relay SIGKILL until a client that reconnects with its last
     seq has every row written meanwhile."""
@@ -564,6 +604,37 @@ def summary(prof, ratio, logs_ratio, fans, rt, ex=None):
     say("")
 
 
+def compare(mine, other_path, engine):
+    """This run's figures beside those another engine's run saved."""
+    try:
+        theirs = json.loads(Path(other_path).read_text())
+    except (OSError, ValueError):
+        return
+    say(f"\nSQLite beside PostgreSQL (the same figures, this machine)")
+    say(f"   {'figure':<38} {'sqlite':>12} {'postgresql':>12}")
+    for key, label, unit in FIGURES:
+        a = theirs.get(key) if engine == "postgres" else mine.get(key)
+        b = mine.get(key) if engine == "postgres" else theirs.get(key)
+        fa = f"{a:.1f} {unit}" if isinstance(a, (int, float)) else "-"
+        fb = f"{b:.1f} {unit}" if isinstance(b, (int, float)) else "-"
+        say(f"   {label:<38} {fa:>12} {fb:>12}")
+    say("")
+
+
+# The figures both engines' runs report, for compare().
+FIGURES = [
+    ("profile_rps", "GET /protected/profile", "req/s"),
+    ("profile_p99_ms", "  p99", "ms"),
+    ("logs_rps", "GET /protected/call/logs", "req/s"),
+    ("logs_p99_ms", "  p99", "ms"),
+    ("login_rps", "POST /api/login", "req/s"),
+    ("fan1000_last_ms", "fanout 1,000: last receipt", "ms"),
+    ("rtt_p99_ms", "signalling round trip p99", "ms"),
+    ("stream_rows_s", "stream rows/s to 1,000 sockets, 1 relay", "rows/s"),
+    ("stream2_rows_s", "the same over 2 relays (500 + 500)", "rows/s"),
+]
+
+
 def fmt_ms(us):
     return f"{us / 1000:.2f}"
 
@@ -578,6 +649,8 @@ def main():
     ap.add_argument("--rtt", type=int, default=2000)
     ap.add_argument("--keep", action="store_true",
         help="keep the work directory")
+    ap.add_argument("--figures-out", help="save the figures as JSON")
+    ap.add_argument("--compare", help="print beside another run's figures")
     args = ap.parse_args()
 
     nofile = raise_nofile()
@@ -587,14 +660,21 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="sb-bench-"))
     procs = Procs()
     system = None
+    engine = os.environ.get("SB_DB_ENGINE", "sqlite")
+    pg = engine == "postgres"
+    figures = {}
+    if pg:
+        # The engine's own figures: the sizes and sections that say
+        # something about the database, not the relay again.
+        args.fan = "1000"
     say(f"switchboard bench: build {args.build}, {os.cpu_count()} CPUs, "
-        f"nofile {nofile}, work {work}")
+        f"nofile {nofile}, work {work}, database {engine}")
     try:
         # Many sockets per user and a signalling loop as fast as it can
         # go: the per-user cap and the inbound limits are off here.
-        system = start_system(str(work), build=str(build),
-            env={"FCGI_CHILDREN": "2", "WS_MAX_SOCKETS_PER_USER": "100000",
-                 "WS_RX_FRAMES_PER_S": "0", "WS_RX_BYTES_PER_S": "0"})
+        env = {"FCGI_CHILDREN": "2", "WS_MAX_SOCKETS_PER_USER": "100000",
+               "WS_RX_FRAMES_PER_S": "0", "WS_RX_BYTES_PER_S": "0"}
+        system = start_system(str(work), build=str(build), env=env)
         port = free_port()
         conf = bench_nginx_conf(system, port)
         base = f"http://127.0.0.1:{port}"
@@ -644,6 +724,9 @@ def main():
                 f"{fmt_ms(j['p50_us']):>8} {fmt_ms(j['p99_us']):>8} "
                 f"{j['non2xx']:>8} {j['rps'] / ng:>8.1%}")
         prof, triv, logs = rows[2][1], rows[1][1], rows[3][1]
+        figures.update(profile_rps=prof["rps"],
+            profile_p99_ms=prof["p99_us"] / 1000, logs_rps=logs["rps"],
+            logs_p99_ms=logs["p99_us"] / 1000, login_rps=rows[4][1]["rps"])
         ratio = prof["rps"] / triv["rps"]
         logs_ratio = logs["rps"] / triv["rps"]
         say(f"   profile / trivial: {ratio:.1%} (target >= "
@@ -664,6 +747,7 @@ def main():
         for n in fan_sizes:
             f = fanout(system, procs, wsfan, port, users, n)
             fans.append(f)
+            figures[f"fan{n}_last_ms"] = f["last_ms"]
             tgt = TARGETS["fan_last_ms"].get(n)
             say(f"   N={n:>6}: opened {f['opened']} (failed "
                 f"{f['failed']}, relay counts {f['relay_clients']}) "
@@ -692,6 +776,7 @@ def main():
             say(f"\n3. Signalling round trip (webrtc_ice_candidate "
                 f"A->B->A through nginx, {args.rtt} times)")
             rt = rtt(system, procs, wsfan, port, args.rtt)
+            figures["rtt_p99_ms"] = rt["p99_us"] / 1000
             say(f"   p50 {rt['p50_us'] / 1000:.3f} ms, p90 "
                 f"{rt['p90_us'] / 1000:.3f} ms, p99 "
                 f"{rt['p99_us'] / 1000:.3f} ms (target < "
@@ -704,6 +789,20 @@ def main():
         say(f"   {sr['rows']} rows to {sr['n']} sockets in "
             f"{sr['s'] * 1000:.0f} ms: {sr['rows_per_s']:.0f} rows/s "
             f"({sr['frames_per_s']:.0f} frames/s)")
+        figures["stream_rows_s"] = sr["rows_per_s"]
+        if pg:
+            s2 = stream_rate_two(system, procs, wsfan, port, users, work,
+                build, env)
+            figures["stream2_rows_s"] = s2["rows_per_s"]
+            say(f"   two relays on one database: {s2['rows']} rows to "
+                f"{s2['n']} sockets (half on each) in "
+                f"{s2['s'] * 1000:.0f} ms: {s2['rows_per_s']:.0f} rows/s "
+                f"({s2['frames_per_s']:.0f} frames/s)")
+            if args.figures_out:
+                Path(args.figures_out).write_text(json.dumps(figures))
+            if args.compare:
+                compare(figures, args.compare, engine)
+            return
         kr = kill_replay(system)
         say(f"   relay SIGKILL -> {kr['rows']} rows written while down "
             f"({kr['rows_s'] * 1000:.0f} ms) -> relay up "
@@ -719,10 +818,15 @@ def main():
         (work / "export").mkdir()
         ex = export_bench.run(build, work / "export", say=say)
         summary(prof, ratio, logs_ratio, fans, rt, ex)
+        if args.figures_out:
+            Path(args.figures_out).write_text(json.dumps(figures))
+        if args.compare:
+            compare(figures, args.compare, engine)
     finally:
         procs.stop_all()
         if system is not None:
             system.stop(check_logs=False)
+        pg_cluster_stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

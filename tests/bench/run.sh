@@ -25,4 +25,11 @@ command -v wrk >/dev/null || { echo "bench: wrk not installed (make deps)" >&2; 
 # worker_rlimit_nofile covers its workers).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-exec /usr/bin/python3 tests/bench/bench.py --build "$build"
+# Every figure on SQLite, then the database's own ones on PostgreSQL (a
+# throwaway cluster, tests/pgcluster.sh), printed beside SQLite's.
+figures=$(mktemp)
+trap 'rm -f "$figures"' EXIT
+SB_DB_ENGINE=sqlite /usr/bin/python3 tests/bench/bench.py --build "$build" \
+    --figures-out "$figures"
+SB_DB_ENGINE=postgres /usr/bin/python3 tests/bench/bench.py --build "$build" \
+    --compare "$figures"
