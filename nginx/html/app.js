@@ -124,8 +124,8 @@ function receive(m) {
 	remember(m);
 	switch (m.type) {
 	case 'welcome':
-		/* Back after a loss: the list may have moved on. */
-		refreshOnline();
+		/* Nothing to do: a reconnect's replay (or, when that is not
+		 * possible, resync_required) brings the page up to date. */
 		break;
 	case 'user_status_changed':
 	case 'user_status':
