@@ -131,12 +131,17 @@ def test_screens_themes_phone_width_and_axe(sb, tmp_path):
     desktop and phone width: a screenshot of each, no horizontal scroll
     on the phone, and axe-core finds no serious or critical violation."""
     skip_if_missing()
-    # Someone online and a call in the admin's history, so no screen is
-    # empty.
+    # Someone online, and eleven calls or more in the admin's history:
+    # no screen is empty, and the history has a second page.
     u = sb.make_user()
-    r = sb.req("POST", "/protected/call/initiate?method=webrtc",
-               token=u["token"], json={"target_extension": "1000"})
-    assert r.status_code in (200, 500), r.text
+    for _ in range(11):
+        r = sb.req("POST", "/protected/call/initiate?method=webrtc",
+                   token=u["token"], json={"target_extension": "1000"})
+        assert r.status_code in (200, 500), r.text
+    r = sb.req("GET", "/protected/call/logs?limit=500",
+               token=sb.admin_token())
+    total = len(r.json()["call_logs"])
+    assert total >= 11, r.text
     admin = {"username": sb.admin_username, "password": sb.admin_password}
     out = run_scenario(sb.base, "screens", {"admin": admin}, tmp_path,
                        deadline_s=90)
@@ -148,6 +153,35 @@ def test_screens_themes_phone_width_and_axe(sb, tmp_path):
                 name = f"{screen}-{theme}-{size}.png"
                 assert name in out["screenshots"], name
                 assert (tmp_path / name).stat().st_size > 5000, name
+    # Ten a page, newest first; Older and Newer move between them.
+    pg = out["paging"]
+    assert len(pg["first"]["rows"]) == 10 and pg["first"]["older"], pg
+    assert not pg["first"]["newer"] and pg["first"]["page"] == "Page 1"
+    assert pg["second"]["page"] == "Page 2" and pg["second"]["newer"], pg
+    assert len(pg["second"]["rows"]) == min(10, total - 10), pg
+    assert not set(pg["first"]["rows"]) & set(pg["second"]["rows"]), pg
+    assert pg["back"]["rows"] == pg["first"]["rows"], pg
+
     bad = [(s["label"], v) for s in out["scans"] for v in s["serious"]]
     assert bad == [], bad
     assert all(s["passes"] > 10 for s in out["scans"]), out["scans"]
+
+
+def test_register_refused_in_words_then_created(sb, tmp_path):
+    """The registration form: a username already taken is refused with the
+    server's reason in words; a fresh one creates the account and logs
+    in."""
+    skip_if_missing()
+    taken = sb.make_user()
+    name = f"reg{secrets.token_hex(3)}"
+    fresh = {"username": name, "email": f"{name}@example.test",
+             "extension": sb.free_extension()[:6],
+             "password": secrets.token_urlsafe(12)}
+    out = run_scenario(sb.base, "register",
+                       {"taken": taken["username"], "fresh": fresh},
+                       tmp_path)
+    assert out["refused"] == ("Registration failed: Username already "
+                              "exists."), out
+    assert out["user"]["username"] == name, out
+    assert out["user"]["extension"] == fresh["extension"], out
+    assert out["notice"] == f"Welcome, {name}: your account is ready.", out

@@ -58,8 +58,8 @@ function notice(text, kind) {
 function theme(name) {
 	document.documentElement.dataset.theme = name;
 	const b = $('theme');
+	/* A toggle keeps its name; its pressed state says which theme. */
 	b.setAttribute('aria-pressed', String(name === 'dark'));
-	b.textContent = name === 'dark' ? 'Light theme' : 'Dark theme';
 }
 
 function initialTheme() {

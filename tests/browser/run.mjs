@@ -9,7 +9,8 @@
  * the users a scenario needs: {username, password, extension}. Prints one
  * JSON line (see lib.mjs) and exits 0 when the scenario passed.
  *
- * Scenarios: call, rejected, offline, admin, reconnect, keyboard, screens.
+ * Scenarios: call, rejected, offline, admin, reconnect, keyboard, screens,
+ * register.
  */
 import { scenario, sleep, PHONE_VIEWPORT, DESKTOP_VIEWPORT } from './lib.mjs';
 
@@ -226,7 +227,10 @@ scenarios.call = async (run, args) => {
 /* B rejects A's call: A is told in words, both histories say rejected. */
 scenarios.rejected = async (run, args) => {
 	const { pa, pb, ub } = await bothIn(run, args.a, args.b);
-	const id = await dial(pa, ub.extension);
+	/* From the list this time, not the dialler. */
+	await pa.page.click(`#online li[data-ext="${ub.extension}"] button`);
+	const id = await pa.until('call id', () => window.switchboard.current &&
+	    window.switchboard.current.id);
 	await pb.until('incoming call rings', () =>
 	    window.switchboard.state === 'ringing');
 	await pb.page.click('#reject');
@@ -494,6 +498,7 @@ scenarios.screens = async (run, args) => {
 	for (const s of [404, 501, 502, 503])
 		run.allowHttp.push([s, /^\/protected\/admin\//]);
 	const scans = [];
+	let paging = null;
 	for (const theme of ['light', 'dark'])
 		for (const [size, viewport] of [['desktop', DESKTOP_VIEWPORT],
 		    ['phone', PHONE_VIEWPORT]]) {
@@ -518,6 +523,8 @@ scenarios.screens = async (run, args) => {
 			    .length > 0);
 			await p.shot(`history-${tag}`);
 			scans.push(await p.axe(`history-${tag}`));
+			if (!paging)
+				paging = await pages(p);
 			await p.view('admin');
 			await p.until('admin loaded', () =>
 			    document.querySelectorAll('#users tbody tr')
@@ -536,7 +543,58 @@ scenarios.screens = async (run, args) => {
 			await p.eval(() => window.switchboard.logout());
 			await p.context.close();
 		}
-	return { scans };
+	return { scans, paging };
+};
+
+/* Older and Newer through the history: what each page shows. */
+async function pages(p) {
+	const look = () => p.eval(() => ({
+		rows: Array.from(document.querySelectorAll('#history tbody tr'),
+		    (tr) => tr.dataset.channel),
+		page: document.getElementById('history-page').textContent,
+		newer: !document.getElementById('history-newer').disabled,
+		older: !document.getElementById('history-older').disabled,
+	}));
+	const first = await look();
+	if (!first.older)
+		return { first };
+	await p.page.click('#history-older');
+	await p.until('page 2', () => document.getElementById('history-page')
+	    .textContent === 'Page 2' && !document.getElementById('history')
+	    .closest('.panel').querySelector('#history-state')
+	    .textContent.startsWith('Updating'));
+	const second = await look();
+	await p.page.click('#history-newer');
+	await p.until('page 1 again', () => document.getElementById(
+	    'history-page').textContent === 'Page 1');
+	return { first, second, back: await look() };
+}
+
+/*
+ * Registration through the form: a taken username is refused in words,
+ * then a new account is created and logged in.
+ */
+scenarios.register = async (run, args) => {
+	run.allowHttp.push([409, /^\/api\/register$/]);
+	const p = await run.person('new');
+	await p.open();
+	await p.page.click('#register summary');
+	const fill = async (r) => {
+		await p.page.fill('#reg-username', r.username);
+		await p.page.fill('#reg-email', r.email);
+		await p.page.fill('#reg-extension', r.extension);
+		await p.page.fill('#reg-password', r.password);
+		await p.page.click('#register-button');
+	};
+	await fill(Object.assign({}, args.fresh, { username: args.taken }));
+	const refused = await p.until('refused in words', () =>
+	    document.getElementById('notice').className === 'error' &&
+	    document.getElementById('notice').textContent);
+	await fill(args.fresh);
+	await p.until('registered and logged in', () =>
+	    window.switchboard.link === 'open');
+	return { refused, user: await p.eval(() => window.switchboard.user),
+	    notice: await p.text('#notice') };
 };
 
 const opts = parseArgs(process.argv.slice(2));
