@@ -46,8 +46,8 @@ function parseArgs(argv) {
 
 /* ---- helpers over two people ---- */
 
-async function bothIn(run, a, b) {
-	const pb = await run.person('b');
+async function bothIn(run, a, b, bOpts) {
+	const pb = await run.person('b', bOpts);
 	const pa = await run.person('a');
 	await pb.open();
 	await pa.open();
@@ -118,7 +118,9 @@ const scenarios = {};
  * call with its duration.
  */
 scenarios.call = async (run, args) => {
-	const { pa, pb, ua, ub } = await bothIn(run, args.a, args.b);
+	/* B answers on a phone-sized screen in the dark theme. */
+	const { pa, pb, ua, ub } = await bothIn(run, args.a, args.b,
+	    { theme: 'dark', viewport: PHONE_VIEWPORT });
 	const id = await dial(pa, ub.extension);
 	await pb.until('incoming call rings', (cid) =>
 	    window.switchboard.state === 'ringing' &&
@@ -126,7 +128,7 @@ scenarios.call = async (run, args) => {
 	    !document.getElementById('accept').closest('[hidden]'), id);
 	const ringtone = await pb.eval(() => window.switchboard.ringing);
 	const ringingText = await pb.text('#call-status');
-	await pb.shot('call-incoming-light-desktop');
+	await pb.shot('call-incoming-dark-phone');
 	await pa.shot('call-calling-light-desktop');
 
 	await pb.page.click('#accept');
@@ -161,7 +163,7 @@ scenarios.call = async (run, args) => {
 		};
 	}
 	await pa.shot('call-connected-light-desktop');
-	await pb.shot('call-connected-b-light-desktop');
+	await pb.shot('call-connected-dark-phone');
 
 	/* A mutes: what B receives goes quiet. */
 	run.step = 'loudness before mute';
@@ -208,7 +210,7 @@ scenarios.call = async (run, args) => {
 		a: await historyRow(pa, id, ['ended']),
 		b: await historyRow(pb, id, ['ended']),
 	};
-	await pa.shot('history-light-desktop');
+	await pa.shot('call-history-light-desktop');
 	return {
 		call_id: id,
 		a: { user: ua.username, extension: ua.extension, ...flow.a,
@@ -338,7 +340,7 @@ scenarios.admin = async (run, args) => {
 		state: document.querySelector(`#${id} .state`).textContent,
 		kind: document.querySelector(`#${id} .state`).className,
 	}])));
-	await adm.shot('admin-light-desktop');
+	await adm.shot('admin-user-edited-light-desktop');
 
 	/* The export: a download when the server has the route. */
 	run.step = 'admin: export';
