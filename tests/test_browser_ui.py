@@ -221,7 +221,7 @@ def test_screens_themes_phone_width_and_axe(sb, tmp_path):
 def test_register_refused_in_words_then_created(sb, tmp_path):
     """The registration form: a username already taken is refused with the
     server's reason in words; a fresh one creates the account and logs
-    in."""
+    in, and a reload keeps the session."""
     skip_if_missing()
     taken = sb.make_user()
     name = f"reg{secrets.token_hex(3)}"
@@ -236,3 +236,4 @@ def test_register_refused_in_words_then_created(sb, tmp_path):
     assert out["user"]["username"] == name, out
     assert out["user"]["extension"] == fresh["extension"], out
     assert out["notice"] == f"Welcome, {name}: your account is ready.", out
+    assert out["reloaded"] == name, out

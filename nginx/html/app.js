@@ -445,7 +445,8 @@ function callText() {
 		rejected: l.role === 'caller' ? 'they rejected it' :
 		    'you rejected it',
 		busy: 'they are busy on another call',
-		no_answer: 'no answer',
+		no_answer: l.role === 'caller' ? 'no answer' : 'missed',
+		missed: 'missed, they hung up before you answered',
 		failed: 'it failed',
 	};
 	let text = 'Last call with ' + who(l.peer, l.peerName) + ': ' +

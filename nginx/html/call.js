@@ -248,7 +248,8 @@ export class Phone {
 		case 'call_ended':
 			if (this.ours(m))
 				this.finish(this.call, m.reason === 'no_answer' ?
-				    'no_answer' : 'remote', m.reason || '');
+				    'no_answer' : this.call.state === 'ringing' ?
+				    'missed' : 'remote', m.reason || '');
 			break;
 		case 'call_status':
 			this.onStatus(m);

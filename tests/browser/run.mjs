@@ -730,7 +730,8 @@ async function pages(p) {
 
 /*
  * Registration through the form: a taken username is refused in words,
- * then a new account is created and logged in.
+ * then a new account is created and logged in, and stays logged in
+ * across a reload.
  */
 scenarios.register = async (run, args) => {
 	run.allowHttp.push([409, /^\/api\/register$/]);
@@ -751,8 +752,16 @@ scenarios.register = async (run, args) => {
 	await fill(args.fresh);
 	await p.until('registered and logged in', () =>
 	    window.switchboard.link === 'open');
-	return { refused, user: await p.eval(() => window.switchboard.user),
-	    notice: await p.text('#notice') };
+	const user = await p.eval(() => window.switchboard.user);
+	const notice = await p.text('#notice');
+	/* A reload keeps the session. */
+	run.step = 'reload';
+	await p.page.reload();
+	await p.until('the client script', () => !!window.switchboard);
+	await p.until('still logged in', () =>
+	    window.switchboard.link === 'open');
+	const reloaded = await p.eval(() => window.switchboard.user.username);
+	return { refused, user, notice, reloaded };
 };
 
 const opts = parseArgs(process.argv.slice(2));
