@@ -26,7 +26,8 @@ def _unix(stamp):
 def test_call_accept_mute_hold_hangup(sb, tmp_path):
     """A calls B from the dialler, B hears the ringtone and accepts; both
     peer connections connect and audio grows on both sides; A mutes and
-    B's inbound level drops; A holds and B is told; A hangs up and both
+    B's inbound level drops; A holds, B is told and receives nothing; A
+    hangs up and both
     histories list the call with its duration."""
     skip_if_missing()
     a = sb.make_user()
@@ -54,6 +55,9 @@ def test_call_accept_mute_hold_hangup(sb, tmp_path):
     assert before["energy_per_s"] > 0, out["loudness"]
     assert muted["energy_per_s"] < before["energy_per_s"] / 10, out["loudness"]
     assert "(muted)" in out["texts"]["muted"], out["texts"]
+    # Holding stops what A sends: B receives (almost) nothing meanwhile.
+    held = out["loudness"]["held"]
+    assert held["bytes"] < before["bytes"] / 10, out["loudness"]
     assert "on hold" in out["texts"]["held"], out["texts"]
 
     # Signalling went through the relay both ways.

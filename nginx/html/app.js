@@ -14,7 +14,7 @@ import { Api } from './api.js';
 import { Link } from './link.js';
 import { Phone } from './call.js';
 import { Admin } from './admin.js';
-import { ringtone, unlock } from './ring.js';
+import { audioState, ringtone, unlock } from './ring.js';
 
 const TOKEN_KEY = 'switchboard.token';
 const THEME_KEY = 'switchboard.theme';
@@ -802,6 +802,10 @@ window.switchboard = {
 	},
 	get ringing() {
 		return ringtone.playing;
+	},
+	/* Whether the ringtone is audible: WebAudio running. */
+	get audio() {
+		return audioState();
 	},
 	get iceServers() {
 		return phone.iceServers.slice();

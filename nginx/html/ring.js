@@ -26,6 +26,11 @@ export function unlock() {
 		ctx.resume().catch(() => {});
 }
 
+/* 'running' once a tone can be heard; 'suspended' before a gesture. */
+export function audioState() {
+	return ctx ? ctx.state : 'none';
+}
+
 export class Tone {
 	/* freqs: Hz; on/off: the cadence in seconds. */
 	constructor(freqs, on, off, gain) {

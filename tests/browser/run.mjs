@@ -126,7 +126,8 @@ scenarios.call = async (run, args) => {
 	    window.switchboard.state === 'ringing' &&
 	    window.switchboard.current.id === cid &&
 	    !document.getElementById('accept').closest('[hidden]'), id);
-	const ringtone = await pb.eval(() => window.switchboard.ringing);
+	const ringtone = await pb.eval(() => window.switchboard.ringing &&
+	    window.switchboard.audio === 'running');
 	const ringingText = await pb.text('#call-status');
 	await pb.shot('call-incoming-dark-phone');
 	await pa.shot('call-calling-light-desktop');
@@ -182,6 +183,9 @@ scenarios.call = async (run, args) => {
 	    window.switchboard.current &&
 	    window.switchboard.current.remoteHeld);
 	const heldText = await pb.text('#call-status');
+	await sleep(300); /* what was already on its way */
+	run.step = 'loudness while held';
+	const held = await loudness(pb, 1000);
 	await pa.page.click('#hold');
 	await pb.until('B told of the resume', () =>
 	    !window.switchboard.current.remoteHeld);
@@ -220,7 +224,7 @@ scenarios.call = async (run, args) => {
 		ringtone, ringtone_after_accept: ringtoneAfter,
 		texts: { ringing: ringingText, muted: muteText, held: heldText,
 		    ended: endedText },
-		loudness: { before, muted },
+		loudness: { before, muted, held },
 		signalling: counts,
 		history,
 	};
