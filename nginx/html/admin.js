@@ -9,6 +9,7 @@
 
 import { saveBlob } from './api.js';
 
+const ADMIN = '/protected/admin/';
 const LIVE_MS = 5000;
 const BACKUP_POLL_MS = 1000;
 
@@ -114,16 +115,21 @@ export class Admin {
 
 	async loadStats() {
 		try {
-			const data = await this.api.get('/protected/admin/stats');
+			const data = await this.api.get(ADMIN + 'stats');
 			const s = data.stats || {};
 			const pairs = [];
 			for (const [k, label] of STAT_LABELS)
 				if (s[k] !== undefined)
 					pairs.push([label, String(s[k])]);
-			for (const [k, v] of Object.entries(s))
-				if (!STAT_LABELS.some(([n]) => n === k) &&
-				    (typeof v === 'number' || typeof v === 'string'))
-					pairs.push([k.replace(/_/g, ' '), String(v)]);
+			for (const [k, v] of Object.entries(s)) {
+				const known = STAT_LABELS.some(([n]) =>
+				    n === k);
+				const plain = typeof v === 'number' ||
+				    typeof v === 'string';
+				if (!known && plain)
+					pairs.push([k.replace(/_/g, ' '),
+					    String(v)]);
+			}
 			this.list('stats', pairs);
 			this.state('stats-card', 'Updated ' +
 			    new Date().toLocaleTimeString() + '.');
@@ -131,19 +137,22 @@ export class Admin {
 			this.list('stats', []);
 			this.state('stats-card', e.unavailable ?
 			    absent('Statistics', e) :
-			    'Statistics could not be loaded: ' + e.message + '.',
+			    'Statistics could not be loaded: ' + e.message +
+			    '.',
 			    e.unavailable ? 'unavailable' : 'error');
 		}
 	}
 
 	async loadHealth() {
 		try {
-			const data = await this.api.get('/protected/admin/health');
+			const data = await this.api.get(ADMIN + 'health');
 			const h = data.health || data;
-			const pairs = [['Overall', String(h.status || 'unknown')]];
+			const pairs = [['Overall',
+			    String(h.status || 'unknown')]];
 			if (h.uptime)
 				pairs.push(['Uptime', String(h.uptime)]);
-			for (const [name, s] of Object.entries(h.services || {}))
+			const services = Object.entries(h.services || {});
+			for (const [name, s] of services)
 				pairs.push([name, String(s.status) + (s.error ?
 				    ': ' + s.error : '')]);
 			const db = h.database_health;
@@ -165,17 +174,17 @@ export class Admin {
 	async loadActive() {
 		const ul = this.$('active');
 		try {
-			const data = await this.api.get(
-			    '/protected/admin/active-calls');
+			const data = await this.api.get(ADMIN +
+			    'active-calls');
 			const calls = data.active_calls || [];
 			ul.replaceChildren(...calls.map((c) => {
 				const li = document.createElement('li');
-				const a = c.caller || {};
-				const b = c.callee || {};
-				li.textContent = (a.username || a.extension || '?') +
-				    ' → ' + (b.username || b.extension || '?') +
-				    ', ' + (c.status || '') + (c.start_time ?
-				    ', since ' + when(c.start_time) : '');
+				const name = (u) => (u && (u.username ||
+				    u.extension)) || '?';
+				li.textContent = name(c.caller) + ' → ' +
+				    name(c.callee) + ', ' + (c.status || '') +
+				    (c.start_time ? ', since ' +
+				    when(c.start_time) : '');
 				return li;
 			}));
 			this.state('active-card', calls.length ? '' :
@@ -193,14 +202,14 @@ export class Admin {
 
 	async loadUsers() {
 		try {
-			const data = await this.api.get('/protected/admin/users');
+			const data = await this.api.get(ADMIN + 'users');
 			this.users = data.users || [];
 			this.renderUsers();
 			this.state('admin-users', this.users.length + ' user' +
 			    (this.users.length === 1 ? '' : 's') + '.');
 		} catch (e) {
-			this.state('admin-users', 'Users could not be loaded: ' +
-			    e.message + '.', 'error');
+			this.state('admin-users', 'Users could not be ' +
+			    'loaded: ' + e.message + '.', 'error');
 		}
 	}
 
@@ -273,33 +282,35 @@ export class Admin {
 			role: $('uf-role').value,
 		};
 		if (!body.username || !body.email || !body.extension) {
-			this.notice('A user needs a username, an email and an ' +
-			    'extension.', 'error');
+			this.notice('A user needs a username, an email and ' +
+			    'an extension.', 'error');
 			return;
 		}
 		try {
 			if (id) {
 				if ($('uf-status').value)
 					body.status = $('uf-status').value;
-				await this.api.put('/protected/admin/users/' +
+				await this.api.put(ADMIN + 'users/' +
 				    encodeURIComponent(id), body);
-				this.notice('User ' + body.username + ' saved.', 'ok');
+				this.notice('User ' + body.username + ' saved.',
+				    'ok');
 			} else {
 				body.password = $('uf-password').value;
 				if (body.password.length < 6) {
-					this.notice('A password has at least 6 ' +
-					    'characters.', 'error');
+					this.notice('A password has at ' +
+					    'least 6 characters.', 'error');
 					return;
 				}
-				await this.api.post('/protected/admin/users', body);
-				this.notice('User ' + body.username + ' created.',
-				    'ok');
+				await this.api.post(ADMIN + 'users', body);
+				this.notice('User ' + body.username +
+				    ' created.', 'ok');
 			}
 			this.resetForm();
 			this.loadUsers();
 		} catch (e) {
 			this.notice((id ? 'Saving ' : 'Creating ') +
-			    body.username + ' failed: ' + e.message + '.', 'error');
+			    body.username + ' failed: ' + e.message + '.',
+			    'error');
 		}
 	}
 
@@ -308,7 +319,7 @@ export class Admin {
 		    u.extension + ') and their call history?'))
 			return;
 		try {
-			await this.api.del('/protected/admin/users/' +
+			await this.api.del(ADMIN + 'users/' +
 			    encodeURIComponent(u.id));
 			this.notice('User ' + u.username + ' deleted.', 'ok');
 			this.loadUsers();
@@ -333,12 +344,11 @@ export class Admin {
 			q.set('date_to', $('ex-to').value);
 		this.state('admin-export', 'Preparing the export…');
 		try {
-			const f = await this.api.file(
-			    '/protected/admin/export/call-logs?' + q,
-			    'call-logs.' + format);
+			const f = await this.api.file(ADMIN +
+			    'export/call-logs?' + q, 'call-logs.' + format);
 			saveBlob(f.blob, f.name);
-			this.state('admin-export', 'Downloaded ' + f.name + ' (' +
-			    bytes(f.blob.size) + ').', 'ok');
+			this.state('admin-export', 'Downloaded ' + f.name +
+			    ' (' + bytes(f.blob.size) + ').', 'ok');
 		} catch (e) {
 			this.state('admin-export', e.unavailable ?
 			    absent('Export', e) :
@@ -352,9 +362,10 @@ export class Admin {
 	async loadBackups() {
 		const ul = this.$('backups');
 		try {
-			const data = await this.api.get('/protected/admin/backups');
+			const data = await this.api.get(ADMIN + 'backups');
 			const list = data.backups || [];
-			ul.replaceChildren(...list.map((b) => this.backupItem(b)));
+			ul.replaceChildren(...list.map((b) =>
+			    this.backupItem(b)));
 			this.state('admin-backups', list.length ? '' :
 			    'No backup yet.');
 			this.$('bk-create').disabled = false;
@@ -373,9 +384,10 @@ export class Admin {
 		li.dataset.id = b.id;
 		const text = document.createElement('span');
 		text.className = 'grow';
-		text.textContent = (b.name || b.id) + ' — ' + when(b.created_at) +
-		    (b.size !== undefined ? ', ' + bytes(b.size) : '') +
-		    (b.status && b.status !== 'completed' ? ', ' + b.status : '');
+		const done = !b.status || b.status === 'completed';
+		text.textContent = (b.name || b.id) + ' — ' +
+		    when(b.created_at) + (b.size !== undefined ? ', ' +
+		    bytes(b.size) : '') + (done ? '' : ', ' + b.status);
 		li.append(text);
 		for (const [act, label, cls] of [['download', 'Download', ''],
 		    ['restore', 'Restore', ''], ['delete', 'Delete', 'bad']]) {
@@ -399,7 +411,7 @@ export class Admin {
 			body.backup_name = name;
 		this.state('admin-backups', 'Creating a backup…');
 		try {
-			const data = await this.api.post('/protected/admin/backup',
+			const data = await this.api.post(ADMIN + 'backup',
 			    body);
 			this.$('bk-name').value = '';
 			await this.follow(data.backup_id, 'The backup');
@@ -415,19 +427,20 @@ export class Admin {
 	/* Poll a backup's status until it is done; words for its end. */
 	async follow(id, what) {
 		for (let i = 0; id && i < 120; i++) {
-			const s = (await this.api.get(
-			    '/protected/admin/backup/status/' +
-			    encodeURIComponent(id))).status || {};
+			const r = await this.api.get(ADMIN +
+			    'backup/status/' + encodeURIComponent(id));
+			const s = r.status || {};
 			if (s.status === 'completed') {
 				this.notice(what + ' is complete.', 'ok');
 				return;
 			}
 			if (s.status === 'failed')
-				throw new Error(s.error || s.message || 'failed');
+				throw new Error(s.error || s.message ||
+				    'failed');
+			const pct = typeof s.progress === 'number' ?
+			    ' (' + s.progress + '%)' : '';
 			this.state('admin-backups', what + ': ' +
-			    (s.message || s.status || 'working') +
-			    (typeof s.progress === 'number' ? ' (' + s.progress +
-			    '%)' : '') + '…');
+			    (s.message || s.status || 'working') + pct + '…');
 			await new Promise((r) => setTimeout(r, BACKUP_POLL_MS));
 		}
 	}
@@ -436,30 +449,32 @@ export class Admin {
 		const path = encodeURIComponent(id);
 		try {
 			if (act === 'download') {
-				const f = await this.api.file(
-				    '/protected/admin/backup/download/' + path,
-				    id + '.zip');
+				const f = await this.api.file(ADMIN +
+				    'backup/download/' + path, id + '.zip');
 				saveBlob(f.blob, f.name);
 				this.notice('Downloaded ' + f.name + '.', 'ok');
 			} else if (act === 'restore') {
-				if (!await confirmDialog('Restore backup ' + id +
-				    '? Everything written since it was taken ' +
-				    'will be replaced.'))
+				if (!await confirmDialog('Restore backup ' +
+				    id + '? Everything written since it was ' +
+				    'taken will be replaced.'))
 					return;
-				const data = await this.api.post(
-				    '/protected/admin/backup/restore/' + path);
-				this.notice(data.message || 'Restore started.', 'ok');
+				const data = await this.api.post(ADMIN +
+				    'backup/restore/' + path);
+				this.notice(data.message || 'Restore started.',
+				    'ok');
 			} else if (act === 'delete') {
-				if (!await confirmDialog('Delete backup ' + id + '?'))
+				if (!await confirmDialog('Delete backup ' + id +
+				    '?'))
 					return;
-				await this.api.del('/protected/admin/backup/' + path);
+				await this.api.del(ADMIN + 'backup/' + path);
 				this.notice('Backup ' + id + ' deleted.', 'ok');
 				this.loadBackups();
 			}
 		} catch (e) {
-			this.notice('The backup could not be ' + (act === 'download' ?
-			    'downloaded' : act === 'restore' ? 'restored' :
-			    'deleted') + ': ' + e.message + '.', 'error');
+			const verb = { download: 'downloaded',
+			    restore: 'restored', delete: 'deleted' }[act];
+			this.notice('The backup could not be ' + verb + ': ' +
+			    e.message + '.', 'error');
 		}
 	}
 
@@ -472,7 +487,8 @@ export class Admin {
 			ev.preventDefault();
 			this.saveUser();
 		});
-		$('uf-cancel').addEventListener('click', () => this.resetForm());
+		$('uf-cancel').addEventListener('click',
+		    () => this.resetForm());
 		$('users').addEventListener('click', (ev) => {
 			const b = ev.target.closest('button[data-act]');
 			if (!b)

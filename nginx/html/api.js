@@ -64,7 +64,7 @@ function words(status, data) {
 export class Api {
 	constructor() {
 		this.token = null;
-		/* Called once with the error when a protected route says 401. */
+		/* Called when a protected route says 401. */
 		this.onExpired = null;
 	}
 
@@ -110,8 +110,8 @@ export class Api {
 			throw new ApiError(words(r.status, data), r.status,
 			    data && data.field, path);
 		if (data === null)
-			throw new ApiError('The server sent an answer that is ' +
-			    'not JSON', r.status, null, path);
+			throw new ApiError('The server sent an answer that ' +
+			    'is not JSON', r.status, null, path);
 		return data;
 	}
 

@@ -185,8 +185,10 @@ async function refreshOnline() {
 		st.online.clear();
 		for (const u of data.users || [])
 			if (u.extension !== st.user.extension)
-				st.online.set(u.extension, { username: u.username,
-				    status: u.status });
+				st.online.set(u.extension, {
+					username: u.username,
+					status: u.status,
+				});
 		render();
 	} catch (e) {
 		notice('Who is online could not be loaded: ' + e.message + '.',
@@ -321,7 +323,8 @@ async function loadHistory() {
 	h.loading = true;
 	renderHistory();
 	try {
-		const data = await api.get('/protected/call/logs?limit=' + want);
+		const data = await api.get('/protected/call/logs?limit=' +
+		    want);
 		h.rows = data.call_logs || [];
 		h.more = h.rows.length > (h.page + 1) * PAGE &&
 		    (h.page + 1) * PAGE < LOGS_MAX;
@@ -365,7 +368,8 @@ function renderHistory() {
 		state.textContent = h.error.unavailable ?
 		    'Call history is not available on this server (' +
 		    h.error.message + ').' :
-		    'Call history could not be loaded: ' + h.error.message + '.';
+		    'Call history could not be loaded: ' + h.error.message +
+		    '.';
 		state.className = 'error';
 	} else if (h.rows === null) {
 		state.textContent = 'Loading…';
@@ -416,7 +420,8 @@ function callText() {
 		const via = c.kind === 'pbx' ? ' through the phone system' : '';
 		switch (c.state) {
 		case 'calling':
-			return (c.id ? 'Ringing ' : 'Calling ') + p + via + '…';
+			return (c.id ? 'Ringing ' : 'Calling ') + p + via +
+			    '…';
 		case 'ringing':
 			return 'Incoming call from ' + p + via;
 		case 'connecting':
@@ -698,7 +703,8 @@ function wire() {
 		ev.preventDefault();
 		unlock();
 		notice('');
-		phone.dial($('dial-ext').value, $('dial-via').value).catch((e) => {
+		const ext = $('dial-ext').value;
+		phone.dial(ext, $('dial-via').value).catch((e) => {
 			notice(e.message, 'error');
 			$('dial-ext').focus();
 		});
@@ -792,7 +798,8 @@ window.switchboard = {
 		return snapshot(phone.call);
 	},
 	get lastCall() {
-		return phone.lastCall ? Object.assign({}, phone.lastCall) : null;
+		return phone.lastCall ? Object.assign({}, phone.lastCall) :
+		    null;
 	},
 	get events() {
 		return st.events.slice();

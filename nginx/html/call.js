@@ -47,12 +47,13 @@ export class Phone {
 		if (this.call)
 			throw new Error('You are already in a call.');
 		if (!/^\d{1,15}$/.test(ext))
-			throw new Error('An extension is digits only, like 1001.');
+			throw new Error('An extension is digits only, like ' +
+			    '1001.');
 		if (this.me && ext === this.me.extension)
 			throw new Error('That is your own extension.');
-		const c = this.newCall({ peer: ext, peerName: this.directory(ext),
-		    role: 'caller', state: 'calling', kind: via === 'pbx' ?
-		    'pbx' : 'webrtc' });
+		const c = this.newCall({ peer: ext,
+		    peerName: this.directory(ext), role: 'caller',
+		    state: 'calling', kind: via === 'pbx' ? 'pbx' : 'webrtc' });
 		this.call = c;
 		if (c.kind === 'webrtc')
 			this.microphone(c);
@@ -89,8 +90,8 @@ export class Phone {
 			return this.who(ext, this.directory(ext)) +
 			    ' is not connected right now; try again later.';
 		if (kind === 'pbx' && e.unavailable)
-			return 'Calls through the phone system are not available' +
-			    ' here: ' + e.message + '.';
+			return 'Calls through the phone system are not ' +
+			    'available here: ' + e.message + '.';
 		return 'The call to ' + ext + ' failed: ' + e.message + '.';
 	}
 
@@ -102,16 +103,16 @@ export class Phone {
 		c.state = 'connecting';
 		c.acceptedAt = Date.now();
 		if (c.kind === 'pbx') {
-			this.api.post('/protected/call/answer', { channel: c.id })
-			    .then(() => {
+			this.api.post('/protected/call/answer',
+			    { channel: c.id }).then(() => {
 				if (this.call === c) {
 					c.state = 'connected';
 					c.connectedAt = Date.now();
 					this.changed();
 				}
 			}, (e) => {
-				this.on.notice('The call could not be answered: ' +
-				    e.message + '.', 'error');
+				this.on.notice('The call could not be ' +
+				    'answered: ' + e.message + '.', 'error');
 				this.finish(c, 'failed', e.message);
 			});
 			this.changed();
@@ -130,8 +131,8 @@ export class Phone {
 		if (!c || c.role !== 'callee' || c.state !== 'ringing')
 			throw new Error('There is no incoming call to reject.');
 		if (c.kind === 'pbx')
-			this.api.post('/protected/call/hangup', { channel: c.id })
-			    .catch(() => {});
+			this.api.post('/protected/call/hangup',
+			    { channel: c.id }).catch(() => {});
 		else
 			this.link.send({ type: 'webrtc_call_rejected',
 			    call_id: c.id, to: c.peer, channel: c.id });
@@ -157,10 +158,11 @@ export class Phone {
 		if (!c.id)
 			return null; /* dial() does it once initiate answers */
 		if (c.kind === 'webrtc')
-			this.link.send({ type: 'webrtc_call_ended', call_id: c.id,
-			    to: c.peer, channel: c.id });
+			this.link.send({ type: 'webrtc_call_ended',
+			    call_id: c.id, to: c.peer, channel: c.id });
 		try {
-			const data = await this.api.post('/protected/call/hangup',
+			const data = await this.api.post(
+			    '/protected/call/hangup',
 			    { channel: c.channel || c.id });
 			if (this.lastCall && this.lastCall.id === c.id) {
 				this.lastCall.duration = data.duration;
@@ -168,8 +170,8 @@ export class Phone {
 			}
 			return data;
 		} catch (e) {
-			this.on.notice('The end of the call was not recorded: ' +
-			    e.message + '.', 'error');
+			this.on.notice('The end of the call was not ' +
+			    'recorded: ' + e.message + '.', 'error');
 			return null;
 		}
 	}
@@ -206,7 +208,8 @@ export class Phone {
 				t.enabled = !c.muted && !c.held;
 			});
 		if (c.pc && c.local) {
-			const track = c.held ? null : c.local.getAudioTracks()[0];
+			const track = c.held ? null :
+			    c.local.getAudioTracks()[0];
 			c.pc.getSenders().forEach((s) => {
 				if (s.track !== track && (s.track || track))
 					s.replaceTrack(track).catch(() => {});
@@ -246,10 +249,11 @@ export class Phone {
 			break;
 		case 'webrtc_call_ended':
 		case 'call_ended':
-			if (this.ours(m))
-				this.finish(this.call, m.reason === 'no_answer' ?
-				    'no_answer' : this.call.state === 'ringing' ?
-				    'missed' : 'remote', m.reason || '');
+			if (!this.ours(m))
+				break;
+			this.finish(this.call, m.reason === 'no_answer' ?
+			    'no_answer' : this.call.state === 'ringing' ?
+			    'missed' : 'remote', m.reason || '');
 			break;
 		case 'call_status':
 			this.onStatus(m);
@@ -340,8 +344,9 @@ export class Phone {
 		await pc.setLocalDescription(offer);
 		if (this.call !== c)
 			return;
-		this.link.send({ type: 'webrtc_offer', offer: { type: offer.type,
-		    sdp: offer.sdp }, to: c.peer, call_id: c.id, channel: c.id });
+		this.link.send({ type: 'webrtc_offer',
+		    offer: { type: offer.type, sdp: offer.sdp }, to: c.peer,
+		    call_id: c.id, channel: c.id });
 	}
 
 	/* Callee: answer the offer. */
@@ -461,7 +466,8 @@ export class Phone {
 	}
 
 	peerConnection(c) {
-		const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+		const pc = new RTCPeerConnection(
+		    { iceServers: this.iceServers });
 		c.pc = pc;
 		pc.onicecandidate = (ev) => {
 			/* A null candidate ends gathering; the peer needs no
@@ -469,12 +475,15 @@ export class Phone {
 			if (!ev.candidate || this.call !== c)
 				return;
 			const k = ev.candidate;
-			this.link.send({ type: 'webrtc_ice_candidate', candidate: {
+			const candidate = {
 				candidate: k.candidate,
 				sdpMid: k.sdpMid,
 				sdpMLineIndex: k.sdpMLineIndex,
 				usernameFragment: k.usernameFragment,
-			}, to: c.peer, call_id: c.id, channel: c.id });
+			};
+			this.link.send({ type: 'webrtc_ice_candidate',
+			    candidate, to: c.peer, call_id: c.id,
+			    channel: c.id });
 		};
 		pc.ontrack = (ev) => {
 			if (this.call !== c)
@@ -509,7 +518,8 @@ export class Phone {
 		c.micAdded = true;
 		if (stream) {
 			c.local = stream;
-			stream.getTracks().forEach((t) => c.pc.addTrack(t, stream));
+			for (const t of stream.getTracks())
+				c.pc.addTrack(t, stream);
 			this.applyMedia(c);
 		} else if (c.role === 'caller') {
 			c.pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -595,7 +605,8 @@ export class Phone {
 				i.totalAudioEnergy += s.totalAudioEnergy || 0;
 				i.totalSamplesDuration +=
 				    s.totalSamplesDuration || 0;
-			} else if (s.type === 'outbound-rtp' && kind === 'audio') {
+			} else if (s.type === 'outbound-rtp' &&
+			    kind === 'audio') {
 				out.outbound.bytesSent += s.bytesSent || 0;
 				out.outbound.packetsSent += s.packetsSent || 0;
 			} else if (s.type === 'transport' &&

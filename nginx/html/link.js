@@ -74,11 +74,13 @@ export class Link {
 		    'connecting' : 'reconnecting');
 		let ticket;
 		try {
-			ticket = (await this.api.post('/protected/ws-ticket')).ticket;
+			const t = await this.api.post('/protected/ws-ticket');
+			ticket = t.ticket;
 		} catch (e) {
 			if (e.status === 401 || e.status === 403) {
 				this.wanted = false;
-				this.on.ended('Your session has ended; log in again.');
+				this.on.ended('Your session has ended; log ' +
+				    'in again.');
 				return;
 			}
 			this.later();
@@ -116,7 +118,8 @@ export class Link {
 			if (this.ws !== ws)
 				return;
 			this.ws = null;
-			if (ev.code === CLOSE_REVOKED || ev.code === CLOSE_EXPIRED) {
+			if (ev.code === CLOSE_REVOKED ||
+			    ev.code === CLOSE_EXPIRED) {
 				this.wanted = false;
 				this.set('closed');
 				this.on.ended(ev.code === CLOSE_REVOKED ?

@@ -33,7 +33,8 @@ export class Run {
 		this.browser = null;
 		this.people = {};
 		this.screenshots = [];
-		this.allowHttp = []; /* [status, path regexp] the scenario expects */
+		/* [status, path regexp] the scenario expects */
+		this.allowHttp = [];
 		this.allowConsole = []; /* regexps */
 		this.lines = null;
 		if (this.shots)
@@ -41,7 +42,7 @@ export class Run {
 	}
 
 	left() {
-		return Math.max(1, this.deadlineMs - (Date.now() - this.started));
+		return Math.max(1, this.deadlineMs - this.ms());
 	}
 
 	ms() {
@@ -65,7 +66,7 @@ export class Run {
 				'--use-fake-ui-for-media-stream',
 				'--use-fake-device-for-media-stream',
 				'--autoplay-policy=no-user-gesture-required',
-				/* A host with no interface but lo still connects. */
+				/* A host with only lo still connects. */
 				'--allow-loopback-in-peer-connection',
 			],
 		});
@@ -90,8 +91,10 @@ export class Run {
 
 	async close() {
 		if (this.browser)
-			await Promise.race([this.browser.close().catch(() => {}),
-			    new Promise((r) => setTimeout(r, 5000))]);
+			await Promise.race([
+				this.browser.close().catch(() => {}),
+				new Promise((r) => setTimeout(r, 5000)),
+			]);
 	}
 
 	/* Hand over to the Python test; resolves with its answer. */
@@ -103,8 +106,8 @@ export class Run {
 		process.stdout.write(`CHECKPOINT ${name} ` +
 		    JSON.stringify(data || {}) + '\n');
 		const r = await Promise.race([this.lines.next(),
-		    new Promise((res) => setTimeout(() => res({ timeout: true }),
-		    this.left()))]);
+		    new Promise((res) => setTimeout(() =>
+		    res({ timeout: true }), this.left()))]);
 		if (r.timeout || r.done)
 			throw new Error(`no answer to checkpoint ${name}`);
 		const answer = JSON.parse(r.value);
@@ -140,7 +143,7 @@ export class Person {
 		page.on('pageerror', (e) => this.problems.push({
 		    text: `pageerror: ${e.message}` }));
 		page.on('console', (m) => {
-			/* A failed load is reported by 'response' with its URL. */
+			/* A failed load: 'response' reports it, with URL. */
 			if (m.type() === 'error' &&
 			    !m.text().startsWith('Failed to load resource'))
 				this.problems.push({ console: m.text(),
@@ -160,8 +163,10 @@ export class Person {
 		const r = await this.page.goto(this.run.base + path,
 		    { timeout: this.run.left() });
 		if (!r || r.status() !== 200)
-			throw new Error(`${path}: HTTP ${r ? r.status() : 'none'}`);
-		await this.until('the client script', () => !!window.switchboard);
+			throw new Error(`${path}: HTTP ` +
+			    `${r ? r.status() : 'none'}`);
+		await this.until('the client script', () =>
+		    !!window.switchboard);
 	}
 
 	/* Wait until fn(arg) is truthy in the page; its value. */

@@ -94,7 +94,8 @@ async function historyRow(p, id, statuses) {
 			    `#history tr[data-channel="${cid}"]`);
 			return tr ? { status: tr.dataset.status,
 			    duration: Number(tr.dataset.duration),
-			    cells: Array.from(tr.cells, (c) => c.textContent) } :
+			    cells: Array.from(tr.cells,
+			    (c) => c.textContent) } :
 			    null;
 		}, id);
 		if (row && statuses.includes(row.status))
@@ -297,7 +298,8 @@ scenarios.offline = async (run, args) => {
 scenarios.admin = async (run, args) => {
 	/* The routes other work adds may be missing on this server. */
 	for (const s of [404, 501, 502, 503])
-		run.allowHttp.push([s, /^\/protected\/admin\/(stats|health|active-calls|export\/|backup)/]);
+		run.allowHttp.push([s, new RegExp('^/protected/admin/' +
+		    '(stats|health|active-calls|export/|backup)')]);
 	run.allowHttp.push([401, /^\/protected\//]);
 	const adm = await run.person('admin');
 	await adm.open();
@@ -442,9 +444,11 @@ const CONTRACT = {
 	},
 	'GET backup/status': (st) => {
 		st.polls = (st.polls || 0) + 1;
-		return { json: { status: { id: 'backup_2', status: st.polls > 1 ?
-		    'completed' : 'creating', progress: st.polls > 1 ? 100 : 50,
-		    message: st.polls > 1 ? 'Done' : 'Copying the database',
+		const done = st.polls > 1;
+		return { json: { status: { id: 'backup_2',
+		    status: done ? 'completed' : 'creating',
+		    progress: done ? 100 : 50,
+		    message: done ? 'Done' : 'Copying the database',
 		    created_at: '2026-01-02T00:00:00Z' }, success: true } };
 	},
 	'GET backup/download': () => ({ body: 'PK\x05\x06' + '\0'.repeat(18),
@@ -481,7 +485,8 @@ scenarios.admin_live = async (run, args) => {
 		    y.length - x.length).find((k) => {
 			const [m, p] = k.split(' ');
 			return m === req.method() && (rest === p ||
-			    rest.startsWith(p + '/')) && mock.has(p.split('/')[0]);
+			    rest.startsWith(p + '/')) &&
+			    mock.has(p.split('/')[0]);
 		});
 		if (!key)
 			return route.continue();
@@ -500,9 +505,11 @@ scenarios.admin_live = async (run, args) => {
 	    document.querySelectorAll('#backups li').length > 0);
 	const read = () => adm.eval(() => ({
 		stats: Array.from(document.querySelectorAll('#stats dt'),
-		    (dt) => [dt.textContent, dt.nextElementSibling.textContent]),
+		    (dt) => [dt.textContent,
+		    dt.nextElementSibling.textContent]),
 		health: Array.from(document.querySelectorAll('#health dt'),
-		    (dt) => [dt.textContent, dt.nextElementSibling.textContent]),
+		    (dt) => [dt.textContent,
+		    dt.nextElementSibling.textContent]),
 		active: Array.from(document.querySelectorAll('#active li'),
 		    (li) => li.textContent),
 		backups: Array.from(document.querySelectorAll('#backups li'),
@@ -536,7 +543,8 @@ scenarios.admin_live = async (run, args) => {
 	const backupFile = b.suggestedFilename();
 	await adm.page.click(
 	    '#backups li[data-id="backup_1"] button[data-act="restore"]');
-	await adm.until('confirm', () => document.getElementById('confirm').open);
+	await adm.until('confirm', () =>
+	    document.getElementById('confirm').open);
 	const restoreAsk = await adm.text('#confirm-text');
 	await adm.page.click('#confirm-yes');
 	const restored = await adm.until('restore started', () =>
@@ -575,7 +583,8 @@ scenarios.reconnect = async (run, args) => {
 		return ev.some((e) => e.status === 'busy') && ev;
 	}, missed.extension);
 	await pa.until('the list shows it', (ext) => {
-		const li = document.querySelector(`#online li[data-ext="${ext}"]`);
+		const li = document.querySelector(
+		    `#online li[data-ext="${ext}"]`);
 		return li && /busy/.test(li.textContent);
 	}, missed.extension);
 	const notice = await pa.until('caught-up notice', () =>
@@ -605,7 +614,8 @@ scenarios.keyboard = async (run, args) => {
 	const tabTo = async (p, id, max = 20) => {
 		for (let i = 0; i < max; i++) {
 			await p.page.keyboard.press('Tab');
-			const at = await p.eval(() => document.activeElement.id ||
+			const at = await p.eval(() =>
+			    document.activeElement.id ||
 			    document.activeElement.tagName);
 			trail.push(`${p.who}:${at}`);
 			if (at === id)
@@ -615,7 +625,8 @@ scenarios.keyboard = async (run, args) => {
 	};
 	const focusVisible = (p) => p.eval(() => {
 		const s = getComputedStyle(document.activeElement);
-		return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0;
+		return s.outlineStyle !== 'none' &&
+		    parseFloat(s.outlineWidth) > 0;
 	});
 	run.step = 'a: tab to the login form';
 	const tabsToLogin = await tabTo(pa, 'login-username');
@@ -699,7 +710,8 @@ scenarios.screens = async (run, args) => {
 				const w = await p.eval(() =>
 				    document.documentElement.scrollWidth);
 				if (w > viewport.width + 1)
-					throw new Error(`${tag}: page is ${w} px ` +
+					throw new Error(`${tag}: page is ` +
+					    `${w} px ` +
 					    `wide at ${viewport.width}`);
 			}
 			await p.eval(() => window.switchboard.logout());
