@@ -38,6 +38,9 @@ def test_call_accept_mute_hold_hangup(sb, tmp_path):
 
     call_id = out["call_id"]
     assert call_id.startswith("webrtc-call-"), call_id
+    # ICE servers are /config's, and this server lists none.
+    assert "ice_servers" not in sb.req("GET", "/config").json()["config"]
+    assert out["ice_servers"] == [], out["ice_servers"]
     assert out["ringtone"] is True and out["ringtone_after_accept"] is False
     assert a["username"] in out["texts"]["ringing"], out["texts"]
     for side in ("a", "b"):
@@ -127,3 +130,13 @@ def test_call_offline_unknown_and_pbx(sb, tmp_path):
                                   "available here:", "The call to")), out
     for k in ("offline", "unknown", "pbx"):
         assert out[k + "_focus"] == "dial-ext", out
+
+
+def test_client_names_no_third_party():
+    """No STUN or TURN server (nor any other host) is built into the
+    client: ICE servers come from GET /config."""
+    html = REPO / "nginx" / "html"
+    for f in sorted(html.iterdir()):
+        text = f.read_text()
+        for mark in ("stun:", "turn:", "turns:", "google.com", "//cdn"):
+            assert mark not in text, (f.name, mark)

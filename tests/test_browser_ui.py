@@ -237,3 +237,4 @@ def test_register_refused_in_words_then_created(sb, tmp_path):
     assert out["user"]["extension"] == fresh["extension"], out
     assert out["notice"] == f"Welcome, {name}: your account is ready.", out
     assert out["reloaded"] == name, out
+    assert out["redirected"] == sb.base + "/", out

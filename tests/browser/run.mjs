@@ -127,6 +127,7 @@ scenarios.call = async (run, args) => {
 	    window.switchboard.state === 'ringing' &&
 	    window.switchboard.current.id === cid &&
 	    !document.getElementById('accept').closest('[hidden]'), id);
+	const ice = await pa.eval(() => window.switchboard.iceServers);
 	const ringtone = await pb.eval(() => window.switchboard.ringing &&
 	    window.switchboard.audio === 'running');
 	const ringingText = await pb.text('#call-status');
@@ -222,7 +223,8 @@ scenarios.call = async (run, args) => {
 		    end: aLast.end, duration: aLast.duration },
 		b: { user: ub.username, extension: ub.extension, ...flow.b,
 		    end: bLast.end },
-		ringtone, ringtone_after_accept: ringtoneAfter,
+		ice_servers: ice, ringtone,
+		ringtone_after_accept: ringtoneAfter,
 		texts: { ringing: ringingText, muted: muteText, held: heldText,
 		    ended: endedText },
 		loudness: { before, muted, held },
@@ -752,7 +754,12 @@ async function pages(p) {
 scenarios.register = async (run, args) => {
 	run.allowHttp.push([409, /^\/api\/register$/]);
 	const p = await run.person('new');
-	await p.open();
+	/* The old phone page leads here. */
+	run.step = 'new: open /phone.html';
+	await p.page.goto(run.base + '/phone.html', { timeout: run.left() });
+	await p.page.waitForURL(run.base + '/', { timeout: run.left() });
+	await p.until('the client script', () => !!window.switchboard);
+	const redirected = p.page.url();
 	await p.page.click('#register summary');
 	const fill = async (r) => {
 		await p.page.fill('#reg-username', r.username);
@@ -777,7 +784,7 @@ scenarios.register = async (run, args) => {
 	await p.until('still logged in', () =>
 	    window.switchboard.link === 'open');
 	const reloaded = await p.eval(() => window.switchboard.user.username);
-	return { refused, user, notice, reloaded };
+	return { redirected, refused, user, notice, reloaded };
 };
 
 const opts = parseArgs(process.argv.slice(2));
