@@ -79,7 +79,8 @@ def test_admin_creates_user_who_logs_in(sb, tmp_path):
 
 
 def test_admin_live_export_and_backups(sb, tmp_path):
-    """Statistics, health, active calls, the export and backups with data.
+    """Statistics, health, active calls (one ended from the console), the
+    export and backups with data.
     A route this server does not have yet is answered in the browser with
     the contract's shapes (so the console is checked before the route
     lands); a route it has is the server's own."""
@@ -88,6 +89,7 @@ def test_admin_live_export_and_backups(sb, tmp_path):
     probes = {"stats": "GET /protected/admin/stats",
               "health": "GET /protected/admin/health",
               "active-calls": "GET /protected/admin/active-calls",
+              "terminate-call": "POST /protected/admin/terminate-call",
               "backups": "GET /protected/admin/backups",
               "backup": "GET /protected/admin/backups",
               "export": "GET /protected/admin/export/call-logs?format=csv"}
@@ -113,6 +115,8 @@ def test_admin_live_export_and_backups(sb, tmp_path):
     assert health["asterisk"] == "unhealthy: not configured", health
     assert health["Database size"] == "12.3 KB", health
     assert cards["active"][0].startswith("alice → bob, connected"), cards
+    assert out["terminated"] == "Call terminated successfully", out
+    assert out["terminated_id"] == "webrtc-call-1", out
     assert cards["backups"][0].startswith("nightly — "), cards
     assert cards["backups"][0].endswith(", 2.0 KB"), cards
     assert out["export"]["name"] == "call-logs.csv", out

@@ -56,6 +56,7 @@ export class Admin {
 		this.poked = null;
 		this.users = [];
 		this.wired = false;
+		this.activeSig = null;
 	}
 
 	/* ---- showing and the live refresh ---- */
@@ -177,24 +178,62 @@ export class Admin {
 			const data = await this.api.get(ADMIN +
 			    'active-calls');
 			const calls = data.active_calls || [];
-			ul.replaceChildren(...calls.map((c) => {
-				const li = document.createElement('li');
-				const name = (u) => (u && (u.username ||
-				    u.extension)) || '?';
-				li.textContent = name(c.caller) + ' → ' +
-				    name(c.callee) + ', ' + (c.status || '') +
-				    (c.start_time ? ', since ' +
-				    when(c.start_time) : '');
-				return li;
-			}));
+			/* Redrawn only when it changed: a focused button
+			 * stays put between refreshes. */
+			const sig = JSON.stringify(calls);
+			if (sig !== this.activeSig) {
+				this.activeSig = sig;
+				ul.replaceChildren(...calls.map((c) =>
+				    this.activeItem(c)));
+			}
 			this.state('active-card', calls.length ? '' :
 			    'No call in progress.');
 		} catch (e) {
 			ul.replaceChildren();
+			this.activeSig = null;
 			this.state('active-card', e.unavailable ?
 			    absent('The list of active calls', e) :
 			    'Active calls could not be loaded: ' + e.message +
 			    '.', e.unavailable ? 'unavailable' : 'error');
+		}
+	}
+
+	activeItem(c) {
+		const li = document.createElement('li');
+		const id = c.channel || String(c.id);
+		li.dataset.id = id;
+		const name = (u) => (u && (u.username || u.extension)) || '?';
+		const text = document.createElement('span');
+		text.className = 'grow';
+		text.textContent = name(c.caller) + ' → ' + name(c.callee) +
+		    ', ' + (c.status || '') + (c.start_time ? ', since ' +
+		    when(c.start_time) : '');
+		const end = document.createElement('button');
+		end.type = 'button';
+		end.className = 'small bad';
+		end.textContent = 'End';
+		end.dataset.act = 'terminate';
+		end.setAttribute('aria-label', 'End the call ' +
+		    text.textContent);
+		li.append(text, end);
+		return li;
+	}
+
+	async terminate(id) {
+		if (!await confirmDialog('End the call ' + id + ' for both ' +
+		    'parties?'))
+			return;
+		try {
+			const data = await this.api.post(ADMIN +
+			    'terminate-call', { call_id: id });
+			this.notice(data.message || 'The call was ended.',
+			    'ok');
+			this.activeSig = null;
+			this.loadActive();
+		} catch (e) {
+			this.notice(e.unavailable ? absent('Ending calls', e) :
+			    'The call could not be ended: ' + e.message + '.',
+			    'error');
 		}
 	}
 
@@ -501,6 +540,11 @@ export class Admin {
 				this.editUser(u);
 			else
 				this.deleteUser(u);
+		});
+		$('active').addEventListener('click', (ev) => {
+			const b = ev.target.closest('button[data-act]');
+			if (b)
+				this.terminate(b.closest('li').dataset.id);
 		});
 		$('export-form').addEventListener('submit', (ev) => {
 			ev.preventDefault();

@@ -431,6 +431,11 @@ const CONTRACT = {
 	    callee: USER(3, 'bob', '2002'), channel: 'webrtc-call-1',
 	    status: 'connected', start_time: '2026-01-01T00:00:00.000000Z',
 	    created_at: '2026-01-01T00:00:00.000000Z' }], success: true } }),
+	'POST terminate-call': (st, url, body) => {
+		st.terminated = body.call_id;
+		return { json: { message: 'Call terminated successfully',
+		    success: true } };
+	},
 	'GET backups': (st) => ({ json: { backups: st.backups, count:
 	    st.backups.length, success: true } }),
 	'POST backup': (st) => {
@@ -493,7 +498,7 @@ scenarios.admin_live = async (run, args) => {
 		if (!key)
 			return route.continue();
 		asked.push(`${req.method()} ${url.pathname}${url.search}`);
-		const r = CONTRACT[key](st, url);
+		const r = CONTRACT[key](st, url, req.postDataJSON());
 		return route.fulfill({ status: 200, headers: r.headers || {},
 		    contentType: r.json ? 'application/json' : r.type,
 		    body: r.json ? JSON.stringify(r.json) : r.body });
@@ -519,6 +524,15 @@ scenarios.admin_live = async (run, args) => {
 	}));
 	const cards = await read();
 	await adm.shot('admin-live-light-desktop');
+
+	/* End the active call, through the confirmation. */
+	await adm.page.click('#active li button[data-act="terminate"]');
+	await adm.until('confirm', () =>
+	    document.getElementById('confirm').open);
+	await adm.page.click('#confirm-yes');
+	const terminated = await adm.until('call ended', () =>
+	    /terminated/.test(document.getElementById('notice').textContent) &&
+	    document.getElementById('notice').textContent);
 
 	/* Export, CSV in a zone. */
 	await adm.page.fill('#ex-tz', 'America/New_York');
@@ -552,7 +566,8 @@ scenarios.admin_live = async (run, args) => {
 	const restored = await adm.until('restore started', () =>
 	    /Restore/.test(document.getElementById('notice').textContent) &&
 	    document.getElementById('notice').textContent);
-	return { cards, export: exported, created, backup_file: backupFile,
+	return { cards, terminated, terminated_id: st.terminated,
+	    export: exported, created, backup_file: backupFile,
 	    restore_ask: restoreAsk, restored, asked };
 };
 
