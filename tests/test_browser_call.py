@@ -94,14 +94,18 @@ def test_call_accept_mute_hold_hangup(sb, tmp_path):
 
 
 def test_call_rejected(sb, tmp_path):
-    """B rejects: A reads that in words, the ringtone stops, and both
-    histories list the call as rejected."""
+    """A calls from the online list while B reads the history; the
+    phone comes forward on B's page with the focus on Accept. B rejects:
+    A reads that in words, the ringtone stops, and both histories list
+    the call as rejected."""
     skip_if_missing()
     a = sb.make_user()
     b = sb.make_user()
     out = run_scenario(sb.base, "rejected", {"a": user_args(a),
                                              "b": user_args(b)}, tmp_path)
     assert "they rejected it" in out["text"], out["text"]
+    # B was on the history view: the ringing call came forward.
+    assert out["focus_when_ringing"] == "accept", out
     assert out["ringing_after_reject"] is False
     for who in ("a", "b"):
         assert out["history"][who]["status"] == "rejected", out["history"]

@@ -584,6 +584,13 @@ let lastState = 'idle';
 function keepFocus(state) {
 	const prev = lastState;
 	lastState = state;
+	/* A call that rings while another view is shown brings the phone
+	 * forward (route() renders again and comes back here). */
+	if (state === 'ringing' && prev !== 'ringing' && st.view !== 'phone') {
+		lastState = prev;
+		location.hash = '#phone';
+		return;
+	}
 	if (st.view !== 'phone')
 		return;
 	if (state === 'ringing' && prev !== 'ringing') {
@@ -624,6 +631,10 @@ function route() {
 }
 
 function focusView() {
+	if (st.user && st.view === 'phone' && phone.state === 'ringing') {
+		$('accept').focus();
+		return;
+	}
 	const h = st.user ? $(st.view + '-h') : $('login-h');
 	if (h)
 		h.focus();

@@ -236,12 +236,17 @@ scenarios.call = async (run, args) => {
 /* B rejects A's call: A is told in words, both histories say rejected. */
 scenarios.rejected = async (run, args) => {
 	const { pa, pb, ub } = await bothIn(run, args.a, args.b);
+	/* B reads the history when the call comes: the phone comes
+	 * forward with the focus on Accept. */
+	await pb.view('history');
 	/* From the list this time, not the dialler. */
 	await pa.page.click(`#online li[data-ext="${ub.extension}"] button`);
 	const id = await pa.until('call id', () => window.switchboard.current &&
 	    window.switchboard.current.id);
-	await pb.until('incoming call rings', () =>
-	    window.switchboard.state === 'ringing');
+	const forward = await pb.until('incoming call rings in front', () =>
+	    window.switchboard.state === 'ringing' &&
+	    !document.getElementById('view-phone').hidden &&
+	    location.hash === '#phone' && document.activeElement.id);
 	await pb.page.click('#reject');
 	await pa.until('A sees the rejection', () =>
 	    window.switchboard.state === 'idle' &&
@@ -253,7 +258,8 @@ scenarios.rejected = async (run, args) => {
 		a: await historyRow(pa, id, ['rejected']),
 		b: await historyRow(pb, id, ['rejected']),
 	};
-	return { call_id: id, text, ringing_after_reject: ringing, history };
+	return { call_id: id, text, ringing_after_reject: ringing, history,
+	    focus_when_ringing: forward };
 };
 
 /*
