@@ -150,25 +150,6 @@ cgi_add_col_time(struct json_object *o, const char *key, struct db_stmt *st,
 	jh_add_str(o, key, col_text(st, i));
 }
 
-/* is_online is "numeric": 0/1, though imported rows may say true/false. */
-bool
-cgi_col_bool(struct db_stmt *st, int i)
-{
-	const char *s;
-
-	switch (db_col_type(st, i)) {
-	case DB_INT:
-	case DB_REAL:
-		return db_col_int(st, i) != 0;
-	case DB_TEXT:
-		s = col_text(st, i);
-		return s != NULL &&
-		       (strcmp(s, "true") == 0 || strcmp(s, "1") == 0);
-	default:
-		return false;
-	}
-}
-
 struct json_object *
 cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 {
@@ -183,7 +164,7 @@ cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 	cgi_add_col_str(o, "extension", st, col + 3);
 	cgi_add_col_str(o, "status", st, col + 4);
 	cgi_add_col_str(o, "role", st, col + 5);
-	jh_add_bool(o, "is_online", cgi_col_bool(st, col + 6));
+	jh_add_bool(o, "is_online", db_col_bool(st, col + 6));
 	cgi_add_col_time(o, "last_login", st, col + 7);
 	cgi_add_col_time(o, "last_seen", st, col + 8);
 	cgi_add_col_time(o, "created_at", st, col + 9);
@@ -194,7 +175,7 @@ cgi_user_render(struct db_stmt *st, int col, bool with_updated)
 	 * for a browser closed without logging out until the sweep. */
 	stats_fresh_since((int64_t)time(NULL), fresh, sizeof(fresh));
 	jh_add_bool(o, "online",
-	    stats_online(cgi_col_bool(st, col + 6), db_col_text(st, col + 8),
+	    stats_online(db_col_bool(st, col + 6), db_col_text(st, col + 8),
 		fresh));
 	return o;
 }
@@ -387,7 +368,7 @@ cgi_notify_user_status(struct db *db, int64_t id, struct json_object **user,
 	 * not, so client_count and ws_connected say none, as upstream. */
 	jh_add_int(p, "client_count", 0);
 	cgi_add_col_str(p, "extension", st, CGI_COL_EXTENSION);
-	jh_add_bool(p, "is_online", cgi_col_bool(st, CGI_COL_IS_ONLINE));
+	jh_add_bool(p, "is_online", db_col_bool(st, CGI_COL_IS_ONLINE));
 	cgi_add_col_time(p, "last_seen", st, CGI_COL_LAST_SEEN);
 	cgi_add_col_str(p, "status", st, CGI_COL_STATUS);
 	jh_add_int(p, "timestamp", (int64_t)time(NULL));

@@ -68,9 +68,6 @@ struct json_object *cgi_user_render(struct db_stmt *st, int col,
  */
 void cgi_users_mark_sockets(struct http_req *req, struct json_object *list);
 
-/* A boolean column such as is_online (0/1, or "true"/"false" text). */
-bool cgi_col_bool(struct db_stmt *st, int col);
-
 /* Column i as a string member ("" when NULL), or as a time (its text as
  * stored, null when NULL). */
 void cgi_add_col_str(struct json_object *o, const char *key, struct db_stmt *st,

@@ -230,7 +230,7 @@ heartbeat(struct http_req *req, struct err *e)
 		goto rollback;
 	s = db_col_text(st, CGI_COL_STATUS);
 	snprintf(status, sizeof(status), "%s", s != NULL ? s : "");
-	online = cgi_col_bool(st, CGI_COL_IS_ONLINE);
+	online = db_col_bool(st, CGI_COL_IS_ONLINE);
 	db_reset(st);
 	promote = live && strcmp(status, "offline") == 0;
 	if (exec_id_now(db, Q_HEARTBEAT_SEEN, u->id, now, e) == -1 ||

@@ -251,6 +251,24 @@ db_col_len(struct db_stmt *st, int i)
 	return st->ops->col_len(st, i);
 }
 
+bool
+db_col_bool(struct db_stmt *st, int i)
+{
+	const char *s;
+
+	switch (db_col_type(st, i)) {
+	case DB_INT:
+	case DB_REAL:
+		return db_col_int(st, i) != 0;
+	case DB_TEXT:
+		s = db_col_text(st, i);
+		return s != NULL &&
+		       (strcmp(s, "true") == 0 || strcmp(s, "1") == 0);
+	default:
+		return false;
+	}
+}
+
 int
 db_changes(struct db *db)
 {

@@ -109,6 +109,9 @@ bool db_col_null(struct db_stmt *st, int i);
 int64_t db_col_int(struct db_stmt *st, int i);
 const char *db_col_text(struct db_stmt *st, int i);
 size_t db_col_len(struct db_stmt *st, int i);
+/* A flag column (is_online): a non-zero number, or the text "true" or
+ * "1" as rows imported from elsewhere may hold it. */
+bool db_col_bool(struct db_stmt *st, int i);
 
 /* Rows changed by the statement db_done last completed. */
 int db_changes(struct db *db);

@@ -694,25 +694,6 @@ json_time(struct run *r, const char *key, int i)
 	r->o->n = (size_t)(p - r->o->buf);
 }
 
-/* A boolean column such as is_online: 0/1, or "true"/"false" text. */
-static bool
-col_bool(struct db_stmt *st, int i)
-{
-	const char *s;
-
-	switch (db_col_type(st, i)) {
-	case DB_INT:
-	case DB_REAL:
-		return db_col_int(st, i) != 0;
-	case DB_TEXT:
-		s = db_col_text(st, i);
-		return s != NULL &&
-		       (strcmp(s, "true") == 0 || strcmp(s, "1") == 0);
-	default:
-		return false;
-	}
-}
-
 /* The nested User (contract §1.5, plus online) of the party whose user
  * columns start at c; the zero User with status "deleted" when the user
  * is gone, as the call history renders it. */
@@ -741,7 +722,7 @@ json_user(struct run *r, int c)
 	json_col(r, ",\"extension\":", c + 3, false);
 	json_col(r, ",\"status\":", c + 4, false);
 	json_col(r, ",\"role\":", c + 5, false);
-	is_online = col_bool(r->st, c + 6);
+	is_online = db_col_bool(r->st, c + 6);
 	if (is_online)
 		out_lit(o, ",\"is_online\":true");
 	else

@@ -384,13 +384,36 @@ fail:
 
 /* ---- presence ---- */
 
+/* u's sockets on the other live relays: 0 or more, -1 on error. */
+static int64_t
+sockets_elsewhere(struct relay *r, const struct roster_user *u,
+    struct err *e)
+{
+	struct db_stmt *st;
+	int64_t n = 0;
+	int rc;
+
+	if ((st = db_stmt(r->db, sql[Q_SOCKETS_LIVE], e)) == NULL)
+		return -1;
+	db_bind_int(st, 1, u->id);
+	db_bind_text(st, 2, r->cluster->id);
+	db_bind_int(st, 3, now_s() - CLUSTER_DEAD_S);
+	if ((rc = db_row(r->db, st, e)) == -1)
+		return -1;
+	if (rc == 1) {
+		n = db_col_int(st, 0);
+		db_reset(st);
+	}
+	return n;
+}
+
 int
 cluster_presence(struct relay *r, const struct roster_user *u, bool *online,
     bool *write, struct err *e)
 {
 	struct cluster *k = r->cluster;
+	int64_t elsewhere, now_online = 0;
 	struct db_stmt *st;
-	int64_t elsewhere = 0, now_online = 0;
 	int rc;
 
 	*online = u->nclients > 0;
@@ -404,19 +427,9 @@ cluster_presence(struct relay *r, const struct roster_user *u, bool *online,
 	db_bind_int(st, 2, u->id);
 	if (u->nclients > 0)
 		db_bind_int(st, 3, u->nclients);
-	if (db_done(r->db, st, e) == -1)
+	if (db_done(r->db, st, e) == -1 ||
+	    (elsewhere = sockets_elsewhere(r, u, e)) == -1)
 		return -1;
-	if ((st = db_stmt(r->db, sql[Q_SOCKETS_LIVE], e)) == NULL)
-		return -1;
-	db_bind_int(st, 1, u->id);
-	db_bind_text(st, 2, k->id);
-	db_bind_int(st, 3, now_s() - CLUSTER_DEAD_S);
-	if ((rc = db_row(r->db, st, e)) == -1)
-		return -1;
-	if (rc == 1) {
-		elsewhere = db_col_int(st, 0);
-		db_reset(st);
-	}
 	*online = u->nclients > 0 || elsewhere > 0;
 	/* What the row says decides, not what this relay last wrote:
 	 * another relay may have written since. */
@@ -436,29 +449,16 @@ cluster_presence(struct relay *r, const struct roster_user *u, bool *online,
 int64_t
 cluster_sockets_elsewhere(struct relay *r, const struct roster_user *u)
 {
-	struct cluster *k = r->cluster;
 	struct err e = { 0 };
-	struct db_stmt *st;
-	int64_t n = 0;
-	int rc;
+	int64_t n;
 
-	if (k == NULL)
+	if (r->cluster == NULL)
 		return 0;
-	if ((st = db_stmt(r->db, sql[Q_SOCKETS_LIVE], &e)) == NULL)
-		goto fail;
-	db_bind_int(st, 1, u->id);
-	db_bind_text(st, 2, k->id);
-	db_bind_int(st, 3, now_s() - CLUSTER_DEAD_S);
-	if ((rc = db_row(r->db, st, &e)) == -1)
-		goto fail;
-	if (rc == 1) {
-		n = db_col_int(st, 0);
-		db_reset(st);
+	if ((n = sockets_elsewhere(r, u, &e)) == -1) {
+		log_msg(LOG_WARN, "cluster sockets: %s", e.msg);
+		return 0;
 	}
 	return n;
-fail:
-	log_msg(LOG_WARN, "cluster sockets: %s", e.msg);
-	return 0;
 }
 
 /* ---- the end ---- */
