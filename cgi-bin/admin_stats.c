@@ -166,24 +166,6 @@ pb_write(void *arg, const char *buf, size_t len)
 	return printbuf_memappend(arg, buf, (int)len) < 0 ? -1 : 0;
 }
 
-/* An object that serializes as the given JSON text (copied). */
-static struct json_object *
-text_object(const char *text)
-{
-	struct json_object *o;
-	char *copy;
-
-	if (text == NULL || (copy = strdup(text)) == NULL)
-		return NULL;
-	if ((o = json_object_new_object()) == NULL) {
-		free(copy);
-		return NULL;
-	}
-	json_object_set_serializer(o, json_object_userdata_to_json_string, copy,
-	    json_object_free_userdata);
-	return o;
-}
-
 /* The newest calls as CallLogs, times as stored. */
 static struct json_object *
 recent_calls(struct db *db, struct err *e)
@@ -200,7 +182,7 @@ recent_calls(struct db *db, struct err *e)
 	}
 	if (export_call_logs(db, EXPORT_JSON, &f, NULL, pb_write, pb, NULL,
 		e) == 0 &&
-	    (o = text_object(pb->buf)) == NULL)
+	    (o = jh_verbatim(pb->buf)) == NULL)
 		err_set(e, ERR_INTERNAL, "out of memory");
 	printbuf_free(pb);
 	return o;

@@ -709,28 +709,6 @@ parties_free(struct parties *p)
 }
 
 /*
- * An object that serializes as text (JSON already, copied): json-c's
- * userdata serializer writes it as it is and frees it with the object.
- * NULL when out of memory.
- */
-static struct json_object *
-text_object(const char *text)
-{
-	struct json_object *o;
-	char *copy;
-
-	if (text == NULL || (copy = strdup(text)) == NULL)
-		return NULL;
-	if ((o = json_object_new_object()) == NULL) {
-		free(copy);
-		return NULL;
-	}
-	json_object_set_serializer(o, json_object_userdata_to_json_string, copy,
-	    json_object_free_userdata);
-	return o;
-}
-
-/*
  * o (taken) as an object that serializes as o's text, rendered once: a
  * party is written as often as its rows, and json-c would walk its tree
  * each time.
@@ -741,7 +719,7 @@ party_text(struct json_object *o)
 	struct json_object *t = NULL;
 
 	if (o != NULL)
-		t = text_object(jh_text(o, NULL));
+		t = jh_verbatim(jh_text(o, NULL));
 	json_object_put(o);
 	return t;
 }
@@ -897,7 +875,7 @@ log_page(struct db *db, struct db_stmt *st, struct err *e)
 	if (r != 0) /* stopped before the end: the statement is mid-page */
 		db_reset(st);
 	if (r == 0 && (printbuf_strappend(pb, "]") < 0 ||
-			  (page = text_object(pb->buf)) == NULL))
+			  (page = jh_verbatim(pb->buf)) == NULL))
 		r = -2;
 	if (r == -2)
 		err_set(e, ERR_INTERNAL, "out of memory");

@@ -562,3 +562,20 @@ jh_text(struct json_object *o, size_t *len)
 		*len = n;
 	return s;
 }
+
+struct json_object *
+jh_verbatim(const char *text)
+{
+	struct json_object *o;
+	char *copy;
+
+	if (text == NULL || (copy = strdup(text)) == NULL)
+		return NULL;
+	if ((o = json_object_new_object()) == NULL) {
+		free(copy);
+		return NULL;
+	}
+	json_object_set_serializer(o, json_object_userdata_to_json_string, copy,
+	    json_object_free_userdata);
+	return o;
+}

@@ -67,4 +67,11 @@ int jh_hex_digit(char c);
 /* Serialize without spaces; the string lives as long as o. */
 const char *jh_text(struct json_object *o, size_t *len);
 
+/*
+ * An object that serializes as text, which is JSON already (copied): a
+ * value rendered once and written as it is, however often it is placed.
+ * NULL when text is NULL or out of memory.
+ */
+struct json_object *jh_verbatim(const char *text);
+
 #endif
