@@ -143,7 +143,8 @@ parse_msg(struct ami_parser *p, size_t s, size_t end, struct ami_msg *m,
 	/* Names and values are handed out as C strings too: a NUL inside
 	 * would make them say less than their lengths (found by the fuzzer). */
 	if (memchr(line, '\0', (size_t)(last - line)) != NULL)
-		return err_set(e, ERR_INVALID, "ami message with a NUL skipped");
+		return err_set(e, ERR_INVALID,
+		    "ami message with a NUL skipped");
 	while (line < last) {
 		nl = memchr(line, '\n', (size_t)(last - line));
 		ve = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
@@ -189,7 +190,7 @@ parse_msg(struct ami_parser *p, size_t s, size_t end, struct ami_msg *m,
 			    strcasecmp(h->value, "start") == 0)
 				m->list = AMI_LIST_START;
 			else if (m->kind == AMI_EVENT &&
-			    strcasecmp(h->value, "Complete") == 0)
+				 strcasecmp(h->value, "Complete") == 0)
 				m->list = AMI_LIST_COMPLETE;
 		}
 	}
@@ -262,7 +263,8 @@ name_ok(const char *s)
 		return false;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-			(*s >= '0' && *s <= '9') || strchr("-_()/.", *s) != NULL))
+			(*s >= '0' && *s <= '9') ||
+			strchr("-_()/.", *s) != NULL))
 			return false;
 	return true;
 }

@@ -92,9 +92,9 @@ size_t ami_parse_feed(struct ami_parser *p, const char *buf, size_t len);
  * needed; -1 when a message was skipped, with e saying why: ERR_TOO_LARGE
  * (over msg_max bytes or header_max headers: the rest of it, up to its
  * empty line, is dropped as it arrives) or ERR_INVALID (a line without a
- * colon, a NUL byte, a message that is neither a response nor an event). After -1
- * parsing goes on with the next message; nothing a peer sends makes the
- * parser hold more than msg_max bytes.
+ * colon, a NUL byte, a message that is neither a response nor an event).
+ * After -1 parsing goes on with the next message; nothing a peer sends
+ * makes the parser hold more than msg_max bytes.
  */
 int ami_parse_next(struct ami_parser *p, struct ami_msg *m, struct err *e);
 
@@ -129,8 +129,8 @@ int ami_action_begin(struct ami_action *a, const char *action,
     const char *action_id, struct err *e);
 
 /* "<name>: <value>\r\n". */
-int ami_action_add(struct ami_action *a, const char *name,
-    const char *value, struct err *e);
+int ami_action_add(struct ami_action *a, const char *name, const char *value,
+    struct err *e);
 
 /* The empty line that ends the action. */
 int ami_action_end(struct ami_action *a, struct err *e);

@@ -14,7 +14,7 @@
  * client). The RECV blocks, joined, are the byte stream a client reads; a
  * block ends with the LF that precedes the next annotation.
  */
-#define TRANSCRIPT "tests/fixtures/ami-transcript.raw"
+#define TRANSCRIPT          "tests/fixtures/ami-transcript.raw"
 #define TRANSCRIPT_MESSAGES 472 /* 4 banners, 468 responses and events */
 
 struct blob {
@@ -30,8 +30,9 @@ read_file(const char *path)
 	long n;
 
 	if ((f = fopen(path, "rb")) == NULL) {
-		fprintf(stderr, "%s: cannot open (run from the top of the "
-				"tree)\n",
+		fprintf(stderr,
+		    "%s: cannot open (run from the top of the "
+		    "tree)\n",
 		    path);
 		exit(1);
 	}
@@ -67,8 +68,8 @@ transcript_stream(const struct blob *t, const char *dir)
 		i = eol + 1;
 		end = i;
 		while (end < t->len &&
-		    !(t->p[end - 1] == '\n' && t->len - end >= 5 &&
-			memcmp(t->p + end, "#### ", 5) == 0))
+		       !(t->p[end - 1] == '\n' && t->len - end >= 5 &&
+			   memcmp(t->p + end, "#### ", 5) == 0))
 			end++;
 		if (take) {
 			size_t n = end - i;
@@ -117,7 +118,7 @@ mix_field(struct digest *d, const char *s, size_t len)
 	if (len > 0)
 		d->h = (d->h ^ (unsigned char)s[0] ^
 			   ((uint64_t)(unsigned char)s[len - 1] << 8)) *
-		    1099511628211ULL;
+		       1099511628211ULL;
 }
 
 static void
@@ -195,7 +196,8 @@ test_transcript_fields(const struct blob *s)
 		CHECK(rc == 1);
 		if (n == 0) {
 			CHECK(m.kind == AMI_BANNER);
-			CHECK(strcmp(m.name, "Asterisk Call Manager/11.0.0") == 0);
+			CHECK(strcmp(m.name, "Asterisk Call Manager/11.0.0") ==
+			      0);
 			CHECK(m.nheaders == 0 && m.action_id == NULL);
 		} else if (n == 1) {
 			CHECK(m.kind == AMI_RESPONSE);
@@ -209,8 +211,8 @@ test_transcript_fields(const struct blob *s)
 			CHECK(m.kind == AMI_EVENT);
 			CHECK(strcmp(m.name, "FullyBooted") == 0);
 			CHECK(m.action_id == NULL);
-			CHECK(strcmp(ami_msg_get(&m, "Status"), "Fully Booted") ==
-			    0);
+			CHECK(strcmp(ami_msg_get(&m, "Status"),
+				  "Fully Booted") == 0);
 		}
 		if (m.kind == AMI_RESPONSE && m.action_id != NULL &&
 		    strcmp(m.action_id, "csc-idle") == 0) {
@@ -345,8 +347,7 @@ test_transcript_splits(const struct blob *s)
 			feed(p, s->p + i, s->len - i < n ? s->len - i : n, &d);
 		CHECK(same(&d, &ref));
 	}
-	printf("transcript: %zu bytes, same messages at every split\n",
-	    s->len);
+	printf("transcript: %zu bytes, same messages at every split\n", s->len);
 	ami_parser_free(p);
 }
 
@@ -376,15 +377,14 @@ expect_seq(size_t msg_max, size_t hmax, const char *text, size_t len,
 				if (rc == 1)
 					got[k++] = "BRE"[m.kind];
 				else
-					got[k++] = e.code == ERR_TOO_LARGE
-					    ? 'L'
-					    : 'x';
+					got[k++] =
+					    e.code == ERR_TOO_LARGE ? 'L' : 'x';
 			}
 		}
 		got[k] = '\0';
 		if (strcmp(got, want) != 0)
-			fprintf(stderr, "step %zu: got '%s', want '%s'\n",
-			    step, got, want);
+			fprintf(stderr, "step %zu: got '%s', want '%s'\n", step,
+			    got, want);
 		CHECK(strcmp(got, want) == 0);
 	}
 	ami_parser_free(p);
@@ -414,7 +414,8 @@ test_bounds(void)
 	/* A banner anywhere a message may start. */
 	EXPECT(0, 0,
 	    "Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n\r\n"
-	    "Asterisk Call Manager/11.0.0\r\nEvent: X\r\n\r\n", "BRBE");
+	    "Asterisk Call Manager/11.0.0\r\nEvent: X\r\n\r\n",
+	    "BRBE");
 	/* Garbage: a line without a colon, no Response/Event, an empty
 	 * header name; stray empty lines; bare LF line ends. */
 	EXPECT(0, 0,
@@ -471,18 +472,18 @@ test_action(const struct blob *sent)
 
 	/* The transcript's failed login, byte for byte. */
 	CHECK(ami_action_begin(&a, "Login", NULL, &e) == 0 &&
-	    ami_action_add(&a, "Username", "admin", &e) == 0 &&
-	    ami_action_add(&a, "Secret", "wrong", &e) == 0 &&
-	    ami_action_add(&a, "ActionID", "login-bad-1", &e) == 0 &&
-	    ami_action_end(&a, &e) == 0);
+	      ami_action_add(&a, "Username", "admin", &e) == 0 &&
+	      ami_action_add(&a, "Secret", "wrong", &e) == 0 &&
+	      ami_action_add(&a, "ActionID", "login-bad-1", &e) == 0 &&
+	      ami_action_end(&a, &e) == 0);
 	CHECK(a.len == 72 && sent->len > 72);
 	CHECK(memcmp(a.buf, sent->p, a.len) == 0);
 
 	CHECK(ami_action_begin(&a, "Ping", "ping-1", &e) == 0 &&
-	    ami_action_end(&a, &e) == 0);
+	      ami_action_end(&a, &e) == 0);
 	CHECK(a.len == 34);
-	CHECK(memcmp(a.buf, "Action: Ping\r\nActionID: ping-1\r\n\r\n", 34) ==
-	    0);
+	CHECK(
+	    memcmp(a.buf, "Action: Ping\r\nActionID: ping-1\r\n\r\n", 34) == 0);
 
 	/* CR or LF in a value cannot add a header; nothing is written. */
 	was = a.len;

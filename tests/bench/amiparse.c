@@ -62,8 +62,8 @@ recv_stream(const char *path, size_t *len)
 			;
 		take = eol - i >= 9 && memcmp(t + i + 5, "RECV", 4) == 0;
 		i = eol + 1;
-		for (end = i; end < n && !(t[end - 1] == '\n' &&
-				   n - end >= 5 && memcmp(t + end, "#### ", 5) == 0);
+		for (end = i; end < n && !(t[end - 1] == '\n' && n - end >= 5 &&
+					     memcmp(t + end, "#### ", 5) == 0);
 		     end++)
 			;
 		if (take) {
@@ -105,8 +105,8 @@ main(int argc, char **argv)
 		for (off = 0; off < len; off += got) {
 			n = len - off < READ_SIZE ? len - off : READ_SIZE;
 			for (got = 0; got < n;) {
-				got += ami_parse_feed(p, s + off + got,
-				    n - got);
+				got +=
+				    ami_parse_feed(p, s + off + got, n - got);
 				while ((rc = ami_parse_next(p, &m, &e)) != 0) {
 					if (rc == -1) {
 						errors++;
@@ -115,8 +115,8 @@ main(int argc, char **argv)
 					msgs++;
 					events += m.kind == AMI_EVENT;
 					sink += m.action_id != NULL;
-					sink += ami_msg_get(&m, "Uniqueid") !=
-					    NULL;
+					sink +=
+					    ami_msg_get(&m, "Uniqueid") != NULL;
 				}
 			}
 		}

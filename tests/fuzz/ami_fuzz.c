@@ -23,9 +23,8 @@ check_msg(const struct ami_msg *m)
 
 	if (m->name == NULL || strchr(m->name, '\n') != NULL)
 		abort();
-	if (m->kind == AMI_BANNER &&
-	    strncmp(m->name, AMI_BANNER_PREFIX,
-		sizeof(AMI_BANNER_PREFIX) - 1) != 0)
+	if (m->kind == AMI_BANNER && strncmp(m->name, AMI_BANNER_PREFIX,
+					 sizeof(AMI_BANNER_PREFIX) - 1) != 0)
 		abort();
 	for (i = 0; i < m->nheaders; i++) {
 		const struct ami_header *h = &m->headers[i];
@@ -56,8 +55,8 @@ check_builder(const uint8_t *data, size_t size)
 	memcpy(value, data, n);
 	value[n] = '\0';
 	rc = ami_action_begin(&a, "Originate", "f-1", &e) == 0 &&
-	    ami_action_add(&a, "Exten", value, &e) == 0 &&
-	    ami_action_end(&a, &e) == 0;
+	     ami_action_add(&a, "Exten", value, &e) == 0 &&
+	     ami_action_end(&a, &e) == 0;
 	if (strpbrk(value, "\r\n") != NULL) {
 		if (rc)
 			abort();
@@ -100,8 +99,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	chunk = (size_t)(data[0] & 0x3f) + 1;
-	p = ami_parser_new(data[0] & 0x40 ? 96 : 0, data[0] & 0x80 ? 4 : 0,
-	    &e);
+	p = ami_parser_new(data[0] & 0x40 ? 96 : 0, data[0] & 0x80 ? 4 : 0, &e);
 	if (p == NULL)
 		return 0;
 	data++;
@@ -114,7 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (rc == 1)
 				check_msg(&m);
 			else if (e.code != ERR_TOO_LARGE &&
-			    e.code != ERR_INVALID)
+				 e.code != ERR_INVALID)
 				abort();
 	}
 	ami_parser_free(p);
