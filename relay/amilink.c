@@ -105,6 +105,7 @@ struct amilink {
 
 	lws_sorted_usec_list_t sul_tick, sul_retry, sul_drain;
 	bool drain_scheduled;
+	bool dropping;    /* the last event was dropped */
 	unsigned attempt; /* failures since the last login, for the backoff */
 	int64_t ping_due_us;
 	bool ping_pending;
@@ -223,11 +224,17 @@ q_event(struct amilink *l, const struct ami_msg *m)
 	l->nevents++;
 	l->last_event_s = (int64_t)time(NULL);
 	if (!q_push(l, Q_EVENT, 0, m)) {
-		/* Logged on the first drop of a run, counted always. */
-		if (l->dropped++ == 0 || l->qcount == 0)
-			log_msg(LOG_WARN, "ami: event queue full, dropping");
+		/* Counted always, logged once per run of drops. */
+		l->dropped++;
+		if (!l->dropping)
+			log_msg(LOG_WARN,
+			    "ami: event queue full, dropping "
+			    "events (%" PRIu64 " so far)",
+			    l->dropped);
+		l->dropping = true;
 		return;
 	}
+	l->dropping = false;
 	drain_schedule(l);
 }
 
@@ -674,10 +681,15 @@ on_closed(struct amilink *l)
 	l->wsi = NULL;
 	l->close_now = false;
 	l->ping_pending = false;
+	/* Not up any more before anyone hears of it: an answer handler that
+	 * sends again gets ERR_UPSTREAM, and nothing it could queue would be
+	 * written ahead of the next connection's Login. */
+	if (was != L_STOPPED)
+		l->state = L_WAIT;
+	pending_fail_all(l, AMILINK_GONE);
 	explicit_bzero(l->out, LWS_PRE + AMILINK_OUT_MAX);
 	l->outlen = 0;
 	l->out_secret = false;
-	pending_fail_all(l, AMILINK_GONE);
 	if (was == L_STOPPED)
 		return;
 	if (was == L_UP) {
@@ -719,6 +731,7 @@ connect_addr(struct amilink *l, const struct addrinfo *ai)
 	ad.opaque = l;
 	l->state = L_CONNECTING;
 	ami_parser_reset(l->parser);
+	l->outlen = 0;
 	/* lws closes fd when it cannot adopt it. */
 	if ((l->wsi = lws_adopt_descriptor_vhost_via_info(&ad)) == NULL) {
 		log_msg(LOG_ERROR, "ami: cannot adopt the connection");

@@ -167,11 +167,13 @@ def test_ping_unanswered_reconnects(ami, start):
     wait_log(ami, system, r"^ami: resynced", count=2)
 
 
-def test_garbage_and_flood_do_not_break_the_link(ami, start):
+def test_garbage_twice_and_flood_do_not_break_the_link(ami, start):
     system = start(env=link_env(ami, AMI_EVENTS="call,cdr,dialplan"))
     wait_log(ami, system, r"^ami: resynced")
     ami.send_raw(b"\x00\x01 not ami\r\n\r\nEvent: Half")
     ami.send_raw(b"\r\n\r\n")
+    # A response twice: the second matches nothing and is ignored.
+    ami.twice.add("Ping")
     ami.flood(3000, 1.0, wait=True)
     n = ami.flooded
     pings = len(ami.actions_named("Ping"))
@@ -184,3 +186,4 @@ def test_garbage_and_flood_do_not_break_the_link(ami, start):
     assert h["events"] + h["events_dropped"] >= n
     assert h["messages_skipped"] >= 1
     assert h["last_event_at"] is not None
+    assert h["reconnects"] == 0 and h["actions_timed_out"] == 0
