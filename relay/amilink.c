@@ -102,8 +102,9 @@ struct amilink {
 	struct gaicb gai;
 	struct addrinfo gai_hints;
 	bool gai_busy;
+	struct addrinfo *ai, *ai_next; /* the host's addresses, the next one */
 
-	lws_sorted_usec_list_t sul_tick, sul_retry, sul_drain;
+	lws_sorted_usec_list_t sul_tick, sul_retry, sul_drain, sul_next;
 	bool drain_scheduled;
 	bool dropping;    /* the last event was dropped */
 	unsigned attempt; /* failures since the last login, for the backoff */
@@ -126,6 +127,14 @@ mono_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+addrs_free(struct amilink *l)
+{
+	if (l->ai != NULL)
+		freeaddrinfo(l->ai);
+	l->ai = l->ai_next = NULL;
 }
 
 static int
@@ -501,6 +510,7 @@ on_login(void *arg, enum amilink_result res, const struct ami_msg *m)
 		l->reconnects++;
 	l->logged_in_once = true;
 	l->attempt = 0;
+	addrs_free(l);
 	l->ping_due_us = mono_us() + (int64_t)l->ping_ms * 1000;
 	if (l->wsi != NULL)
 		lws_set_timeout(l->wsi, NO_PENDING_TIMEOUT, 0);
@@ -645,6 +655,16 @@ on_writeable(struct amilink *l)
 
 static void retry_cb(lws_sorted_usec_list_t *sul);
 static void tick_cb(lws_sorted_usec_list_t *sul);
+static void connect_next(struct amilink *l);
+
+static void
+next_cb(lws_sorted_usec_list_t *sul)
+{
+	struct amilink *l = lws_container_of(sul, struct amilink, sul_next);
+
+	if (l->state == L_WAIT)
+		connect_next(l);
+}
 
 static void
 retry_schedule(struct amilink *l)
@@ -700,13 +720,24 @@ on_closed(struct amilink *l)
 		    l->port);
 		health_log(l);
 		q_state(l, AMILINK_DOWN);
+	} else if (was == L_CONNECTING && l->ai_next != NULL) {
+		log_msg(LOG_WARN,
+		    "ami: cannot reach %s:%s at one of its "
+		    "addresses, trying the next",
+		    l->host, l->port);
+		/* On the next turn: not from inside this socket's close. */
+		lws_sul_schedule(l->ctx, 0, &l->sul_next, next_cb, 1);
+		return;
 	} else if (was == L_CONNECTING)
 		log_msg(LOG_WARN, "ami: cannot reach %s:%s", l->host, l->port);
+	addrs_free(l);
 	retry_schedule(l);
 }
 
-static void
-connect_addr(struct amilink *l, const struct addrinfo *ai)
+/* Start connecting to ai: 0 once lws has the socket (the outcome comes
+ * as RX or CLOSE), -1 when it failed at once (logged). */
+static int
+connect_one(struct amilink *l, const struct addrinfo *ai)
 {
 	lws_adopt_desc_t ad;
 	int fd;
@@ -720,8 +751,7 @@ connect_addr(struct amilink *l, const struct addrinfo *ai)
 		    strerror(errno));
 		if (fd != -1)
 			close(fd);
-		retry_schedule(l);
-		return;
+		return -1;
 	}
 	memset(&ad, 0, sizeof(ad));
 	ad.vh = l->vh;
@@ -735,12 +765,32 @@ connect_addr(struct amilink *l, const struct addrinfo *ai)
 	/* lws closes fd when it cannot adopt it. */
 	if ((l->wsi = lws_adopt_descriptor_vhost_via_info(&ad)) == NULL) {
 		log_msg(LOG_ERROR, "ami: cannot adopt the connection");
-		retry_schedule(l);
-		return;
+		return -1;
 	}
 	/* The banner and the login, in time, or the attempt is over. */
 	lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
 	    (l->timeout_ms + 999) / 1000 * 2);
+	return 0;
+}
+
+/*
+ * The next address of the host (a name may have several: "localhost" is
+ * often ::1 first while Asterisk listens on 127.0.0.1 only); none left:
+ * the backoff, then the name is resolved again.
+ */
+static void
+connect_next(struct amilink *l)
+{
+	const struct addrinfo *ai;
+
+	while ((ai = l->ai_next) != NULL) {
+		l->ai_next = ai->ai_next;
+		if (connect_one(l, ai) == 0)
+			return;
+	}
+	addrs_free(l);
+	l->state = L_WAIT;
+	retry_schedule(l);
 }
 
 static void
@@ -749,16 +799,18 @@ resolved(struct amilink *l, int rc)
 	struct addrinfo *ai = l->gai.ar_result;
 
 	l->gai_busy = false;
+	l->gai.ar_result = NULL;
 	if (rc != 0 || ai == NULL) {
+		if (ai != NULL)
+			freeaddrinfo(ai);
 		l->attempts++;
 		log_msg(LOG_WARN, "ami: cannot resolve '%s': %s", l->host,
 		    gai_strerror(rc));
 		retry_schedule(l);
-	} else
-		connect_addr(l, ai);
-	if (ai != NULL)
-		freeaddrinfo(ai);
-	l->gai.ar_result = NULL;
+		return;
+	}
+	l->ai = l->ai_next = ai;
+	connect_next(l);
 }
 
 static void
@@ -766,21 +818,22 @@ retry_cb(lws_sorted_usec_list_t *sul)
 {
 	struct amilink *l = lws_container_of(sul, struct amilink, sul_retry);
 	struct gaicb *list[1] = { &l->gai };
-	struct addrinfo *ai = NULL;
 	int rc;
 
 	if (l->state != L_WAIT)
 		return;
+	addrs_free(l);
 	memset(&l->gai_hints, 0, sizeof(l->gai_hints));
 	l->gai_hints.ai_family = AF_UNSPEC;
 	l->gai_hints.ai_socktype = SOCK_STREAM;
 	l->gai_hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	/* An address needs no resolver. */
-	if (getaddrinfo(l->host, l->port, &l->gai_hints, &ai) == 0) {
-		connect_addr(l, ai);
-		freeaddrinfo(ai);
+	if (getaddrinfo(l->host, l->port, &l->gai_hints, &l->ai) == 0) {
+		l->ai_next = l->ai;
+		connect_next(l);
 		return;
 	}
+	l->ai = NULL;
 	l->gai_hints.ai_flags = AI_NUMERICSERV;
 	memset(&l->gai, 0, sizeof(l->gai));
 	l->gai.ar_name = l->host;
@@ -938,6 +991,7 @@ amilink_stop(struct amilink *l)
 	lws_sul_cancel(&l->sul_tick);
 	lws_sul_cancel(&l->sul_retry);
 	lws_sul_cancel(&l->sul_drain);
+	lws_sul_cancel(&l->sul_next);
 	/* The consumer is going away: no answer reaches it any more. */
 	memset(&l->h, 0, sizeof(l->h));
 	for (size_t i = 0; i < AMILINK_PENDING_MAX; i++)
@@ -959,6 +1013,7 @@ amilink_free(struct amilink *l)
 		if (l->gai.ar_result != NULL)
 			freeaddrinfo(l->gai.ar_result);
 	}
+	addrs_free(l);
 	explicit_bzero(l->secret, sizeof(l->secret));
 	if (l->out != NULL)
 		explicit_bzero(l->out, LWS_PRE + AMILINK_OUT_MAX);

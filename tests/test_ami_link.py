@@ -187,3 +187,16 @@ def test_garbage_twice_and_flood_do_not_break_the_link(ami, start):
     assert h["messages_skipped"] >= 1
     assert h["last_event_at"] is not None
     assert h["reconnects"] == 0 and h["actions_timed_out"] == 0
+
+
+def test_host_name_resolved_without_blocking(ami, start):
+    system = start(env=link_env(ami, AMI_HOST="localhost"))
+    wait_log(ami, system, r"^ami: resynced")
+    assert ami.actions[0].name == "Login"
+
+
+def test_unresolvable_host_retried(ami, start):
+    system = start(env=link_env(ami, AMI_HOST="no-such-host.invalid"))
+    wait_log(ami, system, r"^ami: cannot resolve 'no-such-host\.invalid'",
+             count=2)
+    assert ami.connections == 0
