@@ -62,6 +62,9 @@ CGI_PROGS = $(patsubst cgi-bin/%.c,$(B)/cgi-bin/%,\
 RELAY_SRC = $(wildcard relay/*.c)
 CLI_SRC   = $(wildcard cli/*.c)
 BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
+# Test drivers of relay modules (tests/tools/NAME.c drives relay/NAME's
+# counterpart; amidrive: relay/amilink.c).
+TOOL_PROGS = $(B)/tests/tools/amidrive
 PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
 
 .PHONY: all deps run test check bench fuzz install clean headers \
@@ -114,6 +117,10 @@ $(B)/test/%_test: $(B)/lib/%_test.o $(B)/lib/libswitchboard.a
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(B)/lib/libswitchboard.a
 	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
+$(B)/tests/tools/amidrive: $(B)/tests/tools/amidrive.o $(B)/relay/amilink.o \
+    $(B)/lib/libswitchboard.a
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
+
 # Each header compiles alone.
 headers:
 	@mkdir -p $(B)/hdr
@@ -136,7 +143,7 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json \
 test:
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
-	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS)) \
+	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS) $(TOOL_PROGS)) \
 	    tests/browser/node_modules/.package-lock.json
 	@tests/run.sh build/san
 

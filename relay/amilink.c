@@ -40,8 +40,10 @@
 #define AMILINK_QUEUE_BYTES (1024 * 1024) /* events not yet consumed */
 #define AMILINK_QUEUE_SPARE 4096 /* kept for state changes: never dropped */
 #define AMILINK_DRAIN_MAX   512  /* events handed over per loop turn */
+#define AMILINK_DRAIN_US    5000 /* and no longer than this per turn */
 #define AMILINK_TICK_MS     100  /* timeouts, pings, the resolver */
 #define AMILINK_ID_MAX      32
+#define AMILINK_READ_MAX    (256 * 1024) /* bytes read per loop turn */
 #define AMILINK_ENTRY_HDR   8 /* u32 length, u8 kind, u8 state, 2 spare */
 
 enum link_state {
@@ -92,7 +94,8 @@ struct amilink {
 	size_t npending;
 	uint64_t next_id;
 
-	unsigned char *out; /* LWS_PRE, then outlen bytes to write */
+	char rbuf[16 * 1024]; /* reads beyond lws's own */
+	unsigned char *out;   /* LWS_PRE, then outlen bytes to write */
 	size_t outlen;
 	bool out_secret; /* out holds the Login's secret: wipe once written */
 
@@ -247,8 +250,13 @@ q_event(struct amilink *l, const struct ami_msg *m)
 	drain_schedule(l);
 }
 
-/* Hand queued entries to the consumer, a bounded number per loop turn so
- * a storm from Asterisk never starves the browsers' sockets. */
+/*
+ * Hand queued entries to the consumer, a bounded number and time per loop
+ * turn, so a storm from Asterisk never starves the browsers' sockets, and a
+ * slow consumer never keeps the link from reading: Asterisk disconnects a
+ * manager session it cannot write to (manager.conf writetimeout), so the
+ * link reads on and drops, counted, what the consumer cannot take.
+ */
 static void
 drain_cb(lws_sorted_usec_list_t *sul)
 {
@@ -256,11 +264,13 @@ drain_cb(lws_sorted_usec_list_t *sul)
 	struct err e = { 0 };
 	struct ami_msg m;
 	unsigned char *p;
+	int64_t t0 = mono_us();
 	uint32_t len;
 	int kind, st, done = 0;
 
 	l->drain_scheduled = false;
-	while (l->qhead < l->qtail && done++ < AMILINK_DRAIN_MAX) {
+	while (l->qhead < l->qtail && done++ < AMILINK_DRAIN_MAX &&
+	       ((done & 15) != 0 || mono_us() - t0 < AMILINK_DRAIN_US)) {
 		p = l->q + l->qhead;
 		memcpy(&len, p, 4);
 		kind = p[4];
@@ -604,7 +614,7 @@ on_message(struct amilink *l, const struct ami_msg *m)
 }
 
 static int
-on_rx(struct amilink *l, const char *in, size_t len)
+parse_bytes(struct amilink *l, const char *in, size_t len)
 {
 	struct err e = { 0 };
 	struct ami_msg m;
@@ -625,6 +635,38 @@ on_rx(struct amilink *l, const char *in, size_t len)
 			if (l->close_now)
 				return -1;
 		}
+	}
+	return 0;
+}
+
+/*
+ * What lws read, then what else the socket holds, up to AMILINK_READ_MAX
+ * a turn: lws reads one small buffer per turn, and a link that reads
+ * slower than Asterisk writes is one Asterisk drops (its writetimeout).
+ * Events beyond what the consumer takes are dropped in the queue, counted.
+ */
+static int
+on_rx(struct amilink *l, const char *in, size_t len)
+{
+	size_t total = len;
+	ssize_t n;
+	int fd;
+
+	if (parse_bytes(l, in, len) == -1)
+		return -1;
+	fd = (int)lws_get_socket_fd(l->wsi);
+	while (fd >= 0 && total < AMILINK_READ_MAX) {
+		n = recv(fd, l->rbuf, sizeof(l->rbuf), MSG_DONTWAIT);
+		if (n == 0)
+			return -1; /* Asterisk closed */
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ||
+				       errno == EINTR
+				   ? 0
+				   : -1;
+		total += (size_t)n;
+		if (parse_bytes(l, l->rbuf, (size_t)n) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -1049,6 +1091,8 @@ amilink_health_json(const struct amilink *l)
 		json_object_object_add(o, "last_event_at", NULL);
 	jh_add_int(o, "events", (int64_t)l->nevents);
 	jh_add_int(o, "events_dropped", (int64_t)l->dropped);
+	jh_add_int(o, "queued", (int64_t)l->qcount);
+	jh_add_int(o, "queued_bytes", (int64_t)(l->qtail - l->qhead));
 	jh_add_int(o, "actions_timed_out", (int64_t)l->timed_out);
 	jh_add_int(o, "messages_skipped", (int64_t)l->skipped);
 	jh_add_bool(o, "synced", l->synced);
