@@ -996,7 +996,10 @@ amilink_new(struct lws_context *ctx, const struct config *cfg,
 	snprintf(l->username, sizeof(l->username), "%s", cfg->ami_username);
 	memcpy(l->secret, cfg->ami_secret, sizeof(l->secret));
 	if ((l->parser = ami_parser_new(0, 0, e)) == NULL ||
-	    (l->qparser = ami_parser_new(0, 0, e)) == NULL)
+	    /* An entry written back with CRLF can outgrow a message that
+	     * came with bare LFs. */
+	    (l->qparser = ami_parser_new(2 * AMI_MSG_MAX_DEFAULT, 0, e)) ==
+		NULL)
 		goto fail;
 	if ((l->out = malloc(LWS_PRE + AMILINK_OUT_MAX)) == NULL ||
 	    (l->q = malloc(AMILINK_QUEUE_BYTES)) == NULL) {

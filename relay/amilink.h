@@ -91,7 +91,8 @@ bool amilink_ready(const struct amilink *l);
 /*
  * Queue an action: "Action: <action>", an ActionID the link chooses, then
  * headers, a NULL-terminated array of name, value pairs. fn (may be NULL)
- * gets its answers; timeout_ms 0: AMI_TIMEOUT_MS. ERR_UPSTREAM when the
+ * gets its answers; timeout_ms (0: AMI_TIMEOUT_MS) covers the whole
+ * answer, a list's last event included. ERR_UPSTREAM when the
  * link is not logged in (nothing is queued: the caller answers 503),
  * ERR_INVALID for a name or a value that would break the framing (CR or
  * LF), ERR_BUSY when too many actions are pending or the send buffer is

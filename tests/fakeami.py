@@ -512,10 +512,12 @@ class FakeAMI:
             self._cond.notify_all()
         self._reply(c, ("Response", "Success"), *idh,
                     ("Message", "Authentication accepted"))
-        # FullyBooted and SuccessfulAuth, as the transcript has them.
+        # FullyBooted and SuccessfulAuth, as the transcript has them (the
+        # account being the one that logged in).
         for m in self.tpl["login_ok"].messages:
             if "Event" in dict(m) and c.wants(m):
-                c.send(msg(*m))
+                c.send(msg(*[(k, self.username if k == "AccountID" else v)
+                             for k, v in m]))
         return None
 
     def _outcome(self, channel, exten):
