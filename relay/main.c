@@ -22,6 +22,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "relay/amilink.h"
 #include "relay/relay.h"
 
 /* Request headers of an upgrade, the token included. */
@@ -231,7 +232,8 @@ main(void)
 	}
 	if (vhosts_create(&r, ws_path, ctl_path) == -1)
 		goto out;
-	if (calls_init(&r, &e) == -1 || pump_init(&r, &e) == -1) {
+	if (calls_init(&r, &e) == -1 || pump_init(&r, &e) == -1 ||
+	    (r.ami = amilink_new(r.ctx, &r.cfg, NULL, NULL, &e)) == NULL) {
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
@@ -253,6 +255,7 @@ out:
 	signal(SIGINT, SIG_DFL);
 	signal_ctx = NULL;
 	r.stopping = true;
+	amilink_stop(r.ami);
 	pump_stop(&r);
 	calls_stop(&r);
 	presence_stop(&r);
@@ -266,6 +269,7 @@ out:
 		outbox_free(&r);
 		presence_free(&r);
 	}
+	amilink_free(r.ami);
 	sock_free(&r);
 	roster_free(&r);
 	db_close(r.db);

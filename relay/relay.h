@@ -199,6 +199,8 @@ struct relay {
 	struct call *calls;
 	size_t ncalls;
 
+	struct amilink *ami; /* amilink.c: the manager link (maybe disabled) */
+
 	struct relay_stats stats;
 };
 

@@ -45,6 +45,7 @@ TARGETS = {
     "fan_last_ms": {1000: 20.0, 10000: 200.0},
     "rss_per_conn_kib": 8.0,
     "rtt_p99_ms": 5.0,
+    "ami_events_per_s": 1_000_000,
 }
 
 
@@ -543,7 +544,19 @@ def registered_rss(system, procs, wsfan, port, users, registered=10000,
 
 # -- main ------------------------------------------------------------------------
 
-def summary(prof, ratio, logs_ratio, fans, rt):
+def ami_parse(build):
+    """lib/ami on one core: the captured transcript's received bytes, fed
+    in 16 KB reads again and again for 2 s."""
+    out = subprocess.run([str(build / "tests" / "bench" / "amiparse"),
+        str(REPO / "tests" / "fixtures" / "ami-transcript.raw"), "2"],
+        capture_output=True, text=True, check=True, cwd=REPO).stdout
+    f = out.split()
+    assert f[0] == "AMIPARSE", out
+    return {"events_per_s": float(f[1]), "msgs_per_s": float(f[2]),
+            "mb_per_s": float(f[3]), "errors": int(f[4])}
+
+
+def summary(prof, ratio, logs_ratio, fans, rt, ami=None):
     """Each target next to its figure (figures, not a verdict)."""
     rows = [("profile / trivial throughput", f"{ratio:.1%}",
              f">= {TARGETS['profile_vs_trivial']:.0%}",
@@ -564,6 +577,11 @@ def summary(prof, ratio, logs_ratio, fans, rt):
                      f"{f['per_conn_kib']:.2f} KiB",
                      f"<= {TARGETS['rss_per_conn_kib']:.0f} KiB",
                      f["per_conn_kib"] <= TARGETS["rss_per_conn_kib"]))
+    if ami is not None:
+        rows.append(("AMI events parsed per second",
+                     f"{ami['events_per_s']:,.0f}",
+                     f">= {TARGETS['ami_events_per_s']:,}",
+                     ami["events_per_s"] >= TARGETS["ami_events_per_s"]))
     if rt is not None:
         rows.append(("signalling round trip p99",
                      f"{rt['p99_us'] / 1000:.3f} ms",
@@ -601,6 +619,12 @@ def main():
     system = None
     say(f"switchboard bench: build {args.build}, {os.cpu_count()} CPUs, "
         f"nofile {nofile}, work {work}")
+    ami = ami_parse(build)
+    say("\n0. AMI codec (lib/ami, one core, the captured transcript in "
+        "16 KB reads)")
+    say(f"   {ami['events_per_s']:,.0f} events/s, {ami['msgs_per_s']:,.0f} "
+        f"messages/s, {ami['mb_per_s']:.0f} MB/s, {ami['errors']} errors "
+        f"(target >= {TARGETS['ami_events_per_s']:,} events/s)")
     try:
         # Many sockets per user and a signalling loop as fast as it can
         # go: the per-user cap and the inbound limits are off here.
@@ -726,7 +750,7 @@ def main():
         say(f"   relay RSS with {mr['registered']} registered users: "
             f"{mr['rss0_kib']} KiB at start, {mr['rss1_kib']} KiB with "
             f"{mr['connected']} connected")
-        summary(prof, ratio, logs_ratio, fans, rt)
+        summary(prof, ratio, logs_ratio, fans, rt, ami)
     finally:
         procs.stop_all()
         if system is not None:
