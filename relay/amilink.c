@@ -350,7 +350,8 @@ pending_fail_all(struct amilink *l, enum amilink_result res)
  */
 static int
 action_queue(struct amilink *l, const char *action, const char *const *hdrs,
-    int timeout_ms, amilink_reply_fn fn, void *arg, struct err *e)
+    int timeout_ms, amilink_reply_fn fn, void *arg, char *id_out,
+    size_t id_size, struct err *e)
 {
 	char id[AMILINK_ID_MAX];
 	struct ami_action a;
@@ -383,6 +384,8 @@ action_queue(struct amilink *l, const char *action, const char *const *hdrs,
 	p->arg = arg;
 	p->list_open = false;
 	l->npending++;
+	if (id_out != NULL && id_size > 0)
+		snprintf(id_out, id_size, "%s", id);
 	if (l->wsi != NULL)
 		lws_callback_on_writable(l->wsi);
 	return 0;
@@ -398,9 +401,25 @@ int
 amilink_send(struct amilink *l, const char *action, const char *const *headers,
     int timeout_ms, amilink_reply_fn fn, void *arg, struct err *e)
 {
+	return amilink_send_id(l, action, headers, timeout_ms, fn, arg, NULL,
+	    0, e);
+}
+
+int
+amilink_send_id(struct amilink *l, const char *action,
+    const char *const *headers, int timeout_ms, amilink_reply_fn fn,
+    void *arg, char *action_id, size_t size, struct err *e)
+{
 	if (l == NULL || l->state != L_UP)
 		return err_set(e, ERR_UPSTREAM, "Asterisk is not connected");
-	return action_queue(l, action, headers, timeout_ms, fn, arg, e);
+	return action_queue(l, action, headers, timeout_ms, fn, arg,
+	    action_id, size, e);
+}
+
+bool
+amilink_enabled(const struct amilink *l)
+{
+	return l != NULL && l->state != L_DISABLED;
 }
 
 void
@@ -528,7 +547,7 @@ on_login(void *arg, enum amilink_result res, const struct ami_msg *m)
 	    l->host, l->port, l->username, l->events);
 	health_log(l);
 	q_state(l, AMILINK_UP);
-	if (action_queue(l, "CoreShowChannels", csc, 0, on_resync, l, &e) ==
+	if (action_queue(l, "CoreShowChannels", csc, 0, on_resync, l, NULL, 0, &e) ==
 	    -1) {
 		log_msg(LOG_ERROR, "ami: CoreShowChannels: %s", e.msg);
 		l->close_now = true;
@@ -558,7 +577,7 @@ send_login(struct amilink *l)
 	struct err e = { 0 };
 
 	l->out_secret = true;
-	if (action_queue(l, "Login", hdrs, 0, on_login, l, &e) == -1) {
+	if (action_queue(l, "Login", hdrs, 0, on_login, l, NULL, 0, &e) == -1) {
 		/* The message names the header, never its value. */
 		log_msg(LOG_ERROR, "ami: cannot build the Login: %s", e.msg);
 		return -1;
@@ -915,7 +934,7 @@ tick_cb(lws_sorted_usec_list_t *sul)
 	}
 	if (l->state == L_UP && !l->ping_pending && now >= l->ping_due_us) {
 		l->ping_due_us = now + (int64_t)l->ping_ms * 1000;
-		if (action_queue(l, "Ping", none, 0, on_pong, l, &e) == 0)
+		if (action_queue(l, "Ping", none, 0, on_pong, l, NULL, 0, &e) == 0)
 			l->ping_pending = true;
 		else
 			log_msg(LOG_WARN, "ami: Ping: %s", e.msg);

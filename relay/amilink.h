@@ -2,6 +2,7 @@
 #define RELAY_AMILINK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct ami_msg;
@@ -101,6 +102,16 @@ bool amilink_ready(const struct amilink *l);
 int amilink_send(struct amilink *l, const char *action,
     const char *const *headers, int timeout_ms, amilink_reply_fn fn, void *arg,
     struct err *e);
+
+/* amilink_send, and the ActionID chosen into action_id (size bytes; may be
+ * NULL): an event answering the action later (OriginateResponse) carries
+ * it. */
+int amilink_send_id(struct amilink *l, const char *action,
+    const char *const *headers, int timeout_ms, amilink_reply_fn fn,
+    void *arg, char *action_id, size_t size, struct err *e);
+
+/* Whether the link is configured (AMI_HOST set), connected or not. */
+bool amilink_enabled(const struct amilink *l);
 
 /* Forget every pending answer for arg (its owner is going away): fn is
  * not called for them. */

@@ -201,6 +201,23 @@ relay_open(struct relay *r)
 	return 0;
 }
 
+/*
+ * The one place the AMI link is made: its events and state changes go to
+ * pbx.c, which keeps the calls' state from them. (A relay that is not to
+ * hold the link would get a disabled one here instead.)
+ */
+static int
+ami_start(struct relay *r, struct err *e)
+{
+	static const struct amilink_handlers h = {
+		.event = pbx_on_event,
+		.state = pbx_on_state,
+	};
+
+	return (r->ami = amilink_new(r->ctx, &r->cfg, &h, r, e)) == NULL ? -1
+									 : 0;
+}
+
 int
 main(void)
 {
@@ -233,7 +250,7 @@ main(void)
 	if (vhosts_create(&r, ws_path, ctl_path) == -1)
 		goto out;
 	if (calls_init(&r, &e) == -1 || pump_init(&r, &e) == -1 ||
-	    (r.ami = amilink_new(r.ctx, &r.cfg, NULL, NULL, &e)) == NULL) {
+	    pbx_init(&r, &e) == -1 || ami_start(&r, &e) == -1) {
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
@@ -270,6 +287,7 @@ out:
 		presence_free(&r);
 	}
 	amilink_free(r.ami);
+	pbx_free(&r);
 	sock_free(&r);
 	roster_free(&r);
 	db_close(r.db);
