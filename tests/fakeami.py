@@ -13,6 +13,9 @@ Outcomes of an Originate, chosen per extension (the device's in Channel
 first, then Exten) with `outcomes`, else `default_outcome`:
     answered    both legs answer, the call ends by itself (Hangup, Cdr)
     up          the call is answered and stays up until a Hangup action
+    ring        the device's dialplan Dials the target, which rings until a
+                Redirect of the dialing channel; then the rest of the
+                transcript's Dial section (answer, bridge, hang up)
     busy, no-answer, congestion, failed (no such extension),
     badtech     (an unknown channel technology: only OriginateResponse)
 
@@ -54,6 +57,7 @@ SECTION = {
     "queuestatus": "10.",
     "answered": "12.",
     "up": "15.",
+    "ring": "14.",
     "csc_live": "16.",
     "hangup": "19.",
     "failed": "22.",
@@ -62,8 +66,8 @@ SECTION = {
     "congestion": "22d.",
     "badtech": "22e.",
 }
-OUTCOMES = ("answered", "up", "busy", "no-answer", "congestion", "failed",
-            "badtech")
+OUTCOMES = ("answered", "up", "ring", "busy", "no-answer", "congestion",
+            "failed", "badtech")
 EXTEN_HEADERS = {"Exten", "Extension", "Destination", "LocalOneExten",
                  "LocalTwoExten"}
 UNIQUEID = re.compile(r"\b\d{10}\.\d+\b")
@@ -176,10 +180,11 @@ class Rewrite:
 
 
 class Call:
-    def __init__(self, rewrite, exten, channels):
+    def __init__(self, rewrite, exten, channels, rest=None):
         self.rewrite = rewrite
         self.exten = exten
         self.channels = channels  # live channel names
+        self.rest = rest  # ring: the messages a Redirect releases
 
 
 class Action:
@@ -479,6 +484,8 @@ class FakeAMI:
             return self._originate(c, a, aid)
         if name == "hangup":
             return self._hangup(c, a, aid, idh)
+        if name == "redirect":
+            return self._redirect(c, a, idh)
         if name == "coreshowchannels":
             return self._coreshowchannels(c, aid)
         if name == "queuestatus":
@@ -545,8 +552,35 @@ class FakeAMI:
                             and v.startswith(rw.channel + "-")})
             with self._lock:
                 self.calls.append(Call(rw, exten, chans))
-        threading.Thread(target=self._emit_all, args=(out[1:],),
+        events = out[1:]
+        if outcome == "ring":
+            # Up to the Dial that rings the target (it has a source).
+            i = next(i for i, m in enumerate(events)
+                     if dict(m).get("Event") == "DialBegin"
+                     and dict(m).get("Channel"))
+            events, rest = events[:i + 1], events[i + 1:]
+            chans = sorted({v for m in events for k, v in m
+                            if k in ("Channel", "DestChannel") and v})
+            with self._lock:
+                self.calls.append(Call(rw, exten, chans, rest))
+        threading.Thread(target=self._emit_all, args=(events,),
                          daemon=True).start()
+
+    def _redirect(self, c, a, idh):
+        chan = a.get("Channel", "")
+        with self._lock:
+            call = next((x for x in self.calls if x.rest is not None
+                         and chan in x.channels), None)
+            if call is not None:
+                self.calls.remove(call)
+        if call is None:
+            return self._reply(c, ("Response", "Error"), *idh,
+                               ("Message", "Channel specified does not "
+                                "exist"))
+        self._reply(c, ("Response", "Success"), *idh,
+                    ("Message", "Redirect successful"))
+        self._emit_all(call.rest)
+        return None
 
     def _emit_all(self, messages):
         for m in messages:

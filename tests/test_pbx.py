@@ -358,3 +358,46 @@ def test_secret_absent_from_logs(pbx):
     sb, ami = pbx
     for f in sorted(sb.log_dir.glob("*.log")):
         assert ami.secret not in f.read_text(errors="replace"), f
+
+
+def test_answer_redirects_the_ringing_leg(pbx):
+    sb, ami = pbx
+    a, b = sb.make_user(), sb.make_user()
+    ami.outcomes[a["extension"]] = "ring"
+    with connect_user(sb, a) as ca, connect_user(sb, b) as cb:
+        r = initiate(sb, a, b["extension"])
+        assert r.status_code == 200, r.text
+        call_id = r.json()["call_id"]
+        cb.wait_type("incoming_call", timeout=TIMEOUT, call_id=call_id)
+        # The target rings: the dialing channel is known once DialBegin
+        # is read, which the relay does a turn later.
+        def ringing():
+            with ami._lock:
+                return any(x.rest is not None for x in ami.calls)
+        ami.wait_for(ringing, what="the Dial ringing")
+        # Only the callee answers.
+        r = sb.req("POST", "/protected/call/answer", token=a["token"],
+                   json={"call_id": call_id})
+        expect(r, 404, {"error": "Active call not found"})
+        def answered():
+            r = sb.req("POST", "/protected/call/answer", token=b["token"],
+                       json={"channel": f"PJSIP/{a['extension']}"})
+            return r if r.status_code == 200 else None
+        r = wait(answered, what="answer accepted")
+        j = r.json()
+        assert j["call_id"] == call_id and j["success"] is True
+        assert j["message"] == "Call answered successfully"
+        red = ami.wait_for(lambda: ami.actions_named("Redirect"),
+                           what="Redirect")[-1]
+        assert red.get("Context") == "switchboard-answer"
+        assert red.get("Exten") == b["extension"]
+        assert red.get("Priority") == "1"
+        # The leg whose Dial rings the target, a live channel of the call.
+        assert red.get("Channel").startswith(f"PJSIP/{a['extension']}-")
+        for c in (ca, cb):
+            c.wait_type("call_status", timeout=TIMEOUT, call_id=call_id,
+                        status="connected")
+            c.wait_type("call_status", timeout=TIMEOUT, call_id=call_id,
+                        status="ended")
+    row = closed_row(sb, call_id)
+    assert row[1] == "ended" and row[3] == 16 and row[5] is not None
