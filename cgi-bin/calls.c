@@ -1017,18 +1017,23 @@ pbx_ask(const struct config *cfg, struct json_object *rq, struct err *e)
 	return NULL;
 }
 
-/* The call's two rows, in one transaction: *log_id. */
+/* The call's two rows, in one transaction: *log_id. ERR_RATE_LIMITED
+ * (nothing written) past CALL_ATTEMPTS_PER_MIN, as a WebRTC call. */
 static int
-pbx_rows_insert(struct db *db, int64_t caller, int64_t callee,
-    const char *call_id, int64_t *log_id, struct err *e)
+pbx_rows_insert(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t callee, const char *call_id, int64_t *log_id, struct err *e)
 {
 	struct db_stmt *st;
+	int64_t now_us;
 	char now[40];
 	int r;
 
 	if (db_begin(db, e) == -1)
 		return -1;
-	db_now(now, sizeof(now));
+	now_us = db_now_us();
+	if (attempts_check(db, cfg, caller, now_us, e) == -1)
+		goto fail;
+	db_time_format(now_us, now, sizeof(now));
 	if ((st = db_stmt(db, sql[Q_PBX_LOG_INSERT], e)) == NULL)
 		goto fail;
 	db_bind_int(st, 1, caller);
@@ -1105,7 +1110,7 @@ pbx_initiate(struct http_req *req, const struct auth_user *u,
 		db_reset(st);
 	}
 	if (pbx_call_id(call_id, sizeof(call_id), e) == -1 ||
-	    pbx_rows_insert(db, u->id, target_id, call_id, &log_id, e) == -1)
+	    pbx_rows_insert(db, cfg, u->id, target_id, call_id, &log_id, e) == -1)
 		return -1;
 	if ((rq = json_object_new_object()) != NULL) {
 		jh_add_str(rq, "op", "pbx_originate");
