@@ -46,6 +46,7 @@
 #define PBX_ID_MAX      64
 #define PBX_TXT_MAX     64
 #define PBX_CALLS_MAX   4096
+#define PBX_POOL_MAX    1024 /* channels waiting for their OriginateResponse */
 #define PBX_FIELD_MAX   128 /* one Cdr field as stored */
 #define US_PER_S        INT64_C(1000000)
 #define AST_STATE_UP    6
@@ -106,6 +107,7 @@ struct pbx_chan {
 	struct pbx_chan *next;
 	char name[PBX_CHAN_MAX];
 	char uid[PBX_UID_MAX];
+	char linkedid[PBX_UID_MAX];
 	bool up, seen;
 };
 
@@ -130,6 +132,11 @@ struct pbx_call {
 struct pbx {
 	struct pbx_call *calls;
 	size_t ncalls;
+	/* Channels of an originated device while several of its Originates
+	 * are unanswered: which call each is becomes known from the
+	 * OriginateResponse (its Uniqueid), so they wait here, by Linkedid. */
+	struct pbx_call pool;
+	size_t npool;
 	char template[PBX_CHAN_MAX]; /* ASTERISK_CHANNEL_TEMPLATE */
 	char context[80];            /* ASTERISK_CONTEXT */
 	char answer_context[80];     /* ASTERISK_ANSWER_CONTEXT */
@@ -268,6 +275,40 @@ chan_find(struct pbx *p, const char *uid, const char *name,
 	return NULL;
 }
 
+/* A channel waiting in the pool, or NULL. */
+static struct pbx_chan *
+pool_find(struct pbx *p, const char *uid, const char *name)
+{
+	struct pbx_chan *ch;
+
+	for (ch = p->pool.chans; ch != NULL; ch = ch->next)
+		if ((uid != NULL && uid[0] != '\0' &&
+			strcmp(ch->uid, uid) == 0) ||
+		    (name != NULL && name[0] != '\0' &&
+			strcmp(ch->name, name) == 0))
+			return ch;
+	return NULL;
+}
+
+/* The pool's channels of group linked move to call c. */
+static void
+pool_claim(struct pbx *p, struct pbx_call *c, const char *linked)
+{
+	struct pbx_chan **pp, *ch;
+
+	for (pp = &p->pool.chans; (ch = *pp) != NULL;) {
+		if (strcmp(ch->linkedid, linked) != 0) {
+			pp = &ch->next;
+			continue;
+		}
+		*pp = ch->next;
+		p->npool--;
+		ch->next = c->chans;
+		c->chans = ch;
+	}
+	snprintf(c->linkedid, sizeof(c->linkedid), "%s", linked);
+}
+
 /* Our call id in a ChanVariable header ("NAME=value", or the older
  * "ChanVariable(NAME): value"), or NULL. */
 static const char *
@@ -291,14 +332,19 @@ chanvar(const struct ami_msg *m, char *buf, size_t size)
 	return NULL;
 }
 
-/* The call a channel not yet known belongs to, or NULL. */
+/*
+ * The call a channel not yet known belongs to; &p->pool when it is an
+ * originated device's channel but which of several calls it is cannot be
+ * told yet; NULL when it is none of ours.
+ */
 static struct pbx_call *
 call_for_new(struct pbx *p, const struct ami_msg *m, const char *name)
 {
 	const char *linked = ami_msg_get(m, "Linkedid");
-	struct pbx_call *c, *oldest = NULL;
+	struct pbx_call *c, *cand = NULL;
+	struct pbx_chan *ch;
 	char var[PBX_ID_MAX];
-	size_t n;
+	size_t n, ncand = 0;
 
 	if (chanvar(m, var, sizeof(var)) != NULL &&
 	    (c = call_by_id(p, var)) != NULL)
@@ -309,10 +355,17 @@ call_for_new(struct pbx *p, const struct ami_msg *m, const char *name)
 			return c;
 		n = strlen(c->device);
 		if (c->linkedid[0] == '\0' && !c->originated && n > 0 &&
-		    strncmp(name, c->device, n) == 0 && name[n] == '-')
-			oldest = c; /* the list is newest first */
+		    strncmp(name, c->device, n) == 0 && name[n] == '-') {
+			cand = c;
+			ncand++;
+		}
 	}
-	return oldest;
+	for (ch = p->pool.chans; linked != NULL && ch != NULL; ch = ch->next)
+		if (strcmp(ch->linkedid, linked) == 0)
+			return &p->pool;
+	if (ncand == 1)
+		return cand;
+	return ncand > 1 ? &p->pool : NULL;
 }
 
 static struct pbx_chan *
@@ -327,6 +380,8 @@ chan_add(struct pbx_call *c, const char *name, const char *uid,
 	}
 	snprintf(ch->name, sizeof(ch->name), "%s", name);
 	snprintf(ch->uid, sizeof(ch->uid), "%s", uid != NULL ? uid : "");
+	snprintf(ch->linkedid, sizeof(ch->linkedid), "%s",
+	    linked != NULL ? linked : "");
 	ch->seen = true;
 	ch->next = c->chans;
 	c->chans = ch;
@@ -532,9 +587,22 @@ on_newchannel(struct relay *r, const struct ami_msg *m, bool resync)
 
 	if (name == NULL)
 		return;
+	if ((ch = pool_find(p, uid, name)) != NULL) {
+		ch->seen = true;
+		return;
+	}
 	if ((ch = chan_find(p, uid, name, &c)) == NULL) {
 		if ((c = call_for_new(p, m, name)) == NULL)
 			return;
+		if (c == &p->pool) {
+			if (p->npool >= PBX_POOL_MAX)
+				return;
+			if ((ch = chan_add(c, name, uid,
+				 ami_msg_get(m, "Linkedid"))) != NULL)
+				p->npool++;
+			p->pool.linkedid[0] = '\0'; /* the pool has many */
+			return;
+		}
 		if ((ch = chan_add(c, name, uid, ami_msg_get(m, "Linkedid"))) ==
 		    NULL)
 			return;
@@ -621,8 +689,20 @@ on_hangup(struct relay *r, const struct ami_msg *m)
 	struct pbx_call *c;
 
 	if ((ch = chan_find(r->pbx, ami_msg_get(m, "Uniqueid"),
-		 ami_msg_get(m, "Channel"), &c)) == NULL)
+		 ami_msg_get(m, "Channel"), &c)) == NULL) {
+		if ((ch = pool_find(r->pbx, ami_msg_get(m, "Uniqueid"),
+			 ami_msg_get(m, "Channel"))) != NULL) {
+			struct pbx_chan **pp;
+
+			for (pp = &r->pbx->pool.chans; *pp != ch;
+			     pp = &(*pp)->next)
+				;
+			*pp = ch->next;
+			r->pbx->npool--;
+			free(ch);
+		}
 		return;
+	}
 	cause_note(c, ami_msg_get(m, "Cause"), ami_msg_get(m, "Cause-txt"));
 	chan_remove(r->pbx, c, ch);
 	call_maybe_done(r, c);
@@ -634,7 +714,7 @@ on_originate_response(struct relay *r, const struct ami_msg *m)
 	const char *resp = ami_msg_get(m, "Response");
 	const char *uid = ami_msg_get(m, "Uniqueid");
 	const char *reason = ami_msg_get(m, "Reason");
-	struct pbx_call *c;
+	struct pbx_call *c, *owner;
 	struct pbx_chan *ch;
 	const char *txt = "";
 
@@ -650,8 +730,12 @@ on_originate_response(struct relay *r, const struct ami_msg *m)
 	if (resp != NULL && strcmp(resp, "Success") == 0) {
 		/* The device answered and runs the target's extension:
 		 * connected, as Asterisk's own CDR counts an originate. */
-		if (uid != NULL && (ch = chan_find(r->pbx, uid, NULL, &c)) ==
-				       NULL) {
+		if (uid != NULL && (ch = pool_find(r->pbx, uid, NULL)) != NULL)
+			pool_claim(r->pbx, c,
+			    ch->linkedid[0] != '\0' ? ch->linkedid : uid);
+		else if (uid != NULL &&
+			 chan_find(r->pbx, uid, NULL, &owner) == NULL &&
+			 ami_msg_get(m, "Channel") != NULL) {
 			if ((ch = chan_add(c, ami_msg_get(m, "Channel"), uid,
 				 uid)) != NULL)
 				ch->up = true;
@@ -801,6 +885,12 @@ pbx_on_state(void *arg, enum amilink_state s)
 		return;
 	switch (s) {
 	case AMILINK_RESYNC_BEGIN:
+		/* Unclaimed channels are listed again if they still live. */
+		while ((ch = p->pool.chans) != NULL) {
+			p->pool.chans = ch->next;
+			free(ch);
+		}
+		p->npool = 0;
 		for (c = p->calls; c != NULL; c = c->next)
 			for (ch = c->chans; ch != NULL; ch = ch->next)
 				ch->seen = false;
@@ -1305,6 +1395,12 @@ pbx_free(struct relay *r)
 			free(x);
 		}
 		free(c);
+	}
+	while (p->pool.chans != NULL) {
+		struct pbx_chan *x = p->pool.chans;
+
+		p->pool.chans = x->next;
+		free(x);
 	}
 	json_object_put(p->endpoints);
 	json_object_put(p->collecting);
