@@ -123,6 +123,7 @@ struct pbx_call {
 	int64_t log_id, caller_id, callee_id;
 	int64_t answered_us; /* 0: not answered */
 	bool originated;     /* OriginateResponse (or its failure) came */
+	bool reloaded;       /* left open by an earlier relay; no channels yet */
 	const char *outcome; /* when unanswered: busy, no-answer, failed */
 	int cause;
 	char cause_txt[PBX_TXT_MAX];
@@ -354,7 +355,10 @@ call_for_new(struct pbx *p, const struct ami_msg *m, const char *name)
 		    strcmp(c->linkedid, linked) == 0)
 			return c;
 		n = strlen(c->device);
-		if (c->linkedid[0] == '\0' && !c->originated && n > 0 &&
+		/* An unanswered Originate's device, or a call an earlier relay
+		 * left (its first resync finds its device's channel). */
+		if (c->linkedid[0] == '\0' && (!c->originated || c->reloaded) &&
+		    n > 0 &&
 		    strncmp(name, c->device, n) == 0 && name[n] == '-') {
 			cand = c;
 			ncand++;
@@ -905,6 +909,7 @@ pbx_on_state(void *arg, enum amilink_state s)
 				if (!ch->seen)
 					chan_remove(p, c, ch);
 			}
+			c->reloaded = false;
 			if (c->chans != NULL)
 				continue;
 			if (c->cause == 0)
@@ -1355,6 +1360,7 @@ load_open(struct relay *r, struct err *e)
 		    -1)
 			c->device[0] = '\0';
 		c->originated = true;
+		c->reloaded = true;
 		c->next = p->calls;
 		p->calls = c;
 		p->ncalls++;

@@ -25,6 +25,10 @@ flood(rate, seconds), send_raw(bytes) (garbage), login_delay_s,
 accept_logins=False (every Login fails), stop() and start() again on the
 same port (Asterisk down and back).
 
+channelvars (a set of names, as manager.conf's channelvars) adds
+"ChanVariable: NAME=value" to the originated channel's events for each
+such variable its Originate set.
+
 Every action received is recorded (self.actions) so a test can assert
 what was sent; Secret values are kept out of repr and logs.
 
@@ -145,6 +149,11 @@ class Rewrite:
         if variables:
             k, _, v = variables[0].partition("=")
             self.vars = {"LABVAR": k, "hello": v}
+        # manager.conf's channelvars: the originated channel's events
+        # carry "ChanVariable: NAME=value" for each of these it has.
+        given = dict(x.partition("=")[::2] for x in variables or [])
+        self.chanvars = [f"{k}={given[k]}" for k in sorted(fake.channelvars)
+                         if k in given]
         # The template's channel suffix: Local/1000@default-0000000b;1
         for m_ in tpl.messages:
             for k, v in m_:
@@ -175,8 +184,19 @@ class Rewrite:
         return self.uid[old]
 
     def apply(self, messages, action_ids):
-        return [[(k, self.value(k, v, action_ids)) for k, v in m]
-                for m in messages]
+        out = [[(k, self.value(k, v, action_ids)) for k, v in m]
+               for m in messages]
+        if self.chanvars:
+            out = [m + [("ChanVariable", cv) for cv in self.chanvars]
+                   if self.originated(m) else m for m in out]
+        return out
+
+    def originated(self, m):
+        """Whether m is an event of the originated channel (Local's ;1)."""
+        d = dict(m)
+        ch = d.get("Channel", "")
+        return ("Event" in d and ch.startswith(self.channel + "-")
+                and not ch.endswith(";2"))
 
 
 class Call:
@@ -268,6 +288,7 @@ class FakeAMI:
         self.tpl = templates or load_templates()
         self.outcomes = {}
         self.default_outcome = "answered"
+        self.channelvars = set()
         self.accept_logins = True
         self.login_delay_s = 0.0
         self.event_gap_s = 0.0

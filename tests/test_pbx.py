@@ -401,3 +401,73 @@ def test_answer_redirects_the_ringing_leg(pbx):
                         status="ended")
     row = closed_row(sb, call_id)
     assert row[1] == "ended" and row[3] == 16 and row[5] is not None
+
+
+def test_concurrent_calls_of_one_device(pbx):
+    """Several Originates of one device at once: each call gets its own
+    channels (the OriginateResponse names them), and each hangup reaches
+    its own."""
+    sb, ami = pbx
+    a = sb.make_user()
+    peers = [sb.make_user() for _ in range(5)]
+    ami.outcomes[a["extension"]] = "up"
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(5) as ex:
+        rs = list(ex.map(lambda p: initiate(sb, a, p["extension"]), peers))
+    ids = []
+    for r in rs:
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["call_id"])
+    for cid in ids:
+        wait(lambda: log_row(sb, cid)[1] == "answered", what="answered")
+    seen = set()
+    for cid in ids:
+        n = len(ami.actions_named("Hangup"))
+        j = expect(sb.req("POST", "/protected/call/hangup",
+                          token=a["token"], json={"call_id": cid}), 200)
+        chans = set(j["channels"])
+        assert chans and not chans & seen, (chans, seen)
+        seen |= chans
+        sent = ami.wait_for(lambda: ami.actions_named("Hangup")[n:],
+                            what="Hangup")
+        assert {h.get("Channel") for h in sent} <= chans
+        row = closed_row(sb, cid)
+        assert row[1] == "ended" and row[3] == 16
+    assert not sb.sql("SELECT 1 FROM active_calls WHERE caller_id = ?",
+                      (a["id"],))
+
+
+@pytest.mark.parametrize("chanvars", [True, False])
+def test_relay_restart_keeps_live_calls(pbx, chanvars):
+    """A relay that restarts mid-call takes its open calls back from the
+    database; the resync finds the live one's channels (by the call id
+    variable, or by its device) and closes the one that ended meanwhile."""
+    sb, ami = pbx
+    ami.channelvars = {"SWITCHBOARD_CALL_ID"} if chanvars else set()
+    try:
+        a, b, c, d = (sb.make_user() for _ in range(4))
+        with connect_user(sb, a) as ca:
+            kept = up_call(sb, ami, a, b, ca)
+        with connect_user(sb, c) as cc:
+            gone = up_call(sb, ami, c, d, cc)
+        sb.relay_kill()
+        with ami._lock:
+            ami.calls = [x for x in ami.calls
+                         if not any(ch.startswith(f"PJSIP/{c['extension']}-")
+                                    for ch in x.channels)]
+        logins = ami.logins
+        sb.relay_start()
+        ami.wait_for(lambda: ami.logins > logins, what="a new login")
+        row = closed_row(sb, gone)
+        assert row[1] == "ended" and "gone" in row[4]
+        assert log_row(sb, kept)[1] == "answered"
+        assert sb.sql("SELECT 1 FROM active_calls WHERE channel = ?",
+                      (kept,))
+        j = expect(sb.req("POST", "/protected/call/hangup", token=a["token"],
+                          json={"call_id": kept}), 200)
+        assert j["channels"] and all(
+            ch.startswith(f"PJSIP/{a['extension']}-") for ch in j["channels"])
+        row = closed_row(sb, kept)
+        assert row[1] == "ended" and row[3] == 16
+    finally:
+        ami.channelvars = set()
