@@ -1183,6 +1183,10 @@ pbx_hangup(struct http_req *req, const struct auth_user *u,
 	jh_add_str(o, "channel", s != NULL ? s : "");
 	if (json_object_object_get_ex(reply, "channels", &v))
 		json_object_object_add(o, "channels", json_object_get(v));
+	/* No channel known yet: each is hung up as Asterisk reports it. */
+	jh_add_bool(o, "pending",
+	    json_object_object_get_ex(reply, "pending", &v) &&
+		json_object_get_boolean(v));
 	jh_add_int(o, "duration",
 	    json_object_object_get_ex(reply, "duration", &v)
 		? json_object_get_int64(v)

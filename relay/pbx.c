@@ -124,6 +124,7 @@ struct pbx_call {
 	int64_t answered_us; /* 0: not answered */
 	bool originated;     /* OriginateResponse (or its failure) came */
 	bool reloaded;       /* left open by an earlier relay; no channels yet */
+	bool hangup_wanted;  /* hung up over REST: each channel that comes */
 	const char *outcome; /* when unanswered: busy, no-answer, failed */
 	int cause;
 	char cause_txt[PBX_TXT_MAX];
@@ -151,6 +152,8 @@ struct pbx {
 	char endpoints_error[PBX_TXT_MAX];
 	struct json_object *collecting; /* endpoints being listed */
 };
+
+static void chan_joined(struct pbx_call *c, const struct pbx_chan *ch);
 
 /* -- writes (inside the outbox's transaction) --------------------------- */
 
@@ -306,6 +309,7 @@ pool_claim(struct pbx *p, struct pbx_call *c, const char *linked)
 		p->npool--;
 		ch->next = c->chans;
 		c->chans = ch;
+		chan_joined(c, ch);
 	}
 	snprintf(c->linkedid, sizeof(c->linkedid), "%s", linked);
 }
@@ -372,6 +376,31 @@ call_for_new(struct pbx *p, const struct ami_msg *m, const char *name)
 	return ncand > 1 ? &p->pool : NULL;
 }
 
+static void on_action_reply(void *arg, enum amilink_result res,
+    const struct ami_msg *m);
+
+/* AMI Hangup of one of c's channels. */
+static int
+chan_hangup(struct pbx_call *c, const struct pbx_chan *ch, struct err *e)
+{
+	const char *const hdrs[] = { "Channel", ch->name, "Cause", "16", NULL };
+
+	return amilink_send(c->r->ami, "Hangup", hdrs, 0, on_action_reply, c,
+	    e);
+}
+
+/* A channel joined c: a call hung up before its channels were known
+ * loses this one at once. */
+static void
+chan_joined(struct pbx_call *c, const struct pbx_chan *ch)
+{
+	struct err e = { 0 };
+
+	if (c->hangup_wanted && c->r != NULL && chan_hangup(c, ch, &e) == -1)
+		log_msg(LOG_WARN, "call %s: hangup of %s: %s", c->call_id,
+		    ch->name, e.msg);
+}
+
 static struct pbx_chan *
 chan_add(struct pbx_call *c, const char *name, const char *uid,
     const char *linked)
@@ -391,6 +420,7 @@ chan_add(struct pbx_call *c, const char *name, const char *uid,
 	c->chans = ch;
 	if (c->linkedid[0] == '\0' && linked != NULL)
 		snprintf(c->linkedid, sizeof(c->linkedid), "%s", linked);
+	chan_joined(c, ch);
 	return ch;
 }
 
@@ -1165,12 +1195,11 @@ pbx_ctl_hangup(struct relay *r, struct json_object *rq)
 		json_object_put(o);
 		return NULL;
 	}
+	/* Channels not known yet (the Originate's events are still coming)
+	 * are hung up as they come. */
+	c->hangup_wanted = true;
 	for (x = c->chans; x != NULL; x = x->next) {
-		const char *const hdrs[] = { "Channel", x->name, "Cause", "16",
-			NULL };
-
-		if (amilink_send(r->ami, "Hangup", hdrs, 0, on_action_reply, c,
-			&e) == -1) {
+		if (chan_hangup(c, x, &e) == -1) {
 			json_object_put(arr);
 			json_object_put(o);
 			return reply_new(false, e.msg, "unavailable");
@@ -1182,6 +1211,7 @@ pbx_ctl_hangup(struct relay *r, struct json_object *rq)
 	jh_add_int(o, "duration",
 	    c->answered_us != 0 ? (db_now_us() - c->answered_us) / US_PER_S
 				: 0);
+	jh_add_bool(o, "pending", c->chans == NULL);
 	json_object_object_add(o, "channels", arr);
 	return o;
 }

@@ -289,6 +289,7 @@ class FakeAMI:
         self.outcomes = {}
         self.default_outcome = "answered"
         self.channelvars = set()
+        self.originate_delay_s = 0.0  # before an Originate's events
         self.accept_logins = True
         self.login_delay_s = 0.0
         self.event_gap_s = 0.0
@@ -584,8 +585,13 @@ class FakeAMI:
                             if k in ("Channel", "DestChannel") and v})
             with self._lock:
                 self.calls.append(Call(rw, exten, chans, rest))
-        threading.Thread(target=self._emit_all, args=(events,),
+        threading.Thread(target=self._emit_later, args=(events,),
                          daemon=True).start()
+
+    def _emit_later(self, messages):
+        if self.originate_delay_s:
+            time.sleep(self.originate_delay_s)
+        self._emit_all(messages)
 
     def _redirect(self, c, a, idh):
         chan = a.get("Channel", "")

@@ -6,6 +6,7 @@ drops, 503 when Asterisk is away, an event flood while browsers receive,
 and the AMI secret kept out of every log and reply."""
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 
@@ -354,10 +355,23 @@ def test_flood_while_browsers_receive(start):
         ami.stop()
 
 
-def test_secret_absent_from_logs(pbx):
+def test_secret_absent_from_logs_and_listing(pbx):
     sb, ami = pbx
-    for f in sorted(sb.log_dir.glob("*.log")):
+    logs = sorted(sb.log_dir.glob("*.log"))
+    assert logs
+    for f in logs:
         assert ami.secret not in f.read_text(errors="replace"), f
+    # Nor in any program's command line (ps shows those to every user).
+    for name in sb.procs:
+        pid = sb.pid(name)
+        if pid is None:
+            continue
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert ami.secret.encode() not in cmd, name
+    # Nor in a reply that describes the link.
+    for path in ("/protected/diagnostics", "/protected/test-asterisk"):
+        r = sb.req("GET", path, token=sb.admin_token())
+        assert r.status_code == 200 and ami.secret not in r.text, path
 
 
 def test_answer_redirects_the_ringing_leg(pbx):
@@ -471,3 +485,27 @@ def test_relay_restart_keeps_live_calls(pbx, chanvars):
         assert row[1] == "ended" and row[3] == 16
     finally:
         ami.channelvars = set()
+
+
+def test_hangup_before_the_channels_are_known(pbx):
+    """A hangup that comes before Asterisk's first event of the call: each
+    channel is hung up as it appears, and the call ends."""
+    sb, ami = pbx
+    a, b = sb.make_user(), sb.make_user()
+    ami.outcomes[a["extension"]] = "up"
+    ami.originate_delay_s = 1.0
+    try:
+        r = initiate(sb, a, b["extension"])
+        assert r.status_code == 200, r.text
+        call_id = r.json()["call_id"]
+        n = len(ami.actions_named("Hangup"))
+        j = expect(sb.req("POST", "/protected/call/hangup", token=a["token"],
+                          json={"call_id": call_id}), 200)
+        assert j["pending"] is True and j["channels"] == []
+        sent = ami.wait_for(lambda: ami.actions_named("Hangup")[n:],
+                            what="Hangup as the channels come")
+        assert sent[0].get("Channel").startswith(f"PJSIP/{a['extension']}-")
+        row = closed_row(sb, call_id)
+        assert row[1] in ("ended", "failed"), row
+    finally:
+        ami.originate_delay_s = 0.0
