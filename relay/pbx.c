@@ -151,6 +151,7 @@ struct pbx {
 	struct json_object *endpoints; /* the last PJSIPShowEndpoints, or NULL */
 	char endpoints_error[PBX_TXT_MAX];
 	struct json_object *collecting; /* endpoints being listed */
+	bool listing; /* a PJSIPShowEndpoints is out: one at a time */
 };
 
 static void chan_joined(struct pbx_call *c, const struct pbx_chan *ch);
@@ -850,6 +851,9 @@ on_endpoints(void *arg, enum amilink_result res, const struct ami_msg *m)
 	struct json_object *o;
 	const char *v;
 
+	if (res != AMILINK_ITEM && !(res == AMILINK_RESPONSE &&
+					  m->list == AMI_LIST_START))
+		p->listing = false; /* the answer is complete */
 	switch (res) {
 	case AMILINK_RESPONSE:
 		if (strcmp(m->name, "Success") != 0) {
@@ -900,9 +904,13 @@ endpoints_refresh(struct relay *r)
 {
 	struct err e = { 0 };
 
+	if (r->pbx->listing)
+		return;
 	if (amilink_send(r->ami, "PJSIPShowEndpoints", NULL, 0, on_endpoints,
 		r, &e) == -1)
 		log_msg(LOG_DEBUG, "endpoints: %s", e.msg);
+	else
+		r->pbx->listing = true;
 }
 
 /* -- the link's state ---------------------------------------------------- */

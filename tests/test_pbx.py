@@ -302,6 +302,13 @@ def test_diagnostics_and_probes(pbx):
     assert d["ami_status"] == "connected"
     assert d["ami"]["connected"] is True
     assert ami.secret not in str(d)
+    # The fake has no PJSIP: the endpoint listing's refusal is reported.
+    def refused():
+        d = sb.req("GET", "/protected/diagnostics", token=u["token"]).json()
+        return [e for e in d["diagnostics"]["errors"]
+                if "unknown command" in e]
+    wait(refused, what="the endpoint listing's refusal")
+    assert ami.actions_named("PJSIPShowEndpoints")
     assert ami_state(sb) == "connected"
     r = sb.req("GET", "/protected/test-asterisk", token=u["token"])
     res = expect(r, 200)["results"]
