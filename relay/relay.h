@@ -31,6 +31,8 @@ struct json_object;
  *   presence.c who is online, coalesced per user; the stale sweep
  *   pump.c     the notify stream: live delivery, revocations, retention
  *   calls.c    live WebRTC calls
+ *   amilink.c  the AMI manager link (one per relay, made in main.c)
+ *   pbx.c      calls through Asterisk: state from the link's events
  *   ws.c, ctlsrv.c, main.c: the two protocols and the process
  */
 
