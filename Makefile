@@ -5,6 +5,8 @@
 #   make run     the whole system on http://$HOST:$PORT until Ctrl-C
 #   make test    sanitized build into build/san, unit and end-to-end tests
 #   make bench   throughput and latency figures (not a test)
+#   make fuzz    libFuzzer on the AMI parser for FUZZ_SECONDS (not a test;
+#                installs clang)
 #   make fresh-check  `make run` and `make test` in a fresh Debian 12 root
 # run, test and bench install the packages first, then build in a second
 # make: pkg-config is asked when a Makefile is read, so the make that
@@ -46,6 +48,8 @@ APT_TEST  = python3 python3-pytest python3-requests python3-websocket \
 APT_NODE != command -v npm >/dev/null 2>&1 || echo nodejs npm
 APT_BENCH = wrk
 APT_ALL   = $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE) $(APT_BENCH)
+# Only for make fuzz: clang and its libFuzzer runtime.
+APT_FUZZ  = clang libclang-rt-14-dev
 # Only for make fresh-check, on the machine that runs it.
 APT_FRESH = debootstrap curl python3
 
@@ -60,10 +64,13 @@ CGI_PROGS = $(patsubst cgi-bin/%.c,$(B)/cgi-bin/%,\
 RELAY_SRC = $(wildcard relay/*.c)
 CLI_SRC   = $(wildcard cli/*.c)
 BENCH_PROGS = $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(wildcard tests/bench/*.c))
+# Test drivers of relay modules (tests/tools/NAME.c drives relay/NAME's
+# counterpart; amidrive: relay/amilink.c).
+TOOL_PROGS = $(B)/tests/tools/amidrive
 PROGS     = $(CGI_PROGS) $(B)/bin/switchboard-relay $(B)/bin/switchboard
 
-.PHONY: all deps run test check bench install clean headers fresh-check \
-        deps-run deps-test deps-bench
+.PHONY: all deps run test check bench fuzz install clean headers \
+        fresh-check deps-run deps-test deps-bench deps-fuzz
 .SECONDARY:
 all: $(PROGS)
 
@@ -76,6 +83,8 @@ deps-test:
 	@cli/deps.sh $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_NODE)
 deps-bench:
 	@cli/deps.sh $(APT_BUILD) $(APT_RUN) $(APT_TEST) $(APT_BENCH)
+deps-fuzz:
+	@cli/deps.sh $(APT_FUZZ) python3
 
 $(B)/gen/migrations.c: $(sort $(wildcard sql/*.sql)) $(wildcard sql/pg/*.sql) \
     sql/embed.sh
@@ -115,6 +124,10 @@ $(B)/test/%_test: $(B)/lib/%_test.o $(B)/lib/libswitchboard.a
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(B)/lib/libswitchboard.a
 	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
 
+$(B)/tests/tools/amidrive: $(B)/tests/tools/amidrive.o $(B)/relay/amilink.o \
+    $(B)/lib/libswitchboard.a
+	$(CC) $(SB_LDFLAGS) $^ $(SB_LDLIBS) -o $@
+
 # Each header compiles alone.
 headers:
 	@mkdir -p $(B)/hdr
@@ -137,7 +150,7 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json \
 test:
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory B=build/san MODE=san headers all \
-	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS)) \
+	    $(patsubst $(B)/%,build/san/%,$(LIB_TESTS) $(TOOL_PROGS)) \
 	    tests/browser/node_modules/.package-lock.json
 	@tests/run.sh build/san
 
@@ -147,6 +160,23 @@ bench:
 	@$(MAKE) --no-print-directory deps-bench
 	@$(MAKE) --no-print-directory all $(BENCH_PROGS)
 	@tests/bench/run.sh $(B)
+
+# The AMI parser under libFuzzer with ASan and UBSan, seeded from the
+# captured transcript, for a bounded time. Its own build directory: the
+# fuzzer's instrumentation is clang's and not the project's flags
+# (clang also flags err.c's va_list format, which gcc accepts).
+FUZZ_SECONDS ?= 60
+FUZZ_SRC = tests/fuzz/ami_fuzz.c lib/ami.c lib/err.c
+fuzz:
+	@$(MAKE) --no-print-directory deps-fuzz
+	@$(MAKE) --no-print-directory build/fuzz/ami_fuzz
+	@tests/fuzz/run.sh build/fuzz/ami_fuzz $(FUZZ_SECONDS)
+
+build/fuzz/ami_fuzz: $(FUZZ_SRC) lib/ami.h lib/err.h
+	@mkdir -p $(dir $@)
+	clang -std=c11 $(WARN) -Wno-format-nonliteral -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. \
+	    $(FUZZ_SRC) -o $@
 
 # A fresh Debian 12 root (debootstrap, cached outside the clone), a clean
 # clone of HEAD in it, the README's make run until /health answers, then

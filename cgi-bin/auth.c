@@ -52,10 +52,51 @@ static const struct jh_field register_fields[] = {
 	USERS_FIELD_EXTENSION(struct users_new, true),
 };
 
+/*
+ * GET /health?detail=1 adds "ami": the manager link's state as the relay
+ * reports it ("connected", "disconnected", "not configured", or "unknown"
+ * when the relay does not answer), with its reconnect count and the time
+ * of its last change. Nothing else of the link (no host, no user) is
+ * shown to an unauthenticated caller.
+ */
+static void
+health_detail(struct http_req *req, struct json_object *o)
+{
+	struct json_object *rq, *reply = NULL, *ami, *h, *v;
+	struct err e = { 0 };
+	const char *state = "unknown";
+
+	if ((rq = json_object_new_object()) == NULL ||
+	    (ami = json_object_new_object()) == NULL) {
+		json_object_put(rq);
+		return;
+	}
+	jh_add_str(rq, "op", "pbx_health");
+	if (ctl_call(http_config(req), rq, &reply, 1000, &e) == 0 &&
+	    json_object_object_get_ex(reply, "ami", &h)) {
+		if (json_object_object_get_ex(h, "enabled", &v) &&
+		    !json_object_get_boolean(v))
+			state = "not configured";
+		else if (json_object_object_get_ex(h, "connected", &v))
+			state = json_object_get_boolean(v) ? "connected"
+							   : "disconnected";
+		if (json_object_object_get_ex(h, "reconnects", &v))
+			jh_add_int(ami, "reconnects", json_object_get_int64(v));
+		if (json_object_object_get_ex(h, "since", &v))
+			json_object_object_add(ami, "since",
+			    json_object_get(v));
+	}
+	jh_add_str(ami, "state", state);
+	json_object_object_add(o, "ami", ami);
+	json_object_put(reply);
+	json_object_put(rq);
+}
+
 static int
 health(struct http_req *req, struct err *e)
 {
 	struct json_object *o;
+	const char *d;
 
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
@@ -63,6 +104,8 @@ health(struct http_req *req, struct err *e)
 	jh_add_str(o, "service", "voip-backend");
 	jh_add_str(o, "status", "ok");
 	jh_add_int(o, "timestamp", (int64_t)time(NULL));
+	if ((d = http_query(req, "detail")) != NULL && strcmp(d, "1") == 0)
+		health_detail(req, o);
 	http_reply_json(req, 200, o);
 	return 0;
 }

@@ -14,8 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <json-c/printbuf.h>
@@ -32,9 +36,9 @@
 #include "cgi-bin/common.h"
 
 #define WEBRTC_PREFIX  "webrtc-call-"
+#define PBX_PREFIX     "pbx-call-"
 #define CALL_ID_MAX    64
 #define CTL_TIMEOUT_MS 2000 /* the relay answers at once or not at all */
-#define MSG_NO_PBX     "PBX is not configured"
 #define MSG_NO_CALL    "Active call not found"
 #define MSG_NO_NOTIFY  "Failed to notify target user"
 #define MSG_TOO_MANY   "Too many call attempts"
@@ -47,10 +51,14 @@ enum q {
 	Q_RINGING,
 	Q_ATTEMPTS,
 	Q_LOG_INSERT,
-	Q_ACTIVE_FIND,
 	Q_USERS,
 	Q_LOGS,
 	Q_PARTY,
+	Q_PBX_LOG_INSERT,
+	Q_PBX_ACTIVE_INSERT,
+	Q_PBX_LOG_DELETE,
+	Q_PBX_ACTIVE_DELETE,
+	Q_ACTIVE_MINE,
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
@@ -68,8 +76,6 @@ static const char *const sql[Q__MAX] = {
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3) "
 			 "RETURNING id",
-	[Q_ACTIVE_FIND] = "SELECT id FROM active_calls WHERE channel = ?1 "
-			  "AND (caller_id = ?2 OR callee_id = ?2)",
 	[Q_USERS] = "SELECT extension, username, status FROM users "
 		    "ORDER BY id",
 	/*
@@ -94,7 +100,25 @@ static const char *const sql[Q__MAX] = {
 	    "ORDER BY k.created_at DESC, k.id DESC",
 	/* The nested User shape of a party. */
 	[Q_PARTY] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
+	[Q_PBX_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
+			     "start_time, status, channel, direction, "
+			     "created_at) VALUES (?1, ?2, ?3, 'initiated', ?4, "
+			     "'outbound', ?3) RETURNING id",
+	[Q_PBX_ACTIVE_INSERT] = "INSERT INTO active_calls (caller_id, "
+				"callee_id, channel, status, start_time, "
+				"created_at) VALUES (?1, ?2, ?3, 'ringing', "
+				"?4, ?4)",
+	[Q_PBX_LOG_DELETE] = "DELETE FROM call_logs WHERE id = ?1",
+	[Q_PBX_ACTIVE_DELETE] = "DELETE FROM active_calls WHERE channel = ?1",
+	[Q_ACTIVE_MINE] = "SELECT id, caller_id, callee_id, channel, status, "
+			  "start_time, created_at FROM active_calls "
+			  "WHERE caller_id = ?1 OR callee_id = ?1 ORDER BY id",
 };
+
+static int pbx_initiate(struct http_req *req, const struct auth_user *u,
+    const char *target, int64_t target_id, struct err *e);
+static int pbx_hangup(struct http_req *req, const struct auth_user *u,
+    struct json_object *body, struct err *e);
 
 struct initiate_in {
 	const char *target_extension;
@@ -395,8 +419,6 @@ initiate(struct http_req *req, struct err *e)
 	    cgi_decode(req, initiate_fields, nitems(initiate_fields), &in, e) ==
 		-1)
 		return -1;
-	if (!webrtc_method(req))
-		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
 	if ((st = db_stmt(db, sql[Q_TARGET], e)) == NULL)
 		return -1;
 	db_bind_text(st, 1, in.target_extension);
@@ -408,6 +430,8 @@ initiate(struct http_req *req, struct err *e)
 	db_reset(st);
 	if (target_id == u->id)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
+	if (!webrtc_method(req))
+		return pbx_initiate(req, u, in.target_extension, target_id, e);
 
 	locked = caller_lock(cfg, u->id, F_WRLCK);
 	r = call_open(db, cfg, u->id, target_id, call_id, sizeof(call_id), now,
@@ -461,7 +485,6 @@ hangup(struct http_req *req, struct err *e)
 	const struct auth_user *u;
 	struct json_object *body, *o;
 	struct calllog_row row;
-	struct db_stmt *st;
 	const char *channel;
 	int64_t duration = 0;
 	int r;
@@ -470,20 +493,13 @@ hangup(struct http_req *req, struct err *e)
 	    (body = http_body_json(req, e)) == NULL)
 		return -1;
 	channel = jh_get_str(body, "channel");
+	if ((channel == NULL || channel[0] == '\0') &&
+	    jh_get_str(body, "call_id") != NULL)
+		channel = jh_get_str(body, "call_id");
 	if (channel == NULL || channel[0] == '\0')
 		return err_set(e, ERR_INVALID, "Channel is required");
-	if (strncmp(channel, WEBRTC_PREFIX, strlen(WEBRTC_PREFIX)) != 0) {
-		if ((st = db_stmt(db, sql[Q_ACTIVE_FIND], e)) == NULL)
-			return -1;
-		db_bind_text(st, 1, channel);
-		db_bind_int(st, 2, u->id);
-		if ((r = db_row(db, st, e)) == -1)
-			return -1;
-		if (r == 0)
-			return err_set(e, ERR_NOTFOUND, MSG_NO_CALL);
-		db_reset(st);
-		return err_set(e, ERR_UPSTREAM, MSG_NO_PBX);
-	}
+	if (strncmp(channel, WEBRTC_PREFIX, strlen(WEBRTC_PREFIX)) != 0)
+		return pbx_hangup(req, u, body, e);
 	if ((r = calllog_find(db, channel, &row, e)) == -1)
 		return -1;
 	if (r == 0 || (row.caller_id != u->id && row.callee_id != u->id))
@@ -918,10 +934,634 @@ logs(struct http_req *req, struct err *e)
 	return 0;
 }
 
+/* ---- PBX calls (through the relay's AMI link) ---- */
+
+#define PBX_CTL_TIMEOUT_MS 3000
+#define PROBE_TIMEOUT_MS   2000
+#define MSG_NO_ASTERISK    "Asterisk is not connected"
+
+/* A PBX call id: the time, then 64 random bits. */
+static int
+pbx_call_id(char *buf, size_t size, struct err *e)
+{
+	uint64_t rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return err_set(e, ERR_INTERNAL, "getrandom failed");
+	snprintf(buf, size, PBX_PREFIX "%lld-%016" PRIx64,
+	    (long long)time(NULL), rnd);
+	return 0;
+}
+
+/*
+ * rq (taken) to the relay; its reply (owned by the caller) when it says
+ * ok. Otherwise -1 with e: ERR_BUSY (503) when the relay or Asterisk is
+ * not there, ERR_NOTFOUND and ERR_CONFLICT as the relay's "code" says.
+ */
+static struct json_object *
+pbx_ask(const struct config *cfg, struct json_object *rq, struct err *e)
+{
+	struct json_object *reply = NULL, *v;
+	const char *code, *msg;
+	struct err ce = { 0 };
+
+	if (rq == NULL) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (ctl_call(cfg, rq, &reply, PBX_CTL_TIMEOUT_MS, &ce) == -1) {
+		json_object_put(rq);
+		log_msg(LOG_WARN, "pbx: relay: %s", ce.msg);
+		err_set(e, ERR_BUSY, "Call service is unavailable");
+		return NULL;
+	}
+	json_object_put(rq);
+	if (json_object_object_get_ex(reply, "ok", &v) &&
+	    json_object_get_boolean(v))
+		return reply;
+	code = jh_get_str(reply, "code");
+	msg = jh_get_str(reply, "error");
+	if (msg == NULL)
+		msg = MSG_NO_ASTERISK;
+	if (code != NULL && strcmp(code, "notfound") == 0)
+		err_set(e, ERR_NOTFOUND, "%s", msg);
+	else if (code != NULL && strcmp(code, "conflict") == 0)
+		err_set(e, ERR_CONFLICT, "%s", msg);
+	else if (code != NULL && strcmp(code, "invalid") == 0)
+		err_set(e, ERR_INTERNAL, "relay refused: %s", msg);
+	else
+		err_set(e, ERR_BUSY, "%s", msg);
+	json_object_put(reply);
+	return NULL;
+}
+
+/* The call's two rows, in one transaction: *log_id. ERR_RATE_LIMITED
+ * (nothing written) past CALL_ATTEMPTS_PER_MIN, as a WebRTC call. */
+static int
+pbx_rows_insert(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t callee, const char *call_id, int64_t *log_id, struct err *e)
+{
+	struct db_stmt *st;
+	int64_t now_us;
+	char now[40];
+	int r;
+
+	if (db_begin(db, e) == -1)
+		return -1;
+	now_us = db_now_us();
+	if (attempts_check(db, cfg, caller, now_us, e) == -1)
+		goto fail;
+	db_time_format(now_us, now, sizeof(now));
+	if ((st = db_stmt(db, sql[Q_PBX_LOG_INSERT], e)) == NULL)
+		goto fail;
+	db_bind_int(st, 1, caller);
+	db_bind_int(st, 2, callee);
+	db_bind_text(st, 3, now);
+	db_bind_text(st, 4, call_id);
+	if ((r = db_row(db, st, e)) != 1) {
+		if (r == 0)
+			err_set(e, ERR_INTERNAL, "insert returned no id");
+		goto fail;
+	}
+	*log_id = db_col_int(st, 0);
+	if (db_done(db, st, e) == -1 ||
+	    (st = db_stmt(db, sql[Q_PBX_ACTIVE_INSERT], e)) == NULL)
+		goto fail;
+	db_bind_int(st, 1, caller);
+	db_bind_int(st, 2, callee);
+	db_bind_text(st, 3, call_id);
+	db_bind_text(st, 4, now);
+	if (db_done(db, st, e) == -1 || db_commit(db, e) == -1)
+		goto fail;
+	return 0;
+fail:
+	db_rollback(db);
+	return -1;
+}
+
+/* The Originate was not sent: the rows go, so nothing stays 'initiated'. */
+static void
+pbx_rows_delete(struct db *db, int64_t log_id, const char *call_id)
+{
+	struct db_stmt *st;
+	struct err e = { 0 };
+
+	if (db_begin(db, &e) == -1)
+		goto fail;
+	if ((st = db_stmt(db, sql[Q_PBX_ACTIVE_DELETE], &e)) == NULL)
+		goto fail;
+	db_bind_text(st, 1, call_id);
+	if (db_done(db, st, &e) == -1 ||
+	    (st = db_stmt(db, sql[Q_PBX_LOG_DELETE], &e)) == NULL)
+		goto fail;
+	db_bind_int(st, 1, log_id);
+	if (db_done(db, st, &e) == -1 || db_commit(db, &e) == -1)
+		goto fail;
+	return;
+fail:
+	db_rollback(db);
+	log_msg(LOG_ERROR, "call %s: removing its rows: %s", call_id, e.msg);
+}
+
+static int
+pbx_initiate(struct http_req *req, const struct auth_user *u,
+    const char *target, int64_t target_id, struct err *e)
+{
+	const struct config *cfg = http_config(req);
+	struct db *db = http_db(req);
+	struct json_object *rq, *reply, *o;
+	char call_id[CALL_ID_MAX], username[64] = "";
+	int64_t log_id = 0;
+	struct db_stmt *st;
+	const char *s;
+	int r;
+
+	/* The callee's username, for the reply (contract: "callee"). */
+	if ((st = db_stmt(db, sql[Q_PARTY], e)) == NULL)
+		return -1;
+	db_bind_int(st, 1, target_id);
+	if ((r = db_row(db, st, e)) == -1)
+		return -1;
+	if (r == 1) {
+		s = db_col_text(st, 1);
+		snprintf(username, sizeof(username), "%s", s ? s : "");
+		db_reset(st);
+	}
+	if (pbx_call_id(call_id, sizeof(call_id), e) == -1 ||
+	    pbx_rows_insert(db, cfg, u->id, target_id, call_id, &log_id, e) == -1)
+		return -1;
+	if ((rq = json_object_new_object()) != NULL) {
+		jh_add_str(rq, "op", "pbx_originate");
+		jh_add_str(rq, "call_id", call_id);
+		jh_add_int(rq, "log_id", log_id);
+		jh_add_int(rq, "caller_id", u->id);
+		jh_add_int(rq, "callee_id", target_id);
+		jh_add_str(rq, "caller_extension", u->extension);
+		jh_add_str(rq, "callee_extension", target);
+		jh_add_str(rq, "caller_name", u->username);
+	}
+	if ((reply = pbx_ask(cfg, rq, e)) == NULL) {
+		pbx_rows_delete(db, log_id, call_id);
+		return -1;
+	}
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(reply);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(o, "call_id", call_id);
+	jh_add_str(o, "callee", username);
+	jh_add_str(o, "caller", u->username);
+	s = jh_get_str(reply, "channel");
+	jh_add_str(o, "channel", s != NULL ? s : "");
+	jh_add_str(o, "message", "Call initiated successfully");
+	jh_add_bool(o, "success", true);
+	json_object_put(reply);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* A request to the relay naming my call by body's call_id or channel. */
+static struct json_object *
+pbx_request(const char *op, const struct auth_user *u,
+    struct json_object *body)
+{
+	const char *id = jh_get_str(body, "call_id");
+	const char *ch = jh_get_str(body, "channel");
+	struct json_object *rq;
+
+	if ((rq = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_str(rq, "op", op);
+	jh_add_int(rq, "user_id", u->id);
+	if (id != NULL && id[0] != '\0')
+		jh_add_str(rq, "call_id", id);
+	if (ch != NULL && ch[0] != '\0')
+		jh_add_str(rq, "channel", ch);
+	return rq;
+}
+
+static int
+pbx_hangup(struct http_req *req, const struct auth_user *u,
+    struct json_object *body, struct err *e)
+{
+	struct json_object *reply, *o, *v;
+	const char *s;
+
+	if ((reply = pbx_ask(http_config(req), pbx_request("pbx_hangup", u,
+						   body),
+		 e)) == NULL)
+		return -1;
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(reply);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	s = jh_get_str(reply, "call_id");
+	jh_add_str(o, "call_id", s != NULL ? s : "");
+	s = jh_get_str(reply, "channel");
+	jh_add_str(o, "channel", s != NULL ? s : "");
+	if (json_object_object_get_ex(reply, "channels", &v))
+		json_object_object_add(o, "channels", json_object_get(v));
+	/* No channel known yet: each is hung up as Asterisk reports it. */
+	jh_add_bool(o, "pending",
+	    json_object_object_get_ex(reply, "pending", &v) &&
+		json_object_get_boolean(v));
+	jh_add_int(o, "duration",
+	    json_object_object_get_ex(reply, "duration", &v)
+		? json_object_get_int64(v)
+		: 0);
+	jh_add_str(o, "message", "Call ended successfully");
+	jh_add_bool(o, "success", true);
+	json_object_put(reply);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* AMI has no Answer: the relay redirects the leg ringing me into the
+ * answer context (see relay/pbx.c and asterisk-config/extensions.conf). */
+static int
+answer(struct http_req *req, struct err *e)
+{
+	struct json_object *body, *reply, *o;
+	const struct auth_user *u;
+	const char *s;
+
+	if ((u = cgi_me(req, e)) == NULL ||
+	    (body = http_body_json(req, e)) == NULL)
+		return -1;
+	if ((s = jh_get_str(body, "channel")) == NULL &&
+	    jh_get_str(body, "call_id") == NULL)
+		return err_set(e, ERR_INVALID, "Channel is required");
+	if ((reply = pbx_ask(http_config(req), pbx_request("pbx_answer", u,
+						   body),
+		 e)) == NULL)
+		return -1;
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(reply);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	s = jh_get_str(reply, "call_id");
+	jh_add_str(o, "call_id", s != NULL ? s : "");
+	s = jh_get_str(reply, "channel");
+	jh_add_str(o, "channel", s != NULL ? s : "");
+	jh_add_str(o, "message", "Call answered successfully");
+	jh_add_bool(o, "success", true);
+	json_object_put(reply);
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/* My live calls (contract ActiveCall), from active_calls: the relay keeps
+ * the table true from Asterisk's events and its resync. */
+static int
+active(struct http_req *req, struct err *e)
+{
+	static struct parties parties;
+	struct json_object *arr, *o, *row;
+	struct db *db = http_db(req);
+	const struct auth_user *u;
+	struct db_stmt *st;
+	int r;
+
+	if ((u = cgi_me(req, e)) == NULL)
+		return -1;
+	if ((arr = json_object_new_array()) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	if ((st = db_stmt(db, sql[Q_ACTIVE_MINE], e)) == NULL)
+		goto fail;
+	db_bind_int(st, 1, u->id);
+	while ((r = db_row(db, st, e)) == 1) {
+		struct json_object *caller, *callee;
+
+		if ((row = json_object_new_object()) == NULL) {
+			err_set(e, ERR_INTERNAL, "out of memory");
+			db_reset(st);
+			goto fail;
+		}
+		json_object_array_add(arr, row);
+		jh_add_int(row, "id", db_col_int(st, 0));
+		jh_add_int(row, "caller_id", db_col_int(st, 1));
+		jh_add_int(row, "callee_id", db_col_int(st, 2));
+		if ((caller = log_party(db, st, 1, &parties, e)) == NULL ||
+		    (callee = log_party(db, st, 2, &parties, e)) == NULL) {
+			json_object_put(caller);
+			db_reset(st);
+			goto fail;
+		}
+		json_object_object_add(row, "caller", caller);
+		json_object_object_add(row, "callee", callee);
+		row_str(row, "channel", col_text(st, 3));
+		row_str(row, "status", col_text(st, 4));
+		row_str(row, "start_time", col_text(st, 5));
+		row_str(row, "created_at", col_text(st, 6));
+	}
+	if (r == -1)
+		goto fail;
+	parties_free(&parties);
+	if ((o = json_object_new_object()) == NULL) {
+		json_object_put(arr);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_int(o, "count", (int64_t)json_object_array_length(arr));
+	json_object_object_add(o, "active_calls", arr);
+	jh_add_str(o, "cleanup_info", "Cleaned up 0 stale calls");
+	jh_add_bool(o, "success", true);
+	http_reply_json(req, 200, o);
+	return 0;
+fail:
+	parties_free(&parties);
+	json_object_put(arr);
+	return -1;
+}
+
+/* The relay's pbx_health / pbx_endpoints reply, or NULL (relay away). */
+static struct json_object *
+relay_ask(const struct config *cfg, const char *op)
+{
+	struct json_object *rq, *reply = NULL;
+	struct err e = { 0 };
+
+	if ((rq = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_str(rq, "op", op);
+	if (ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, &e) == -1) {
+		log_msg(LOG_WARN, "%s: %s", op, e.msg);
+		reply = NULL;
+	}
+	json_object_put(rq);
+	return reply;
+}
+
+/* "connected", "disconnected" or "not configured", from the health. */
+static const char *
+ami_status(struct json_object *ami)
+{
+	struct json_object *v;
+
+	if (ami == NULL)
+		return "disconnected";
+	if (json_object_object_get_ex(ami, "enabled", &v) &&
+	    !json_object_get_boolean(v))
+		return "not configured";
+	if (json_object_object_get_ex(ami, "connected", &v) &&
+	    json_object_get_boolean(v))
+		return "connected";
+	return "disconnected";
+}
+
+static int
+diagnostics(struct http_req *req, struct err *e)
+{
+	const struct config *cfg = http_config(req);
+	struct json_object *health, *eps = NULL, *ami = NULL, *d, *o, *errs,
+					    *v;
+	char now[40];
+	const char *st;
+
+	if (cgi_me(req, e) == NULL)
+		return -1;
+	health = relay_ask(cfg, "pbx_health");
+	if (health != NULL && json_object_object_get_ex(health, "ami", &v))
+		ami = v;
+	st = ami_status(ami);
+	if (strcmp(st, "connected") == 0)
+		eps = relay_ask(cfg, "pbx_endpoints");
+	if ((d = json_object_new_object()) == NULL ||
+	    (errs = json_object_new_array()) == NULL) {
+		json_object_put(d);
+		json_object_put(health);
+		json_object_put(eps);
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	}
+	jh_add_str(d, "ami_status", st);
+	if (ami != NULL)
+		json_object_object_add(d, "ami", json_object_get(ami));
+	if (eps != NULL && json_object_object_get_ex(eps, "endpoints", &v))
+		json_object_object_add(d, "endpoints", json_object_get(v));
+	else
+		json_object_object_add(d, "endpoints",
+		    json_object_new_array());
+	if (health == NULL)
+		json_object_array_add(errs,
+		    json_object_new_string("relay is not reachable"));
+	else if (strcmp(st, "not configured") == 0)
+		json_object_array_add(errs,
+		    json_object_new_string("AMI is not configured (AMI_HOST "
+					   "is empty)"));
+	else if (strcmp(st, "connected") != 0)
+		json_object_array_add(errs,
+		    json_object_new_string(MSG_NO_ASTERISK));
+	if (eps != NULL && jh_get_str(eps, "endpoints_error") != NULL)
+		json_object_array_add(errs,
+		    json_object_new_string(jh_get_str(eps, "endpoints_error")));
+	json_object_object_add(d, "errors", errs);
+	db_now(now, sizeof(now));
+	jh_add_str(d, "timestamp", now);
+	json_object_put(health);
+	json_object_put(eps);
+	if ((o = cgi_ok("diagnostics", d)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+/*
+ * One TCP probe of host:port within PROBE_TIMEOUT_MS: send `send` (may be
+ * NULL), read the first bytes into buf. 0, or -1 with why in buf.
+ */
+static int
+probe(const char *host, const char *port, const char *send, char *buf,
+    size_t size)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	struct pollfd pfd;
+	ssize_t n;
+	int fd = -1, rc;
+
+	buf[0] = '\0';
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(buf, size, "cannot resolve host: %s",
+		    gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
+		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+				     SOCK_CLOEXEC,
+			 ai->ai_protocol)) == -1)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
+		    errno != EINPROGRESS) {
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, PROBE_TIMEOUT_MS) != 1 ||
+		    (pfd.revents & (POLLERR | POLLHUP))) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd == -1) {
+		snprintf(buf, size, "connection failed");
+		return -1;
+	}
+	if (send != NULL &&
+	    write(fd, send, strlen(send)) != (ssize_t)strlen(send)) {
+		close(fd);
+		snprintf(buf, size, "write failed");
+		return -1;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, PROBE_TIMEOUT_MS) != 1 ||
+	    (n = read(fd, buf, size - 1)) <= 0) {
+		close(fd);
+		snprintf(buf, size, "no answer");
+		return -1;
+	}
+	buf[n] = '\0';
+	close(fd);
+	return 0;
+}
+
+/* A test result T: {"success", "message"|"error", "details"}. */
+static struct json_object *
+test_result(bool ok, const char *text, const char *details)
+{
+	struct json_object *o;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	jh_add_str(o, "details", details);
+	jh_add_str(o, ok ? "message" : "error", text);
+	jh_add_bool(o, "success", ok);
+	return o;
+}
+
+/* The AMI port answers with Asterisk's banner; HTTP /httpstatus with 200;
+ * the WebSocket path with an upgrade or a refusal of a plain GET. */
+static struct json_object *
+tests_run(const char *host, const char *http_port, const char *ami_port,
+    struct json_object *ami_link)
+{
+	char buf[256], req[512], now[40], summary[160];
+	struct json_object *tests, *res, *o;
+	bool ok[3];
+
+	if ((tests = json_object_new_object()) == NULL ||
+	    (res = json_object_new_object()) == NULL) {
+		json_object_put(tests);
+		return NULL;
+	}
+	if (ami_link != NULL) {
+		ok[0] = strcmp(ami_status(ami_link), "connected") == 0;
+		o = test_result(ok[0],
+		    ok[0] ? "AMI link is connected" : ami_status(ami_link),
+		    "the relay's manager link");
+	} else {
+		ok[0] = probe(host, ami_port, NULL, buf, sizeof(buf)) == 0 &&
+			strncmp(buf, "Asterisk Call Manager/", 22) == 0;
+		o = test_result(ok[0],
+		    ok[0] ? "AMI port answers with the Asterisk banner"
+			  : "AMI port does not answer as Asterisk",
+		    ami_port);
+	}
+	json_object_object_add(tests, "ami", o);
+	snprintf(req, sizeof(req),
+	    "GET /httpstatus HTTP/1.0\r\nHost: %s\r\n\r\n", host);
+	ok[1] = probe(host, http_port, req, buf, sizeof(buf)) == 0 &&
+		strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, " 200", 4) == 0;
+	json_object_object_add(tests, "http",
+	    test_result(ok[1],
+		ok[1] ? "HTTP status page answers" : "HTTP status page fails",
+		"/httpstatus"));
+	snprintf(req, sizeof(req), "GET /ws HTTP/1.0\r\nHost: %s\r\n\r\n",
+	    host);
+	ok[2] = probe(host, http_port, req, buf, sizeof(buf)) == 0 &&
+		strncmp(buf, "HTTP/1.", 7) == 0 &&
+		(strncmp(buf + 8, " 400", 4) == 0 ||
+		    strncmp(buf + 8, " 426", 4) == 0 ||
+		    strncmp(buf + 8, " 101", 4) == 0);
+	json_object_object_add(tests, "websocket",
+	    test_result(ok[2],
+		ok[2] ? "WebSocket path answers" : "WebSocket path fails",
+		"/ws"));
+	db_now(now, sizeof(now));
+	jh_add_bool(res, "overall_success", ok[0] && ok[1] && ok[2]);
+	snprintf(summary, sizeof(summary), "AMI: %s, HTTP: %s, WebSocket: %s",
+	    ok[0] ? "OK" : "FAIL", ok[1] ? "OK" : "FAIL",
+	    ok[2] ? "OK" : "FAIL");
+	jh_add_str(res, "summary", summary);
+	json_object_object_add(res, "tests", tests);
+	jh_add_str(res, "timestamp", now);
+	return res;
+}
+
+static int
+test_asterisk_get(struct http_req *req, struct err *e)
+{
+	const struct config *cfg = http_config(req);
+	struct json_object *health, *ami = NULL, *res, *o, *v;
+	char port[16], amiport[16];
+
+	if (cgi_me(req, e) == NULL)
+		return -1;
+	health = relay_ask(cfg, "pbx_health");
+	if (health != NULL && json_object_object_get_ex(health, "ami", &v))
+		ami = v;
+	snprintf(port, sizeof(port), "%d", cfg->sip_port);
+	snprintf(amiport, sizeof(amiport), "%d", cfg->ami_port);
+	res = tests_run(cfg->ami_host[0] != '\0' ? cfg->ami_host : "127.0.0.1",
+	    port, amiport, ami);
+	json_object_put(health);
+	if (res == NULL || (o = cgi_ok("results", res)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
+struct probe_in {
+	const char *host, *port, *ami_port;
+};
+
+static const struct jh_field probe_fields[] = {
+	{ "asteriskHost", JH_TEXT, true, 1, 253,
+	    offsetof(struct probe_in, host), 0 },
+	{ "asteriskPort", JH_DIGITS, true, 1, 5,
+	    offsetof(struct probe_in, port), 0 },
+	{ "asteriskAMIPort", JH_DIGITS, true, 1, 5,
+	    offsetof(struct probe_in, ami_port), 0 },
+};
+
+/* Admin only: upstream let anyone use it to probe ports. */
+static int
+test_asterisk_post(struct http_req *req, struct err *e)
+{
+	struct probe_in in = { 0 };
+	struct json_object *res, *o;
+
+	if (cgi_me(req, e) == NULL ||
+	    cgi_decode(req, probe_fields, nitems(probe_fields), &in, e) == -1)
+		return -1;
+	if ((res = tests_run(in.host, in.port, in.ami_port, NULL)) == NULL ||
+	    (o = cgi_ok("results", res)) == NULL)
+		return err_set(e, ERR_INTERNAL, "out of memory");
+	http_reply_json(req, 200, o);
+	return 0;
+}
+
 static const struct http_route routes[] = {
 	{ HTTP_GET, "/protected/call/logs", HTTP_USER, logs, 0 },
 	{ HTTP_POST, "/protected/call/initiate", HTTP_USER, initiate, 0 },
 	{ HTTP_POST, "/protected/call/hangup", HTTP_USER, hangup, 0 },
+	{ HTTP_POST, "/protected/call/answer", HTTP_USER, answer, 0 },
+	{ HTTP_GET, "/protected/call/active", HTTP_USER, active, 0 },
+	{ HTTP_GET, "/protected/diagnostics", HTTP_USER, diagnostics, 0 },
+	{ HTTP_GET, "/protected/test-asterisk", HTTP_USER, test_asterisk_get,
+	    0 },
+	{ HTTP_POST, "/api/test-asterisk", HTTP_ADMIN, test_asterisk_post, 0 },
 	{ HTTP_GET, "/protected/extensions/connected", HTTP_USER,
 	    extensions_connected, 0 },
 	{ HTTP_GET, "/protected/extensions/status", HTTP_USER,

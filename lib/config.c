@@ -707,6 +707,13 @@ load_all(struct config *c, struct err *e)
 		sizeof(c->asterisk_ami_username), e) == -1 ||
 	    get_str("ASTERISK_AMI_SECRET", "", c->asterisk_ami_secret,
 		sizeof(c->asterisk_ami_secret), e) == -1 ||
+	    get_str("AMI_HOST", "", c->ami_host, sizeof(c->ami_host), e) ==
+		-1 ||
+	    get_int("AMI_PORT", 5038, 1, 65535, &c->ami_port, e) == -1 ||
+	    get_str("AMI_USERNAME", "switchboard", c->ami_username,
+		sizeof(c->ami_username), e) == -1 ||
+	    get_str("AMI_SECRET", "", c->ami_secret, sizeof(c->ami_secret),
+		e) == -1 ||
 	    get_str("SIP_DOMAIN", c->asterisk_host, c->sip_domain,
 		sizeof(c->sip_domain), e) == -1 ||
 	    get_int("SIP_PORT", 8088, 1, 65535, &c->sip_port, e) == -1 ||
@@ -823,6 +830,7 @@ config_wipe(struct config *c)
 		c->jwt_secret_len = 0;
 		explicit_bzero(c->asterisk_ami_secret,
 		    sizeof(c->asterisk_ami_secret));
+		explicit_bzero(c->ami_secret, sizeof(c->ami_secret));
 	}
 	/* The .env file may hold the same secrets. */
 	envf_free();

@@ -36,6 +36,11 @@ struct config {
 	int asterisk_ami_port;
 	char asterisk_ami_username[128];
 	char asterisk_ami_secret[256];
+	/* The relay's manager link (relay/amilink.c); AMI_HOST empty: none. */
+	char ami_host[256];
+	int ami_port;
+	char ami_username[128];
+	char ami_secret[256];
 	char sip_domain[256];
 	int sip_port;
 	char cors_origins[2048]; /* comma list */

@@ -22,7 +22,8 @@ static const char *const vars[] = { "PORT", "HOST", "JWT_SECRET",
 	"WS_LEGACY_EXTENSION_AUTH", "CALL_RING_TIMEOUT_S",
 	"CALL_ATTEMPTS_PER_MIN", "NOTIFY_RETENTION_S", "FCGI_CHILDREN",
 	"ENV_FILE", "ONLY_IN_FILE", "PUBLIC_URL", "TRUSTED_PROXIES",
-	"REGISTER_PER_ADDR_HOUR", "DATABASE_URL", NULL };
+	"REGISTER_PER_ADDR_HOUR", "DATABASE_URL", "AMI_HOST", "AMI_PORT",
+	"AMI_USERNAME", "AMI_SECRET", NULL };
 
 static char dir[64];
 static char envpath[128];
@@ -104,6 +105,11 @@ test_defaults(void)
 	CHECK(c.asterisk_ami_port == 5038);
 	CHECK(strcmp(c.asterisk_ami_username, "admin") == 0);
 	CHECK(strcmp(c.asterisk_ami_secret, "") == 0);
+	/* No manager link unless asked for. */
+	CHECK(strcmp(c.ami_host, "") == 0);
+	CHECK(c.ami_port == 5038);
+	CHECK(strcmp(c.ami_username, "switchboard") == 0);
+	CHECK(strcmp(c.ami_secret, "") == 0);
 	CHECK(strcmp(c.sip_domain, "") == 0);
 	CHECK(c.sip_port == 8088);
 	CHECK(strcmp(c.cors_origins,

@@ -13,7 +13,11 @@ struct json_object;
  * per connection. Requests carry "op"; replies carry "ok" (bool) and, when
  * not ok, "error". Ops: "kick", "who" (every connected extension, or
  * with "extension" that one's socket count), "deliver", "call_invite",
- * "call_end", "stats", "stream_reset" (see relay/ctlsrv.c).
+ * "call_end", "stats", "stream_reset" (see relay/ctlsrv.c); PBX calls:
+ * "pbx_originate", "pbx_hangup", "pbx_answer", "pbx_active",
+ * "pbx_health", "pbx_endpoints" (see relay/pbx.c). A PBX op that fails
+ * carries "code": "unavailable" (Asterisk off or away), "notfound",
+ * "conflict" or "invalid".
  */
 
 #define CTL_LINE_MAX (128 * 1024)

@@ -273,6 +273,12 @@ static const struct {
 	{ "call_end", op_call_end },
 	{ "stats", op_stats },
 	{ "stream_reset", op_stream_reset },
+	{ "pbx_originate", pbx_ctl_originate },
+	{ "pbx_hangup", pbx_ctl_hangup },
+	{ "pbx_answer", pbx_ctl_answer },
+	{ "pbx_active", pbx_ctl_active },
+	{ "pbx_health", pbx_ctl_health },
+	{ "pbx_endpoints", pbx_ctl_endpoints },
 };
 
 static struct json_object *

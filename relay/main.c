@@ -22,6 +22,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "relay/amilink.h"
 #include "relay/relay.h"
 
 /* Request headers of an upgrade, the token included. */
@@ -200,6 +201,23 @@ relay_open(struct relay *r)
 	return 0;
 }
 
+/*
+ * The one place the AMI link is made: its events and state changes go to
+ * pbx.c, which keeps the calls' state from them. (A relay that is not to
+ * hold the link would get a disabled one here instead.)
+ */
+static int
+ami_start(struct relay *r, struct err *e)
+{
+	static const struct amilink_handlers h = {
+		.event = pbx_on_event,
+		.state = pbx_on_state,
+	};
+
+	return (r->ami = amilink_new(r->ctx, &r->cfg, &h, r, e)) == NULL ? -1
+									 : 0;
+}
+
 int
 main(void)
 {
@@ -232,7 +250,8 @@ main(void)
 	if (vhosts_create(&r, ws_path, ctl_path) == -1)
 		goto out;
 	if (cluster_start(&r, &e) == -1 || calls_init(&r, &e) == -1 ||
-	    pump_init(&r, &e) == -1 || wake_start(&r, &e) == -1) {
+	    pump_init(&r, &e) == -1 || wake_start(&r, &e) == -1 ||
+	    pbx_init(&r, &e) == -1 || ami_start(&r, &e) == -1) {
 		log_msg(LOG_ERROR, "start: %s", e.msg);
 		goto out;
 	}
@@ -254,6 +273,7 @@ out:
 	signal(SIGINT, SIG_DFL);
 	signal_ctx = NULL;
 	r.stopping = true;
+	amilink_stop(r.ami);
 	wake_stop(&r);
 	cluster_stop(&r);
 	pump_stop(&r);
@@ -270,6 +290,8 @@ out:
 		presence_free(&r);
 		cluster_free(&r);
 	}
+	amilink_free(r.ami);
+	pbx_free(&r);
 	sock_free(&r);
 	roster_free(&r);
 	db_close(r.db);

@@ -30,7 +30,7 @@
 
 #define OUTBOX_RETRY_US (50 * 1000)
 
-enum outbox_op { OB_NOTIFY, OB_ANSWER, OB_CLOSE };
+enum outbox_op { OB_NOTIFY, OB_ANSWER, OB_CLOSE, OB_FN };
 
 struct outbox_item {
 	struct outbox_item *next;
@@ -38,6 +38,7 @@ struct outbox_item {
 	enum notify_target target;
 	int how;
 	int64_t log_id, at_us;
+	outbox_fn_t fn; /* OB_FN: called with text, len */
 	char value[24];
 	size_t len;
 	char text[]; /* OB_NOTIFY: the payload */
@@ -125,6 +126,23 @@ outbox_close(struct relay *r, int64_t log_id, int how, int64_t at_us)
 	calllog_step(r, OB_CLOSE, log_id, how, at_us);
 }
 
+void
+outbox_call(struct relay *r, outbox_fn_t fn, const void *data, size_t len)
+{
+	struct outbox_item *it;
+
+	if ((it = calloc(1, sizeof(*it) + len + 1)) == NULL) {
+		r->stats.outbox_dropped++;
+		log_msg(LOG_ERROR, "relay write dropped: out of memory");
+		return;
+	}
+	it->op = OB_FN;
+	it->fn = fn;
+	memcpy(it->text, data, len);
+	it->len = len;
+	append(r, it);
+}
+
 /* One item inside the transaction: 0, or -1 with e set. */
 static int
 run(struct relay *r, const struct outbox_item *it, struct err *e)
@@ -146,6 +164,8 @@ run(struct relay *r, const struct outbox_item *it, struct err *e)
 			   (enum calllog_end)it->how, it->at_us, NULL, e) == -1
 			   ? -1
 			   : 0;
+	case OB_FN:
+		return it->fn(r, it->text, e);
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include "lib/auth.h"
 #include "lib/config.h"
 #include "lib/notify.h"
+#include "relay/amilink.h"
 
 struct db;
 struct err;
@@ -32,6 +33,8 @@ struct json_object;
  *   calls.c    live WebRTC calls
  *   cluster.c  several relays on one PostgreSQL database: mail, presence
  *   wake.c     LISTEN/NOTIFY wake-ups of the pump (PostgreSQL)
+ *   amilink.c  the AMI manager link (one per relay, made in main.c)
+ *   pbx.c      calls through Asterisk: state from the link's events
  *   ws.c, ctlsrv.c, main.c: the two protocols and the process
  */
 
@@ -204,6 +207,8 @@ struct relay {
 	/* cluster.c, wake.c: NULL on SQLite */
 	struct cluster *cluster;
 	struct wake *wake;
+	struct amilink *ami; /* amilink.c: the manager link (maybe disabled) */
+	struct pbx *pbx;     /* pbx.c: calls through Asterisk */
 
 	struct relay_stats stats;
 };
@@ -271,6 +276,12 @@ void outbox_notify_user(struct relay *r, int64_t id,
     struct json_object *payload);
 void outbox_answer(struct relay *r, int64_t log_id, int64_t at_us);
 void outbox_close(struct relay *r, int64_t log_id, int how, int64_t at_us);
+/* fn(r, data, e) inside the next batch's transaction, in order with the
+ * rest; data (len bytes) is copied. fn returns 0, or -1 with e set (ERR_BUSY
+ * retries the whole batch: fn must be safe to run again). */
+typedef int (*outbox_fn_t)(struct relay *r, const void *data, struct err *e);
+void outbox_call(struct relay *r, outbox_fn_t fn, const void *data,
+    size_t len);
 void outbox_stop(struct relay *r);
 /* After the loop: one last try, then whatever is left is freed. */
 void outbox_free(struct relay *r);
@@ -297,6 +308,22 @@ extern const struct lws_protocols ctl_protocols[];
 int pump_init(struct relay *r, struct err *e);
 void pump_kick(struct relay *r);
 void pump_stop(struct relay *r);
+
+/* pbx.c: calls placed through Asterisk, their state from its events */
+struct pbx;
+struct ami_msg;
+int pbx_init(struct relay *r, struct err *e);
+void pbx_free(struct relay *r);
+/* The amilink handlers (arg: the relay). */
+void pbx_on_event(void *arg, const struct ami_msg *m);
+void pbx_on_state(void *arg, enum amilink_state s);
+/* ctl ops: each returns its reply object (NULL: out of memory). */
+struct json_object *pbx_ctl_originate(struct relay *r, struct json_object *rq);
+struct json_object *pbx_ctl_hangup(struct relay *r, struct json_object *rq);
+struct json_object *pbx_ctl_answer(struct relay *r, struct json_object *rq);
+struct json_object *pbx_ctl_active(struct relay *r, struct json_object *rq);
+struct json_object *pbx_ctl_health(struct relay *r, struct json_object *rq);
+struct json_object *pbx_ctl_endpoints(struct relay *r, struct json_object *rq);
 
 /* calls.c */
 int calls_init(struct relay *r, struct err *e);

@@ -56,6 +56,10 @@ CONFIG_VARS = (
     "NGINX_REGISTER_RATE", "PUBLIC_URL", "TRUSTED_PROXIES",
     "REGISTER_PER_ADDR_HOUR", "NOTIFY_RETENTION_S", "WS_MAX_SOCKETS_PER_USER",
     "WS_RX_FRAMES_PER_S", "WS_RX_BYTES_PER_S", "DATABASE_URL",
+    "AMI_HOST", "AMI_PORT", "AMI_USERNAME", "AMI_SECRET", "AMI_EVENTS",
+    "AMI_PING_S", "AMI_TIMEOUT_MS", "AMI_RECONNECT_MIN_MS",
+    "AMI_RECONNECT_MAX_MS", "ASTERISK_CHANNEL_TEMPLATE", "ASTERISK_CONTEXT",
+    "ASTERISK_ANSWER_CONTEXT",
 )
 
 # The key of the advisory lock every PostgreSQL writer takes first (the
@@ -519,19 +523,20 @@ class System:
                     break
         # No log line may carry a credential: a JWT (header of ours or of a
         # forged token), a password hash, or the secret itself.
-        secret = self.env.get("JWT_SECRET", "")
+        secrets_ = {self.env.get(k, ""): k
+                    for k in ("JWT_SECRET", "AMI_SECRET")}
         # And a password in DATABASE_URL (postgresql://user:password@...).
         m = re.match(r"^postgres(?:ql)?://[^:/@]*:([^@/]+)@",
                      self.env.get("DATABASE_URL", ""))
-        db_pw = (m.group(1),) if m else ()
+        if m:
+            secrets_[m.group(1)] = "the DATABASE_URL password"
+        secrets_.pop("", None)
         for f in sorted(self.log_dir.glob("*.log")):
             text = f.read_text(errors="replace")
-            for mark in SECRET_MARKS + ((secret,) if secret else ()) + db_pw:
+            for mark in SECRET_MARKS + tuple(secrets_):
                 if mark in text:
-                    name = ("JWT_SECRET" if mark == secret else
-                            "the DATABASE_URL password" if mark in db_pw
-                            else mark)
-                    bad.append(f"{f}: holds a credential ({name})")
+                    bad.append(f"{f}: holds a credential "
+                               f"({secrets_.get(mark, mark)})")
         if bad:
             raise AssertionError("sanitizer report or credential in logs:\n"
                                  + "\n".join(bad))

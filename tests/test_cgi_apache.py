@@ -38,7 +38,9 @@ ALL_ROUTES = {
     ("GET", "/protected/debug/auth"), ("POST", "/protected/ws-ticket"),
     ("GET", "/protected/events"),
     ("GET", "/protected/call/logs"), ("POST", "/protected/call/initiate"),
-    ("POST", "/protected/call/hangup"),
+    ("POST", "/protected/call/hangup"), ("POST", "/protected/call/answer"),
+    ("GET", "/protected/call/active"), ("GET", "/protected/diagnostics"),
+    ("GET", "/protected/test-asterisk"), ("POST", "/api/test-asterisk"),
     ("GET", "/protected/extensions/connected"),
     ("GET", "/protected/extensions/status"),
     ("GET", "/protected/admin/users"), ("POST", "/protected/admin/users"),
@@ -318,6 +320,23 @@ def test_user_routes(front):
                 json={}), 400)
     expect(call(front, "POST", "/protected/call/hangup", token=u["token"],
                 json={}), 400)
+    expect(call(front, "POST", "/protected/call/answer", token=u["token"],
+                json={}), 400, {"error": "Channel is required"})
+    d = expect(call(front, "GET", "/protected/call/active",
+                    token=u["token"]), 200)
+    assert d["active_calls"] == [] and d["count"] == 0, d
+    # No AMI link here: said plainly (no relay at all on a shared host).
+    d = expect(call(front, "GET", "/protected/diagnostics",
+                    token=u["token"]), 200)["diagnostics"]
+    assert d["ami_status"] == ("not configured" if name == "nginx"
+                               else "disconnected"), d
+    assert d["errors"], d
+    d = expect(call(front, "GET", "/protected/test-asterisk",
+                    token=u["token"]), 200)["results"]
+    assert d["tests"]["ami"]["success"] is False, d
+    expect(call(front, "POST", "/api/test-asterisk", token=u["token"],
+                json={"asteriskHost": "127.0.0.1", "asteriskPort": "1",
+                      "asteriskAMIPort": "1"}), 403)
     # The event stream without a relay: where it stands, then what
     # came after, by long-poll.
     d = expect(call(front, "GET", "/protected/events", token=u["token"]),
@@ -407,4 +426,4 @@ def test_every_route_was_exercised():
     for name in ("nginx", "apache"):
         assert exercised[name] == ALL_ROUTES, (
             name, sorted(ALL_ROUTES - exercised[name]))
-    assert len(ALL_ROUTES) == 24
+    assert len(ALL_ROUTES) == 29

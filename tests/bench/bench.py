@@ -38,6 +38,7 @@ from harness import (NGINX, REPO, SPAWN_FCGI, free_port,  # noqa: E402
 from wsclient import ctl  # noqa: E402
 
 import export_bench  # noqa: E402
+import amilat  # noqa: E402
 
 TARGETS = {
     "profile_vs_trivial": 0.60,
@@ -46,6 +47,8 @@ TARGETS = {
     "fan_last_ms": {1000: 20.0, 10000: 200.0},
     "rss_per_conn_kib": 8.0,
     "rtt_p99_ms": 5.0,
+    "ami_events_per_s": 1_000_000,
+    "ami_event_p99_ms": 10.0,
 }
 
 
@@ -569,7 +572,19 @@ def registered_rss(system, procs, wsfan, port, users, registered=10000,
 
 # -- main ------------------------------------------------------------------------
 
-def summary(prof, ratio, logs_ratio, fans, rt, ex=None):
+def ami_parse(build):
+    """lib/ami on one core: the captured transcript's received bytes, fed
+    in 16 KB reads again and again for 2 s."""
+    out = subprocess.run([str(build / "tests" / "bench" / "amiparse"),
+        str(REPO / "tests" / "fixtures" / "ami-transcript.raw"), "2"],
+        capture_output=True, text=True, check=True, cwd=REPO).stdout
+    f = out.split()
+    assert f[0] == "AMIPARSE", out
+    return {"events_per_s": float(f[1]), "msgs_per_s": float(f[2]),
+            "mb_per_s": float(f[3]), "errors": int(f[4])}
+
+
+def summary(prof, ratio, logs_ratio, fans, rt, ex=None, ami=None, al=None):
     """Each target next to its figure (figures, not a verdict)."""
     rows = [("profile / trivial throughput", f"{ratio:.1%}",
              f">= {TARGETS['profile_vs_trivial']:.0%}",
@@ -590,6 +605,16 @@ def summary(prof, ratio, logs_ratio, fans, rt, ex=None):
                      f"{f['per_conn_kib']:.2f} KiB",
                      f"<= {TARGETS['rss_per_conn_kib']:.0f} KiB",
                      f["per_conn_kib"] <= TARGETS["rss_per_conn_kib"]))
+    if ami is not None:
+        rows.append(("AMI events parsed per second",
+                     f"{ami['events_per_s']:,.0f}",
+                     f">= {TARGETS['ami_events_per_s']:,}",
+                     ami["events_per_s"] >= TARGETS["ami_events_per_s"]))
+    if al is not None:
+        rows.append(("AMI event to browser p99",
+                     f"{al['p99_us'] / 1000:.2f} ms",
+                     f"< {TARGETS['ami_event_p99_ms']:.0f} ms",
+                     al["p99_us"] / 1000 < TARGETS["ami_event_p99_ms"]))
     if rt is not None:
         rows.append(("signalling round trip p99",
                      f"{rt['p99_us'] / 1000:.3f} ms",
@@ -647,6 +672,7 @@ def main():
     ap.add_argument("--fan", default=os.environ.get("BENCH_FAN",
         "1000,10000"))
     ap.add_argument("--rtt", type=int, default=2000)
+    ap.add_argument("--ami-probes", type=int, default=300)
     ap.add_argument("--keep", action="store_true",
         help="keep the work directory")
     ap.add_argument("--figures-out", help="save the figures as JSON")
@@ -669,6 +695,14 @@ def main():
         args.fan = "1000"
     say(f"switchboard bench: build {args.build}, {os.cpu_count()} CPUs, "
         f"nofile {nofile}, work {work}, database {engine}")
+    ami = None
+    if not pg:
+        ami = ami_parse(build)
+        say("\n0. AMI codec (lib/ami, one core, the captured transcript in "
+            "16 KB reads)")
+        say(f"   {ami['events_per_s']:,.0f} events/s, {ami['msgs_per_s']:,.0f} "
+            f"messages/s, {ami['mb_per_s']:.0f} MB/s, {ami['errors']} errors "
+            f"(target >= {TARGETS['ami_events_per_s']:,} events/s)")
     try:
         # Many sockets per user and a signalling loop as fast as it can
         # go: the per-user cap and the inbound limits are off here.
@@ -817,7 +851,17 @@ def main():
             "to CSV, beside sqlite3 -csv)")
         (work / "export").mkdir()
         ex = export_bench.run(build, work / "export", say=say)
-        summary(prof, ratio, logs_ratio, fans, rt, ex)
+        say(f"\n6. AMI event to browser (a fake Asterisk at "
+            f"{amilat.RATE} events/s; {args.ami_probes} calls end one by "
+            "one, Hangup events written -> call_status ended on the "
+            "caller's socket through nginx)")
+        al = amilat.run(build, work / "amilat", args.ami_probes, say=say)
+        say(f"   p50 {al['p50_us'] / 1000:.2f} ms, p90 "
+            f"{al['p90_us'] / 1000:.2f} ms, p99 {al['p99_us'] / 1000:.2f} "
+            f"ms (target < {TARGETS['ami_event_p99_ms']:.0f} ms), max "
+            f"{al['max_us'] / 1000:.2f} ms; {al['events_per_s']:.0f} "
+            f"events/s read by the link, {al['dropped']} dropped")
+        summary(prof, ratio, logs_ratio, fans, rt, ex, ami, al)
         if args.figures_out:
             Path(args.figures_out).write_text(json.dumps(figures))
         if args.compare:

@@ -13,7 +13,7 @@ build=$1
 cd "$(dirname "$0")/../.." || exit 2
 
 for p in "$build/bin/switchboard-relay" "$build/tests/bench/wsfan" \
-    "$build/tests/bench/trivial"; do
+    "$build/tests/bench/trivial" "$build/tests/bench/amiparse"; do
 	if [ ! -x "$p" ]; then
 		echo "bench: $p: not built (make bench)" >&2
 		exit 2
