@@ -303,6 +303,10 @@ class System:
             # Users logged in by one test stay online for the later tests
             # of a long session; the presence sweep has tests of its own.
             "PRESENCE_STALE_S": "86400",
+            # A call one test leaves ringing must not time out (and write
+            # its end to the stream) during a later test's before/after
+            # comparison; the ring timeout has tests of their own.
+            "CALL_RING_TIMEOUT_S": "3600",
             # Every test registers from 127.0.0.1; the limit has tests of
             # its own.
             "REGISTER_PER_ADDR_HOUR": "100000",
