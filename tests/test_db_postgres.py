@@ -5,6 +5,7 @@ log and no output. Each test has a cluster of its own, so stopping it
 troubles no other system."""
 
 import re
+import threading
 
 import pytest
 
@@ -28,6 +29,18 @@ def test_a_restarted_server_is_503_then_recovered(start, cluster):
     u = s.make_user()
     expect(s.req("GET", "/protected/profile", token=u["token"]), 200)
 
+    # Under load: what the programs answer all along is 200 or 503.
+    seen, stop = {}, threading.Event()
+
+    def load():
+        while not stop.is_set():
+            r = s.req("GET", "/protected/profile", token=u["token"])
+            seen.setdefault(r.status_code, r.text[:200])
+
+    workers = [threading.Thread(target=load, daemon=True)
+               for _ in range(3)]
+    for t in workers:
+        t.start()
     cluster.stop_server()
     try:
         # Reads, writes and logins alike: busy, as JSON, no 500.
@@ -46,6 +59,10 @@ def test_a_restarted_server_is_503_then_recovered(start, cluster):
     # each of them.
     for _ in range(6):
         expect(s.req("GET", "/protected/profile", token=u["token"]), 200)
+    stop.set()
+    for t in workers:
+        t.join()
+    assert set(seen) <= {200, 503}, seen
     s.login(u["username"], u["password"])
     expect(s.req("PUT", "/protected/status", token=u["token"],
                  json={"status": "away"}), 200)
