@@ -54,7 +54,8 @@ static const struct jh_field register_fields[] = {
 
 /*
  * GET /health?detail=1 adds "ami": the manager link's state as the relay
- * reports it ("connected", "disconnected", "not configured", or "unknown"
+ * reports it ("connected", "disconnected", "not configured", "standby"
+ * (another relay drives Asterisk), or "unknown"
  * when the relay does not answer), with its reconnect count and the time
  * of its last change. Nothing else of the link (no host, no user) is
  * shown to an unauthenticated caller.
@@ -77,6 +78,10 @@ health_detail(struct http_req *req, struct json_object *o)
 		if (json_object_object_get_ex(h, "enabled", &v) &&
 		    !json_object_get_boolean(v))
 			state = "not configured";
+		else if ((v = json_object_object_get(h, "state")) != NULL &&
+			 json_object_is_type(v, json_type_string) &&
+			 strcmp(json_object_get_string(v), "standby") == 0)
+			state = "standby";
 		else if (json_object_object_get_ex(h, "connected", &v))
 			state = json_object_get_boolean(v) ? "connected"
 							   : "disconnected";

@@ -22,6 +22,7 @@
 #include "lib/db.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/db_hold.h"
 #include "relay/amilink.h"
 #include "relay/relay.h"
 
@@ -202,20 +203,95 @@ relay_open(struct relay *r)
 }
 
 /*
+ * Exactly one relay drives Asterisk, however many share the database: the
+ * one holding the "ami-link" hold (lib/db_hold.h: an advisory lock on
+ * PostgreSQL, an flock beside the SQLite file). The others wait on
+ * standby, trying again every AMIHOLD_RETRY_US, so when the holder dies
+ * (its database connection, and the lock with it, goes) another takes
+ * over within that. A holder whose hold is lost while it lives (its lock
+ * connection dropped) stops, so that two relays never drive Asterisk at
+ * once: its supervisor starts it again, on standby until the hold is free.
+ */
+#define AMIHOLD_RETRY_US (2 * LWS_USEC_PER_SEC)
+
+static int ami_link(struct relay *r, bool standby, struct err *e);
+
+static void
+ami_hold_tick(lws_sorted_usec_list_t *sul)
+{
+	struct relay *r = lws_container_of(sul, struct relay, sul_ami_hold);
+	struct err e = { 0 };
+	struct amilink *old;
+	int rc;
+
+	if (r->ami_hold != NULL) {
+		if (db_hold_check(r->ami_hold) == 0) {
+			log_msg(LOG_ERROR, "AMI link: the hold on it was lost "
+					   "(its database connection); stopping");
+			stop = 1;
+			lws_cancel_service(r->ctx);
+			return;
+		}
+	} else if ((rc = db_hold_try(config_db_target(&r->cfg), "ami-link",
+			&r->ami_hold, &e)) == 1) {
+		log_msg(LOG_INFO, "AMI link: this relay holds it now");
+		/* The standby link is a disabled one: nothing of it runs. */
+		old = r->ami;
+		if (ami_link(r, false, &e) == -1) {
+			log_msg(LOG_ERROR, "AMI link: %s", e.msg);
+			r->ami = old;
+			db_hold_release(r->ami_hold);
+			r->ami_hold = NULL;
+		} else
+			amilink_free(old);
+	} else if (rc == -1)
+		log_msg(LOG_WARN, "AMI link hold: %s", e.msg);
+	lws_sul_schedule(r->ctx, 0, &r->sul_ami_hold, ami_hold_tick,
+	    AMIHOLD_RETRY_US);
+}
+
+/*
  * The one place the AMI link is made: its events and state changes go to
  * pbx.c, which keeps the calls' state from them. (A relay that is not to
  * hold the link would get a disabled one here instead.)
  */
 static int
-ami_start(struct relay *r, struct err *e)
+ami_link(struct relay *r, bool standby, struct err *e)
 {
 	static const struct amilink_handlers h = {
 		.event = pbx_on_event,
 		.state = pbx_on_state,
 	};
+	struct config off;
+	const struct config *cfg = &r->cfg;
 
-	return (r->ami = amilink_new(r->ctx, &r->cfg, &h, r, e)) == NULL ? -1
-									 : 0;
+	if (standby) {
+		off = r->cfg;
+		off.ami_host[0] = '\0';
+		cfg = &off;
+	}
+	r->ami_standby = standby;
+	r->ami = amilink_new(r->ctx, cfg, &h, r, e);
+	if (standby)
+		config_wipe(&off);
+	return r->ami == NULL ? -1 : 0;
+}
+
+static int
+ami_start(struct relay *r, struct err *e)
+{
+	int rc;
+
+	if (r->cfg.ami_host[0] == '\0')
+		return ami_link(r, false, e);
+	if ((rc = db_hold_try(config_db_target(&r->cfg), "ami-link",
+		 &r->ami_hold, e)) == -1)
+		return -1;
+	if (rc == 0)
+		log_msg(LOG_INFO, "AMI link: held by another relay; standby");
+	lws_sul_schedule(r->ctx, 0, &r->sul_ami_hold, ami_hold_tick,
+	    AMIHOLD_RETRY_US);
+	return ami_link(r, rc == 0, e);
 }
 
 int
@@ -273,6 +349,7 @@ out:
 	signal(SIGINT, SIG_DFL);
 	signal_ctx = NULL;
 	r.stopping = true;
+	lws_sul_cancel(&r.sul_ami_hold);
 	amilink_stop(r.ami);
 	wake_stop(&r);
 	cluster_stop(&r);
@@ -291,6 +368,7 @@ out:
 		cluster_free(&r);
 	}
 	amilink_free(r.ami);
+	db_hold_release(r.ami_hold);
 	pbx_free(&r);
 	sock_free(&r);
 	roster_free(&r);

@@ -1062,7 +1062,9 @@ pbx_ctl_originate(struct relay *r, struct json_object *rq)
 		    "are required",
 		    "invalid");
 	if (!amilink_enabled(r->ami))
-		return reply_new(false, "Asterisk is not configured",
+		return reply_new(false,
+		    r->ami_standby ? "Asterisk is driven by another relay"
+				   : "Asterisk is not configured",
 		    "unavailable");
 	if (!amilink_ready(r->ami))
 		return reply_new(false, "Asterisk is not connected",
@@ -1315,6 +1317,12 @@ pbx_ctl_health(struct relay *r, struct json_object *rq)
 	if ((o = reply_new(true, NULL, NULL)) == NULL)
 		return NULL;
 	if ((h = amilink_health_json(r->ami)) != NULL) {
+		if (r->ami_standby) {
+			/* Configured, and driven by the relay holding it. */
+			jh_add_bool(h, "enabled", true);
+			jh_add_str(h, "state", "standby");
+			jh_add_bool(h, "connected", false);
+		}
 		jh_add_int(h, "calls", (int64_t)r->pbx->ncalls);
 		jh_add_int(h, "calls_closed", (int64_t)r->pbx->closed);
 		jh_add_int(h, "calls_closed_by_resync",

@@ -208,6 +208,11 @@ struct relay {
 	struct cluster *cluster;
 	struct wake *wake;
 	struct amilink *ami; /* amilink.c: the manager link (maybe disabled) */
+	/* main.c: the hold that makes this relay the one driving Asterisk;
+	 * without it the link is a disabled one, on standby. */
+	struct db_hold *ami_hold;
+	bool ami_standby;
+	lws_sorted_usec_list_t sul_ami_hold;
 	struct pbx *pbx;     /* pbx.c: calls through Asterisk */
 
 	struct relay_stats stats;

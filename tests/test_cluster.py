@@ -5,12 +5,14 @@ either node reaches the sockets on both; calls, revocations and presence
 work across them; a relay killed with SIGKILL loses nothing for clients
 that reconnect to the other one."""
 
+import secrets
 import signal
 import threading
 import time
 
 import pytest
 
+from fakeami import FakeAMI
 from harness import DB_ENGINE, start_system
 from wsclient import (Closed, assert_forwarded, call_row, connect_user,
     initiate, sample_candidate, sample_sdp, set_status, wait_call_status,
@@ -197,3 +199,45 @@ def test_relay_killed_mid_stream_loses_nothing_on_the_other(nodes):
         t.join()
         c.close()
         a.relay_start()
+
+
+def ami_state(node):
+    r = node.req("GET", "/health?detail=1")
+    assert r.status_code == 200, r.text
+    return r.json()["ami"]["state"]
+
+
+def test_one_relay_drives_asterisk_and_another_takes_over(tmp_path_factory):
+    """Two relays configured for the same Asterisk: one logs in, the other
+    waits on standby; when the first dies, the second takes the link."""
+    ami = FakeAMI(username="sb-relay", secret=secrets.token_hex(16)).start()
+    env = {"AMI_HOST": "127.0.0.1", "AMI_PORT": str(ami.port),
+           "AMI_USERNAME": ami.username, "AMI_SECRET": ami.secret,
+           "AMI_PING_S": "1", "AMI_RECONNECT_MIN_MS": "100",
+           "AMI_RECONNECT_MAX_MS": "800"}
+    a = start_system(tmp_path_factory.mktemp("ami-a"), env=env)
+    b = None
+    try:
+        b = start_system(tmp_path_factory.mktemp("ami-b"), env=env, join=a)
+        wait_until(lambda: ami_state(a) == "connected", what="a connected")
+        assert ami_state(b) == "standby"
+        time.sleep(3)  # a standby relay's retries log in nowhere
+        assert ami.logins == 1 and ami.live_connections() == 1
+        # Placing a call through the standby node says who drives it.
+        u, v = a.make_user(), a.make_user()
+        r = b.req("POST", "/protected/call/initiate", token=u["token"],
+                  json={"target_extension": v["extension"]})
+        assert r.status_code == 503, r.text
+
+        a.relay_kill(signal.SIGKILL)
+        wait_until(lambda: ami_state(b) == "connected", timeout=15,
+                   what="b takes the link over")
+        assert ami.logins == 2 and ami.live_connections() == 1
+        a.relay_start()
+        time.sleep(3)
+        assert ami_state(a) == "standby" and ami.logins == 2
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        ami.stop()
