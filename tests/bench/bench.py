@@ -636,13 +636,13 @@ def compare(mine, other_path, engine):
     except (OSError, ValueError):
         return
     say(f"\nSQLite beside PostgreSQL (the same figures, this machine)")
-    say(f"   {'figure':<38} {'sqlite':>12} {'postgresql':>12}")
+    say(f"   {'figure':<40} {'sqlite':>14} {'postgresql':>14}")
     for key, label, unit in FIGURES:
         a = theirs.get(key) if engine == "postgres" else mine.get(key)
         b = mine.get(key) if engine == "postgres" else theirs.get(key)
         fa = f"{a:.1f} {unit}" if isinstance(a, (int, float)) else "-"
         fb = f"{b:.1f} {unit}" if isinstance(b, (int, float)) else "-"
-        say(f"   {label:<38} {fa:>12} {fb:>12}")
+        say(f"   {label:<40} {fa:>14} {fb:>14}")
     say("")
 
 
