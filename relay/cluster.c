@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
@@ -61,6 +63,7 @@ struct mail {
 
 struct cluster {
 	char id[40];
+	char node[PATH_MAX + 300];
 	int64_t cursor; /* the last relay_mail row read */
 	struct mail *head, **tail;
 	size_t bytes;
@@ -70,6 +73,7 @@ struct cluster {
 
 enum q {
 	Q_JOIN,
+	Q_PREDECESSOR,
 	Q_BEAT,
 	Q_LEAVE,
 	Q_BURY,
@@ -84,8 +88,11 @@ enum q {
 	Q__MAX
 };
 static const char *const sql[Q__MAX] = {
-	[Q_JOIN] = "INSERT INTO relay_instances (id, started_at, seen_at) "
-		   "VALUES (?1, ?2, ?2)",
+	[Q_JOIN] = "INSERT INTO relay_instances (id, node, started_at, "
+		   "seen_at) VALUES (?1, ?3, ?2, ?2)",
+	/* A relay that died on this node (kill -9) left its counts: they are
+	 * this start's to replace, not another live relay's. */
+	[Q_PREDECESSOR] = "DELETE FROM relay_instances WHERE node = ?1",
 	[Q_BEAT] = "UPDATE relay_instances SET seen_at = ?2 WHERE id = ?1",
 	[Q_LEAVE] = "DELETE FROM relay_instances WHERE id = ?1",
 	[Q_BURY] = "DELETE FROM relay_instances WHERE seen_at < ?1",
@@ -133,6 +140,7 @@ join(struct relay *r, struct err *e)
 		return -1;
 	db_bind_text(st, 1, r->cluster->id);
 	db_bind_int(st, 2, now_s());
+	db_bind_text(st, 3, r->cluster->node);
 	return db_done(r->db, st, e);
 }
 
@@ -140,6 +148,7 @@ int
 cluster_start(struct relay *r, struct err *e)
 {
 	unsigned char raw[8];
+	char host[256];
 	struct cluster *k;
 	struct db_stmt *st;
 	size_t i;
@@ -157,13 +166,20 @@ cluster_start(struct relay *r, struct err *e)
 		snprintf(k->id + 2 * i, 3, "%02x", raw[i]);
 	k->tail = &k->head;
 	k->r = r;
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(k->node, sizeof(k->node), "%s:%s", host, r->cfg.run_dir);
 	r->cluster = k;
+	if ((st = db_stmt(r->db, sql[Q_PREDECESSOR], e)) == NULL)
+		goto fail;
+	db_bind_text(st, 1, k->node);
+	if (db_done(r->db, st, e) == -1)
+		goto fail;
 	if (join(r, e) == -1 ||
 	    (st = db_stmt(r->db, sql[Q_MAIL_LAST], e)) == NULL ||
 	    (rc = db_row(r->db, st, e)) == -1) {
-		r->cluster = NULL;
-		free(k);
-		return -1;
+		goto fail;
 	}
 	if (rc == 1) {
 		k->cursor = db_col_int(st, 0);
@@ -174,6 +190,10 @@ cluster_start(struct relay *r, struct err *e)
 	lws_sul_schedule(r->ctx, 0, &k->sul_beat, beat,
 	    CLUSTER_BEAT_S * US_PER_S);
 	return 0;
+fail:
+	r->cluster = NULL;
+	free(k);
+	return -1;
 }
 
 /*
@@ -442,7 +462,10 @@ cluster_presence(struct relay *r, const struct roster_user *u, bool *online,
 		now_online = db_col_int(st, 0);
 		db_reset(st);
 	}
-	*write = rc == 1 && (now_online != 0) != *online;
+	/* As on one relay, a change from what this relay last wrote is
+	 * written (and said); so is a row that disagrees with the relays. */
+	*write = *online != u->online_written ||
+		 (rc == 1 && (now_online != 0) != *online);
 	return 0;
 }
 

@@ -150,6 +150,7 @@ write_one(struct relay *r, struct roster_user *u, const char *now,
 	if (cluster_on(r) &&
 	    cluster_presence(r, u, &online, &write, e) == -1)
 		return -1;
+	u->online_next = online;
 	if (write) {
 		if ((st = db_stmt(r->db, sql[Q_PRESENCE], e)) == NULL)
 			return -1;
@@ -194,7 +195,7 @@ flush_once(struct relay *r)
 		next = u->next_dirty;
 		u->next_dirty = NULL;
 		u->presence_dirty = false;
-		u->online_written = u->nclients > 0;
+		u->online_written = u->online_next;
 		u->said_type[0] = u->said_status[0] = '\0';
 		roster_release(r, u);
 	}

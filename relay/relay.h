@@ -122,6 +122,7 @@ struct roster_user {
 	struct client *clients;
 	unsigned nclients;
 	bool presence_dirty, online_written;
+	bool online_next; /* what the pending write says, then written */
 	char said_type[24]; /* a status the user sent, not yet written */
 	char said_status[16];
 	struct roster_user *next_dirty;

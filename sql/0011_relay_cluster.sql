@@ -3,6 +3,8 @@
 -- not heard of for a while is dead and is deleted with its counts.
 CREATE TABLE relay_instances (
 	id text PRIMARY KEY,           -- drawn at each start
+	node text NOT NULL,            -- host and run directory: a restarted
+	                               -- relay replaces its predecessor's row
 	started_at integer NOT NULL,   -- unix seconds
 	seen_at integer NOT NULL       -- unix seconds: the heartbeat
 );

@@ -1,6 +1,8 @@
 -- PostgreSQL's 0011: identity ids and bigint times; see ../0011_relay_cluster.sql.
 CREATE TABLE relay_instances (
 	id text PRIMARY KEY,           -- drawn at each start
+	node text NOT NULL,            -- host and run directory: a restarted
+	                               -- relay replaces its predecessor's row
 	started_at bigint NOT NULL,   -- unix seconds
 	seen_at bigint NOT NULL       -- unix seconds: the heartbeat
 );
