@@ -48,11 +48,19 @@ sqlite_only = pytest.mark.skipif(DB_ENGINE != "sqlite",
 
 @pytest.mark.skipif(DB_ENGINE != "postgres", reason="PostgreSQL's answer")
 def test_backup_routes_refuse_on_postgres(sb):
+    # Logged in first: the login itself writes (online, a notify row).
+    tok = sb.admin_token()
     before = snapshot(sb)
-    expect(sb.req("POST", "/protected/admin/backup",
-                  token=sb.admin_token(), json={"backup_name": "x"}), 501,
-           {"error": "backups of a PostgreSQL database are taken with "
-                     "pg_dump", "success": False})
+    for method, path, body in (
+            ("POST", "/protected/admin/backup", {"backup_name": "x"}),
+            ("GET", "/protected/admin/backup/status/b1", None),
+            ("GET", "/protected/admin/backups", None),
+            ("GET", "/protected/admin/backup/download/b1", None),
+            ("DELETE", "/protected/admin/backup/b1", None),
+            ("POST", "/protected/admin/backup/restore/b1", None)):
+        expect(sb.req(method, path, token=tok, json=body), 501,
+               {"error": "backups of a PostgreSQL database are taken with "
+                         "pg_dump", "success": False})
     assert snapshot(sb) == before
 
 
