@@ -148,7 +148,13 @@ def test_backup_during_writes_then_restore(start):
     t = threading.Thread(target=writer, args=(s, stop, counter))
     t.start()
     try:
+        # A writer that died (its error is on stderr) would leave this
+        # waiting forever: fail instead.
+        deadline = time.monotonic() + 60
         while counter[0] < 200:
+            assert t.is_alive(), f"the writer stopped after {counter[0]}"
+            assert time.monotonic() < deadline, (
+                f"the writer wrote {counter[0]} calls in 60 s")
             time.sleep(0.01)
         bid = create(s)
         time.sleep(0.2)
