@@ -25,12 +25,12 @@
 #include "lib/json.h"
 #include "lib/stats.h"
 
-#define OUT_SIZE   (64 * 1024)
-#define ZONE_SLOTS 256
-#define OFF_VARIES INT32_MIN
-#define LIMIT_NONE INT64_MAX
+#define OUT_SIZE    (64 * 1024)
+#define ZONE_SLOTS  256
+#define OFF_VARIES  INT32_MIN
+#define LIMIT_NONE  INT64_MAX
 #define EXPORT_PAGE 1000
-#define ZERO_TIME  "0001-01-01T00:00:00Z"
+#define ZERO_TIME   "0001-01-01T00:00:00Z"
 
 /* The rows of a filter; ?7 the limit. The extension is either party's.
  * CAST(?N AS text): ?N IS NULL alone fixes no type on PostgreSQL. */
