@@ -36,11 +36,12 @@ enum q { Q_DEL_ONE, Q_DEL_ALL, Q_DEL_FILTER, Q__MAX };
 static const char *const sql[Q__MAX] = {
 	[Q_DEL_ONE] = "DELETE FROM call_logs WHERE id = ?1",
 	[Q_DEL_ALL] = "DELETE FROM call_logs",
+	/* CAST: ?N IS NULL alone fixes no type on PostgreSQL. */
 	[Q_DEL_FILTER] = "DELETE FROM call_logs WHERE "
-			 "(?1 IS NULL OR status = ?1) "
-			 "AND (?2 IS NULL OR direction = ?2) "
-			 "AND (?3 IS NULL OR created_at >= ?3) "
-			 "AND (?4 IS NULL OR created_at < ?4) "
+			 "(CAST(?1 AS text) IS NULL OR status = ?1) "
+			 "AND (CAST(?2 AS text) IS NULL OR direction = ?2) "
+			 "AND (CAST(?3 AS text) IS NULL OR created_at >= ?3) "
+			 "AND (CAST(?4 AS text) IS NULL OR created_at < ?4) "
 			 "AND (?5 = 0 OR caller_id = ?5) "
 			 "AND (?6 = 0 OR callee_id = ?6)",
 };

@@ -383,7 +383,8 @@ memory_metrics(void)
 	return o;
 }
 
-/* The file system holding the database. */
+/* The file system holding the database; on PostgreSQL, whose files are
+ * the server's, the one of the run directory (logs, sockets). */
 static json_object *
 disk_metrics(const struct config *cfg)
 {
@@ -392,11 +393,17 @@ disk_metrics(const struct config *cfg)
 	struct statvfs vfs;
 	char dir[PATH_MAX], *slash;
 
-	snprintf(dir, sizeof(dir), "%s", cfg->db_path);
-	if ((slash = strrchr(dir, '/')) != NULL && slash != dir)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), "%s", slash == dir ? "/" : ".");
+	if (cfg->database_url[0] != '\0') {
+		snprintf(dir, sizeof(dir), "%s",
+		    cfg->run_dir[0] != '\0' ? cfg->run_dir : ".");
+	} else {
+		snprintf(dir, sizeof(dir), "%s", cfg->db_path);
+		if ((slash = strrchr(dir, '/')) != NULL && slash != dir)
+			*slash = '\0';
+		else
+			snprintf(dir, sizeof(dir), "%s",
+			    slash == dir ? "/" : ".");
+	}
 	if (statvfs(dir, &vfs) == 0) {
 		total = (unsigned long long)vfs.f_blocks * vfs.f_frsize;
 		free_b = (unsigned long long)vfs.f_bavail * vfs.f_frsize;

@@ -25,21 +25,24 @@
 #include "lib/json.h"
 #include "lib/stats.h"
 
-#define OUT_SIZE   (64 * 1024)
-#define ZONE_SLOTS 256
-#define OFF_VARIES INT32_MIN
-#define LIMIT_NONE INT64_MAX
-#define ZERO_TIME  "0001-01-01T00:00:00Z"
+#define OUT_SIZE    (64 * 1024)
+#define ZONE_SLOTS  256
+#define OFF_VARIES  INT32_MIN
+#define LIMIT_NONE  INT64_MAX
+#define EXPORT_PAGE 1000
+#define ZERO_TIME   "0001-01-01T00:00:00Z"
 
-/* The rows of a filter; ?7 the limit. The extension is either party's. */
+/* The rows of a filter; ?7 the limit. The extension is either party's.
+ * CAST(?N AS text): ?N IS NULL alone fixes no type on PostgreSQL. */
 #define WHERE                                                                  \
 	" FROM call_logs l LEFT JOIN users cu ON cu.id = l.caller_id "         \
 	"LEFT JOIN users ce ON ce.id = l.callee_id "                           \
 	"WHERE l.id > ?1 AND (?2 = 0 OR l.id <= ?2) "                          \
-	"AND (?3 IS NULL OR l.created_at >= ?3) "                              \
-	"AND (?4 IS NULL OR l.created_at < ?4) "                               \
-	"AND (?5 IS NULL OR l.status = ?5) "                                   \
-	"AND (?6 IS NULL OR cu.extension = ?6 OR ce.extension = ?6) "
+	"AND (CAST(?3 AS text) IS NULL OR l.created_at >= ?3) "                \
+	"AND (CAST(?4 AS text) IS NULL OR l.created_at < ?4) "                 \
+	"AND (CAST(?5 AS text) IS NULL OR l.status = ?5) "                     \
+	"AND (CAST(?6 AS text) IS NULL OR cu.extension = ?6 "                  \
+	"OR ce.extension = ?6) "
 
 #define CSV_COLS                                                               \
 	"SELECT l.id, cu.username, cu.extension, ce.username, ce.extension, "  \
@@ -785,8 +788,9 @@ export_call_logs(struct db *db, enum export_format fmt,
 	struct run *r;
 	char now[48], *p;
 	int64_t now_s;
+	int64_t after, upto, left, want, got, id;
 	enum q q;
-	int rc = -1, row;
+	int rc = -1, row = 0;
 
 	if (res == NULL)
 		res = &none;
@@ -814,38 +818,60 @@ export_call_logs(struct db *db, enum export_format fmt,
 		q = f->oldest_first ? Q_CSV_OLD : Q_CSV_NEW;
 	else
 		q = f->oldest_first ? Q_JSON_OLD : Q_JSON_NEW;
-	if ((r->st = db_stmt(db, sql[q], e)) == NULL)
-		goto out;
-	db_bind_int(r->st, 1, f->after_id);
-	db_bind_int(r->st, 2, f->upto_id);
-	bind_opt(r->st, 3, f->since);
-	bind_opt(r->st, 4, f->until);
-	bind_opt(r->st, 5, f->status);
-	bind_opt(r->st, 6, f->extension);
-	db_bind_int(r->st, 7, f->limit > 0 ? f->limit : LIMIT_NONE);
-
 	if (fmt == EXPORT_CSV)
 		out_lit(r->o, EXPORT_CSV_HEADER "\r\n");
 	else if (!f->bare)
 		out_lit(r->o, "{\"call_logs\":[");
 	else
 		out_lit(r->o, "[");
-	while (!r->o->failed && (row = db_row(db, r->st, e)) == 1) {
-		if (fmt == EXPORT_CSV)
-			csv_row(r);
-		else
-			json_row(r, res->rows == 0);
-		if (db_col_int(r->st, 0) > res->last_id)
-			res->last_id = db_col_int(r->st, 0);
-		res->rows++;
+	/*
+	 * In pages of EXPORT_PAGE rows by id: PostgreSQL hands a statement's
+	 * whole result to the client at once, so one statement over the
+	 * table would hold it all in the worker's memory.
+	 */
+	after = f->after_id;
+	upto = f->upto_id;
+	left = f->limit > 0 ? f->limit : LIMIT_NONE;
+	while (left > 0) {
+		want = left < EXPORT_PAGE ? left : EXPORT_PAGE;
+		got = 0;
+		if ((r->st = db_stmt(db, sql[q], e)) == NULL)
+			goto out;
+		db_bind_int(r->st, 1, after);
+		db_bind_int(r->st, 2, upto);
+		bind_opt(r->st, 3, f->since);
+		bind_opt(r->st, 4, f->until);
+		bind_opt(r->st, 5, f->status);
+		bind_opt(r->st, 6, f->extension);
+		db_bind_int(r->st, 7, want);
+		while (!r->o->failed && (row = db_row(db, r->st, e)) == 1) {
+			if (fmt == EXPORT_CSV)
+				csv_row(r);
+			else
+				json_row(r, res->rows == 0);
+			id = db_col_int(r->st, 0);
+			if (id > res->last_id)
+				res->last_id = id;
+			/* The next page starts past this row. */
+			if (f->oldest_first)
+				after = id;
+			else
+				upto = id - 1;
+			res->rows++;
+			got++;
+		}
+		if (r->o->failed) {
+			db_reset(r->st);
+			err_set(e, ERR_INTERNAL, "writing the export failed");
+			goto out;
+		}
+		if (row == -1)
+			goto out;
+		left -= got;
+		/* upto 0 means no bound: stop before it would read as one. */
+		if (got < want || (!f->oldest_first && upto <= after))
+			break;
 	}
-	if (r->o->failed) {
-		db_reset(r->st);
-		err_set(e, ERR_INTERNAL, "writing the export failed");
-		goto out;
-	}
-	if (row == -1)
-		goto out;
 	if (fmt == EXPORT_JSON && !f->bare) {
 		out_lit(r->o, "],\"exported_at\":\"");
 		p = time_local(&r->z, now_s, NULL, 0, now);

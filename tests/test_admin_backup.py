@@ -48,11 +48,19 @@ sqlite_only = pytest.mark.skipif(DB_ENGINE != "sqlite",
 
 @pytest.mark.skipif(DB_ENGINE != "postgres", reason="PostgreSQL's answer")
 def test_backup_routes_refuse_on_postgres(sb):
+    # Logged in first: the login itself writes (online, a notify row).
+    tok = sb.admin_token()
     before = snapshot(sb)
-    expect(sb.req("POST", "/protected/admin/backup",
-                  token=sb.admin_token(), json={"backup_name": "x"}), 501,
-           {"error": "backups of a PostgreSQL database are taken with "
-                     "pg_dump", "success": False})
+    for method, path, body in (
+            ("POST", "/protected/admin/backup", {"backup_name": "x"}),
+            ("GET", "/protected/admin/backup/status/b1", None),
+            ("GET", "/protected/admin/backups", None),
+            ("GET", "/protected/admin/backup/download/b1", None),
+            ("DELETE", "/protected/admin/backup/b1", None),
+            ("POST", "/protected/admin/backup/restore/b1", None)):
+        expect(sb.req(method, path, token=tok, json=body), 501,
+               {"error": "backups of a PostgreSQL database are taken with "
+                         "pg_dump", "success": False})
     assert snapshot(sb) == before
 
 
@@ -140,7 +148,13 @@ def test_backup_during_writes_then_restore(start):
     t = threading.Thread(target=writer, args=(s, stop, counter))
     t.start()
     try:
+        # A writer that died (its error is on stderr) would leave this
+        # waiting forever: fail instead.
+        deadline = time.monotonic() + 60
         while counter[0] < 200:
+            assert t.is_alive(), f"the writer stopped after {counter[0]}"
+            assert time.monotonic() < deadline, (
+                f"the writer wrote {counter[0]} calls in 60 s")
             time.sleep(0.01)
         bid = create(s)
         time.sleep(0.2)

@@ -4,6 +4,7 @@ exports each settled record exactly once."""
 import csv
 import io
 import json
+from datetime import datetime, timezone
 
 from harness import expect
 
@@ -34,9 +35,9 @@ def test_watermark_exports_each_record_once(start):
              for i in range(1, 4)]
     # A call still ringing now, and one after it that ended: both wait
     # until the ringing one is over, so that each goes out complete.
-    ringing = add_log(s, a["id"], b["id"], s.sql(
-        "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")[0][0] + "",
-        ended=False, status="initiated")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ringing = add_log(s, a["id"], b["id"], now, ended=False,
+                      status="initiated")
     after = add_log(s, a["id"], b["id"], "2026-04-05T10:00:00.000000Z")
 
     args = ["cdr", "export", "--format", "csv", "--output", str(out),

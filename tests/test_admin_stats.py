@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from harness import TIME_RE, expect, snapshot
+from harness import DB_ENGINE, TIME_RE, expect, snapshot
 from wsclient import call_row, connect_user, initiate, wait_until
 
 ADMIN_REQUIRED = {"error": "Admin access required"}
@@ -171,7 +171,11 @@ def check_health(h):
     dh = h["database_health"]
     assert list(dh) == ["status", "total_users", "active_calls",
                         "call_logs_count", "database_size"]
-    assert dh["database_size"].endswith("B")
+    # A SQLite file's size; PostgreSQL's files are the server's.
+    if DB_ENGINE == "postgres":
+        assert dh["database_size"] == "n/a"
+    else:
+        assert dh["database_size"].endswith("B")
     assert h["version"] == "1.0.0"
 
 
@@ -346,7 +350,8 @@ def test_admin_call_with_ami_host(start):
                     "caller_extension": b["extension"]})
     body = expect(r, 502)
     assert body["success"] is False
-    assert body["error"].startswith("Failed to initiate call: ")
+    # What failed; why (the relay's words) is for the log.
+    assert body["error"] == "Failed to initiate call"
     assert snapshot(s) == before
     h = expect(s.req("GET", "/protected/admin/health",
                      token=s.admin_token()), 200)["health"]
