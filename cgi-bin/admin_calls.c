@@ -72,7 +72,7 @@ static const char *const sql[Q__MAX] = {
 						     "'webrtc-call-%' AND "
 						     "l.created_at >= ?1 "
 						     "ORDER BY 7 DESC LIMIT ?2",
-	[Q_EXT] = "SELECT id FROM users WHERE extension = ?1",
+	[Q_EXT] = "SELECT id, username FROM users WHERE extension = ?1",
 	[Q_ACTIVE_BY_CHANNEL] =
 	    "SELECT id FROM active_calls WHERE channel = ?1",
 };
@@ -155,74 +155,105 @@ admin_ami_configured(void)
 	return h != NULL && h[0] != '\0';
 }
 
-/* 1 when a user has extension ext, 0 when none does. */
+/* The user holding extension ext. */
+struct holder {
+	int64_t id;
+	char username[64];
+};
+
+/* 1 with *h when a user has extension ext, 0 when none does. */
 static int
-ext_exists(struct db *db, const char *ext, struct err *e)
+ext_holder(struct db *db, const char *ext, struct holder *h, struct err *e)
 {
 	struct db_stmt *st;
+	const char *s;
 	int r;
 
 	if ((st = db_stmt(db, sql[Q_EXT], e)) == NULL)
 		return -1;
 	db_bind_text(st, 1, ext);
-	if ((r = db_row(db, st, e)) == 1)
-		db_reset(st);
-	return r;
+	if ((r = db_row(db, st, e)) != 1)
+		return r;
+	h->id = db_col_int(st, 0);
+	s = db_col_text(st, 1);
+	snprintf(h->username, sizeof(h->username), "%s", s != NULL ? s : "");
+	db_reset(st);
+	return 1;
 }
 
-/* A PBX action through the relay's AMI link; ERR_UPSTREAM when it fails. */
-static int
-pbx_action(const struct config *cfg, struct json_object *rq, struct err *e)
+/* The audit row of a PBX action already done: a failure to write it is
+ * logged, not answered, since the call was placed or ended all the same.
+ * Takes details. */
+static void
+audit_done(struct db *db, int64_t actor, const char *action,
+    struct json_object *details)
 {
-	struct json_object *reply = NULL, *v;
-	const char *why;
-	int rc;
+	struct err e = { 0 };
 
-	rc = ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, e);
-	if (rc == 0 && (!json_object_object_get_ex(reply, "ok", &v) ||
-			   !json_object_get_boolean(v))) {
-		why = jh_get_str(reply, "error");
-		rc = err_set(e, ERR_UPSTREAM, "Failed to initiate call: %s",
-		    why != NULL ? why : "the relay refused");
+	if (details == NULL)
+		log_msg(LOG_ERROR, "audit %s: out of memory", action);
+	else if (db_begin(db, &e) == -1)
+		log_msg(LOG_ERROR, "audit %s: %s", action, e.msg);
+	else if (audit_insert(db, actor, action, "call_logs", details, &e) ==
+		     -1 ||
+		 db_commit(db, &e) == -1) {
+		db_rollback(db);
+		log_msg(LOG_ERROR, "audit %s: %s", action, e.msg);
 	}
-	json_object_put(reply);
-	return rc;
+	json_object_put(details);
 }
 
+/*
+ * A PBX call from the user holding caller_extension to target_extension,
+ * placed as that user's own would be (cgi_pbx_originate: its rows, its
+ * attempts, the relay's Originate ringing the caller's device first).
+ */
 int
 admin_call(struct http_req *req, struct err *e)
 {
-	const struct config *cfg = http_config(req);
+	const struct auth_user *u;
 	struct db *db = http_db(req);
 	struct call_in in = { 0 };
-	struct json_object *rq, *o;
+	struct holder from, to;
+	struct cgi_pbx_party caller, callee;
+	struct json_object *reply, *o, *details;
+	char call_id[CGI_PBX_CALL_ID_MAX];
 	int r;
 
-	if (cgi_decode(req, call_fields, nitems(call_fields), &in, e) == -1)
+	if ((u = cgi_me(req, e)) == NULL ||
+	    cgi_decode(req, call_fields, nitems(call_fields), &in, e) == -1)
 		return -1;
 	if (strcmp(in.caller_extension, in.target_extension) == 0)
 		return err_set(e, ERR_INVALID, "Cannot call yourself");
-	if ((r = ext_exists(db, in.caller_extension, e)) == -1)
+	if ((r = ext_holder(db, in.caller_extension, &from, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "Caller extension not found");
-	if ((r = ext_exists(db, in.target_extension, e)) == -1)
+	if ((r = ext_holder(db, in.target_extension, &to, e)) == -1)
 		return -1;
 	if (r == 0)
 		return err_set(e, ERR_NOTFOUND, "Target extension not found");
+	/* Checked first: without Asterisk no row is written at all. */
 	if (!admin_ami_configured())
 		return err_set(e, ERR_BUSY, MSG_NO_PBX);
-	if ((rq = json_object_new_object()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(rq, "op", "originate");
-	jh_add_str(rq, "caller_extension", in.caller_extension);
-	jh_add_str(rq, "target_extension", in.target_extension);
-	r = pbx_action(cfg, rq, e);
-	json_object_put(rq);
-	if (r == -1)
+	caller = (struct cgi_pbx_party){ from.id, in.caller_extension,
+		from.username };
+	callee =
+	    (struct cgi_pbx_party){ to.id, in.target_extension, to.username };
+	if ((reply = cgi_pbx_originate(db, http_config(req), &caller, &callee,
+		 call_id, sizeof(call_id), e)) == NULL)
 		return -1;
+	json_object_put(reply);
+	if ((details = json_object_new_object()) != NULL) {
+		jh_add_str(details, "call_id", call_id);
+		jh_add_str(details, "caller_extension", in.caller_extension);
+		jh_add_str(details, "target_extension", in.target_extension);
+	}
+	audit_done(db, u->id, "call.originate", details);
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
+	/* gin.H: sorted keys. */
+	jh_add_str(o, "call_id", call_id);
 	jh_add_str(o, "caller_extension", in.caller_extension);
 	jh_add_str(o, "message", "Call initiated successfully");
 	jh_add_bool(o, "success", true);
@@ -305,11 +336,11 @@ rollback:
 int
 admin_terminate_call(struct http_req *req, struct err *e)
 {
-	const struct config *cfg = http_config(req);
+	struct json_object *body, *rq, *reply, *details, *o, *v;
 	const struct auth_user *u;
-	struct json_object *body, *rq;
 	struct db_stmt *st;
 	const char *call_id;
+	int64_t duration;
 	int r;
 
 	if ((u = cgi_me(req, e)) == NULL ||
@@ -332,19 +363,25 @@ admin_terminate_call(struct http_req *req, struct err *e)
 	db_reset(st);
 	if (!admin_ami_configured())
 		return err_set(e, ERR_BUSY, MSG_NO_PBX);
-	if ((rq = json_object_new_object()) == NULL)
-		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(rq, "op", "hangup");
-	jh_add_str(rq, "channel", call_id);
-	r = pbx_action(cfg, rq, e);
-	json_object_put(rq);
-	if (r == -1)
+	/* The relay's own hangup, as the caller's would be, but for any
+	 * party: the admin flag. */
+	if ((rq = cgi_pbx_request("pbx_hangup", u->id, call_id, NULL)) != NULL)
+		jh_add_bool(rq, "admin", true);
+	if ((reply = cgi_pbx_ask(http_config(req), rq, e)) == NULL)
 		return -1;
-	if ((rq = json_object_new_object()) == NULL)
+	duration = json_object_object_get_ex(reply, "duration", &v)
+		       ? json_object_get_int64(v)
+		       : 0;
+	json_object_put(reply);
+	if ((details = json_object_new_object()) != NULL)
+		jh_add_str(details, "call_id", call_id);
+	audit_done(http_db(req), u->id, "call.terminate", details);
+	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
-	jh_add_str(rq, "call_id", call_id);
-	jh_add_str(rq, "message", "Call terminated successfully");
-	jh_add_bool(rq, "success", true);
-	http_reply_json(req, 200, rq);
+	jh_add_str(o, "call_id", call_id);
+	jh_add_int(o, "duration", duration);
+	jh_add_str(o, "message", "Call terminated successfully");
+	jh_add_bool(o, "success", true);
+	http_reply_json(req, 200, o);
 	return 0;
 }

@@ -2,7 +2,8 @@
  * calls: the call routes (contract §1.6). A WebRTC call is set up here: its
  * log row is written, then the relay is asked to ring the callee's
  * browsers; from there the relay carries the signalling and closes the
- * log. The PBX (AMI) path answers 502 until it is configured.
+ * log. PBX (AMI) calls go through cgi-bin/common_pbx.c, shared with the
+ * admin program.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,28 +37,19 @@
 #include "cgi-bin/common.h"
 
 #define WEBRTC_PREFIX  "webrtc-call-"
-#define PBX_PREFIX     "pbx-call-"
 #define CALL_ID_MAX    64
 #define CTL_TIMEOUT_MS 2000 /* the relay answers at once or not at all */
 #define MSG_NO_CALL    "Active call not found"
 #define MSG_NO_NOTIFY  "Failed to notify target user"
-#define MSG_TOO_MANY   "Too many call attempts"
 #define US_PER_S       INT64_C(1000000)
-/* The minute of CALL_ATTEMPTS_PER_MIN. */
-#define ATTEMPTS_WINDOW_US (60 * US_PER_S)
 
 enum q {
 	Q_TARGET,
 	Q_RINGING,
-	Q_ATTEMPTS,
 	Q_LOG_INSERT,
 	Q_USERS,
 	Q_LOGS,
 	Q_PARTY,
-	Q_PBX_LOG_INSERT,
-	Q_PBX_ACTIVE_INSERT,
-	Q_PBX_LOG_DELETE,
-	Q_PBX_ACTIVE_DELETE,
 	Q_ACTIVE_MINE,
 	Q__MAX
 };
@@ -70,8 +62,6 @@ static const char *const sql[Q__MAX] = {
 		      "AND status = 'initiated' "
 		      "AND channel LIKE 'webrtc-call-%' "
 		      "ORDER BY created_at DESC, id DESC LIMIT 1",
-	[Q_ATTEMPTS] = "SELECT count(*), min(created_at) FROM call_logs "
-		       "WHERE caller_id = ?1 AND created_at > ?2",
 	[Q_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
 			 "start_time, status, channel, direction, created_at) "
 			 "VALUES (?1, ?2, ?3, 'initiated', ?4, 'outbound', ?3) "
@@ -100,16 +90,6 @@ static const char *const sql[Q__MAX] = {
 	    "ORDER BY k.created_at DESC, k.id DESC",
 	/* The nested User shape of a party. */
 	[Q_PARTY] = "SELECT " CGI_USER_COLUMNS " FROM users WHERE id = ?1",
-	[Q_PBX_LOG_INSERT] = "INSERT INTO call_logs (caller_id, callee_id, "
-			     "start_time, status, channel, direction, "
-			     "created_at) VALUES (?1, ?2, ?3, 'initiated', ?4, "
-			     "'outbound', ?3) RETURNING id",
-	[Q_PBX_ACTIVE_INSERT] = "INSERT INTO active_calls (caller_id, "
-				"callee_id, channel, status, start_time, "
-				"created_at) VALUES (?1, ?2, ?3, 'ringing', "
-				"?4, ?4)",
-	[Q_PBX_LOG_DELETE] = "DELETE FROM call_logs WHERE id = ?1",
-	[Q_PBX_ACTIVE_DELETE] = "DELETE FROM active_calls WHERE channel = ?1",
 	[Q_ACTIVE_MINE] = "SELECT id, caller_id, callee_id, channel, status, "
 			  "start_time, created_at FROM active_calls "
 			  "WHERE caller_id = ?1 OR callee_id = ?1 ORDER BY id",
@@ -262,50 +242,6 @@ ringing_find(struct db *db, const struct config *cfg, int64_t caller,
 }
 
 /*
- * ERR_RATE_LIMITED when the caller started CALL_ATTEMPTS_PER_MIN calls in
- * the last minute. The rows are the count: a call that failed at once
- * still wrote one, and a repeat writes none, so it costs nothing.
- * Retry-After is when the oldest of them leaves the minute.
- */
-static int
-attempts_check(struct db *db, const struct config *cfg, int64_t caller,
-    int64_t now_us, struct err *e)
-{
-	int64_t n, oldest_us, wait_us;
-	struct db_stmt *st;
-	const char *t;
-	char since[40];
-	int rc;
-
-	if (cfg->call_attempts_per_min <= 0)
-		return 0;
-	db_time_format(now_us - ATTEMPTS_WINDOW_US, since, sizeof(since));
-	if ((st = db_stmt(db, sql[Q_ATTEMPTS], e)) == NULL)
-		return -1;
-	db_bind_int(st, 1, caller);
-	db_bind_text(st, 2, since);
-	if ((rc = db_row(db, st, e)) != 1) /* -1 keeps its code: BUSY is 503 */
-		return rc == -1
-			   ? -1
-			   : err_set(e, ERR_INTERNAL, "call attempts: no row");
-	n = db_col_int(st, 0);
-	t = db_col_text(st, 1);
-	if (t == NULL || db_time_parse(t, &oldest_us) == -1)
-		oldest_us = now_us;
-	db_reset(st);
-	if (n < cfg->call_attempts_per_min)
-		return 0;
-	wait_us = oldest_us + ATTEMPTS_WINDOW_US - now_us;
-	err_set(e, ERR_RATE_LIMITED, MSG_TOO_MANY);
-	if (e != NULL) {
-		e->retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
-		if (e->retry_after_s < 1)
-			e->retry_after_s = 1;
-	}
-	return -1;
-}
-
-/*
  * The call an initiate is, in one write transaction so that two initiates
  * at once (the voip-application frontend sends two per click) cannot both
  * insert: 0 when the caller's call to target is still ringing (call_id is
@@ -333,7 +269,7 @@ call_open(struct db *db, const struct config *cfg, int64_t caller,
 		db_rollback(db);
 		return 0;
 	}
-	if (attempts_check(db, cfg, caller, now_us, e) == -1 ||
+	if (cgi_pbx_attempts_check(db, cfg, caller, now_us, e) == -1 ||
 	    call_id_new(call_id, size, e) == -1)
 		goto fail;
 	db_time_format(now_us, now, (unsigned)nowsize);
@@ -936,142 +872,16 @@ logs(struct http_req *req, struct err *e)
 
 /* ---- PBX calls (through the relay's AMI link) ---- */
 
-#define PBX_CTL_TIMEOUT_MS 3000
-#define PROBE_TIMEOUT_MS   2000
-#define MSG_NO_ASTERISK    "Asterisk is not connected"
-
-/* A PBX call id: the time, then 64 random bits. */
-static int
-pbx_call_id(char *buf, size_t size, struct err *e)
-{
-	uint64_t rnd;
-
-	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		return err_set(e, ERR_INTERNAL, "getrandom failed");
-	snprintf(buf, size, PBX_PREFIX "%lld-%016" PRIx64,
-	    (long long)time(NULL), rnd);
-	return 0;
-}
-
-/*
- * rq (taken) to the relay; its reply (owned by the caller) when it says
- * ok. Otherwise -1 with e: ERR_BUSY (503) when the relay or Asterisk is
- * not there, ERR_NOTFOUND and ERR_CONFLICT as the relay's "code" says.
- */
-static struct json_object *
-pbx_ask(const struct config *cfg, struct json_object *rq, struct err *e)
-{
-	struct json_object *reply = NULL, *v;
-	const char *code, *msg;
-	struct err ce = { 0 };
-
-	if (rq == NULL) {
-		err_set(e, ERR_INTERNAL, "out of memory");
-		return NULL;
-	}
-	if (ctl_call(cfg, rq, &reply, PBX_CTL_TIMEOUT_MS, &ce) == -1) {
-		json_object_put(rq);
-		log_msg(LOG_WARN, "pbx: relay: %s", ce.msg);
-		err_set(e, ERR_BUSY, "Call service is unavailable");
-		return NULL;
-	}
-	json_object_put(rq);
-	if (json_object_object_get_ex(reply, "ok", &v) &&
-	    json_object_get_boolean(v))
-		return reply;
-	code = jh_get_str(reply, "code");
-	msg = jh_get_str(reply, "error");
-	if (msg == NULL)
-		msg = MSG_NO_ASTERISK;
-	if (code != NULL && strcmp(code, "notfound") == 0)
-		err_set(e, ERR_NOTFOUND, "%s", msg);
-	else if (code != NULL && strcmp(code, "conflict") == 0)
-		err_set(e, ERR_CONFLICT, "%s", msg);
-	else if (code != NULL && strcmp(code, "invalid") == 0)
-		err_set(e, ERR_INTERNAL, "relay refused: %s", msg);
-	else
-		err_set(e, ERR_BUSY, "%s", msg);
-	json_object_put(reply);
-	return NULL;
-}
-
-/* The call's two rows, in one transaction: *log_id. ERR_RATE_LIMITED
- * (nothing written) past CALL_ATTEMPTS_PER_MIN, as a WebRTC call. */
-static int
-pbx_rows_insert(struct db *db, const struct config *cfg, int64_t caller,
-    int64_t callee, const char *call_id, int64_t *log_id, struct err *e)
-{
-	struct db_stmt *st;
-	int64_t now_us;
-	char now[40];
-	int r;
-
-	if (db_begin(db, e) == -1)
-		return -1;
-	now_us = db_now_us();
-	if (attempts_check(db, cfg, caller, now_us, e) == -1)
-		goto fail;
-	db_time_format(now_us, now, sizeof(now));
-	if ((st = db_stmt(db, sql[Q_PBX_LOG_INSERT], e)) == NULL)
-		goto fail;
-	db_bind_int(st, 1, caller);
-	db_bind_int(st, 2, callee);
-	db_bind_text(st, 3, now);
-	db_bind_text(st, 4, call_id);
-	if ((r = db_row(db, st, e)) != 1) {
-		if (r == 0)
-			err_set(e, ERR_INTERNAL, "insert returned no id");
-		goto fail;
-	}
-	*log_id = db_col_int(st, 0);
-	if (db_done(db, st, e) == -1 ||
-	    (st = db_stmt(db, sql[Q_PBX_ACTIVE_INSERT], e)) == NULL)
-		goto fail;
-	db_bind_int(st, 1, caller);
-	db_bind_int(st, 2, callee);
-	db_bind_text(st, 3, call_id);
-	db_bind_text(st, 4, now);
-	if (db_done(db, st, e) == -1 || db_commit(db, e) == -1)
-		goto fail;
-	return 0;
-fail:
-	db_rollback(db);
-	return -1;
-}
-
-/* The Originate was not sent: the rows go, so nothing stays 'initiated'. */
-static void
-pbx_rows_delete(struct db *db, int64_t log_id, const char *call_id)
-{
-	struct db_stmt *st;
-	struct err e = { 0 };
-
-	if (db_begin(db, &e) == -1)
-		goto fail;
-	if ((st = db_stmt(db, sql[Q_PBX_ACTIVE_DELETE], &e)) == NULL)
-		goto fail;
-	db_bind_text(st, 1, call_id);
-	if (db_done(db, st, &e) == -1 ||
-	    (st = db_stmt(db, sql[Q_PBX_LOG_DELETE], &e)) == NULL)
-		goto fail;
-	db_bind_int(st, 1, log_id);
-	if (db_done(db, st, &e) == -1 || db_commit(db, &e) == -1)
-		goto fail;
-	return;
-fail:
-	db_rollback(db);
-	log_msg(LOG_ERROR, "call %s: removing its rows: %s", call_id, e.msg);
-}
+#define PROBE_TIMEOUT_MS 2000
 
 static int
 pbx_initiate(struct http_req *req, const struct auth_user *u,
     const char *target, int64_t target_id, struct err *e)
 {
-	const struct config *cfg = http_config(req);
+	struct cgi_pbx_party caller, callee;
 	struct db *db = http_db(req);
-	struct json_object *rq, *reply, *o;
-	char call_id[CALL_ID_MAX], username[64] = "";
-	int64_t log_id = 0;
+	struct json_object *reply, *o;
+	char call_id[CGI_PBX_CALL_ID_MAX], username[64] = "";
 	struct db_stmt *st;
 	const char *s;
 	int r;
@@ -1087,23 +897,11 @@ pbx_initiate(struct http_req *req, const struct auth_user *u,
 		snprintf(username, sizeof(username), "%s", s ? s : "");
 		db_reset(st);
 	}
-	if (pbx_call_id(call_id, sizeof(call_id), e) == -1 ||
-	    pbx_rows_insert(db, cfg, u->id, target_id, call_id, &log_id, e) == -1)
+	caller = (struct cgi_pbx_party){ u->id, u->extension, u->username };
+	callee = (struct cgi_pbx_party){ target_id, target, username };
+	if ((reply = cgi_pbx_originate(db, http_config(req), &caller, &callee,
+		 call_id, sizeof(call_id), e)) == NULL)
 		return -1;
-	if ((rq = json_object_new_object()) != NULL) {
-		jh_add_str(rq, "op", "pbx_originate");
-		jh_add_str(rq, "call_id", call_id);
-		jh_add_int(rq, "log_id", log_id);
-		jh_add_int(rq, "caller_id", u->id);
-		jh_add_int(rq, "callee_id", target_id);
-		jh_add_str(rq, "caller_extension", u->extension);
-		jh_add_str(rq, "callee_extension", target);
-		jh_add_str(rq, "caller_name", u->username);
-	}
-	if ((reply = pbx_ask(cfg, rq, e)) == NULL) {
-		pbx_rows_delete(db, log_id, call_id);
-		return -1;
-	}
 	if ((o = json_object_new_object()) == NULL) {
 		json_object_put(reply);
 		return err_set(e, ERR_INTERNAL, "out of memory");
@@ -1120,26 +918,6 @@ pbx_initiate(struct http_req *req, const struct auth_user *u,
 	return 0;
 }
 
-/* A request to the relay naming my call by body's call_id or channel. */
-static struct json_object *
-pbx_request(const char *op, const struct auth_user *u,
-    struct json_object *body)
-{
-	const char *id = jh_get_str(body, "call_id");
-	const char *ch = jh_get_str(body, "channel");
-	struct json_object *rq;
-
-	if ((rq = json_object_new_object()) == NULL)
-		return NULL;
-	jh_add_str(rq, "op", op);
-	jh_add_int(rq, "user_id", u->id);
-	if (id != NULL && id[0] != '\0')
-		jh_add_str(rq, "call_id", id);
-	if (ch != NULL && ch[0] != '\0')
-		jh_add_str(rq, "channel", ch);
-	return rq;
-}
-
 static int
 pbx_hangup(struct http_req *req, const struct auth_user *u,
     struct json_object *body, struct err *e)
@@ -1147,8 +925,9 @@ pbx_hangup(struct http_req *req, const struct auth_user *u,
 	struct json_object *reply, *o, *v;
 	const char *s;
 
-	if ((reply = pbx_ask(http_config(req), pbx_request("pbx_hangup", u,
-						   body),
+	if ((reply = cgi_pbx_ask(http_config(req),
+		 cgi_pbx_request("pbx_hangup", u->id,
+		     jh_get_str(body, "call_id"), jh_get_str(body, "channel")),
 		 e)) == NULL)
 		return -1;
 	if ((o = json_object_new_object()) == NULL) {
@@ -1191,8 +970,9 @@ answer(struct http_req *req, struct err *e)
 	if ((s = jh_get_str(body, "channel")) == NULL &&
 	    jh_get_str(body, "call_id") == NULL)
 		return err_set(e, ERR_INVALID, "Channel is required");
-	if ((reply = pbx_ask(http_config(req), pbx_request("pbx_answer", u,
-						   body),
+	if ((reply = cgi_pbx_ask(http_config(req),
+		 cgi_pbx_request("pbx_answer", u->id,
+		     jh_get_str(body, "call_id"), jh_get_str(body, "channel")),
 		 e)) == NULL)
 		return -1;
 	if ((o = json_object_new_object()) == NULL) {
@@ -1349,7 +1129,7 @@ diagnostics(struct http_req *req, struct err *e)
 					   "is empty)"));
 	else if (strcmp(st, "connected") != 0)
 		json_object_array_add(errs,
-		    json_object_new_string(MSG_NO_ASTERISK));
+		    json_object_new_string(CGI_PBX_MSG_NO_ASTERISK));
 	if (eps != NULL && jh_get_str(eps, "endpoints_error") != NULL)
 		json_object_array_add(errs,
 		    json_object_new_string(jh_get_str(eps, "endpoints_error")));

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct auth_user;
+struct config;
 struct db;
 struct err;
 struct http_req;
@@ -141,5 +142,69 @@ int cgi_parse_id(const char *s, int64_t *id);
 
 /* Overwrite a borrowed string (a password in a request body) with zeros. */
 void cgi_wipe(const char *s);
+
+/* ---- PBX calls through the relay's AMI link (common_pbx.c) ---- */
+
+/* A PBX call's id (also its channel in call_logs and active_calls). */
+#define CGI_PBX_PREFIX          "pbx-call-"
+#define CGI_PBX_CALL_ID_MAX     64
+#define CGI_PBX_MSG_NO_ASTERISK "Asterisk is not connected"
+
+/* A party of a PBX call, as the relay needs it; the strings are borrowed. */
+struct cgi_pbx_party {
+	int64_t id;
+	const char *extension;
+	const char *username;
+};
+
+/*
+ * ERR_RATE_LIMITED (with retry_after_s) when caller started
+ * CALL_ATTEMPTS_PER_MIN calls, WebRTC or PBX, in the minute before now_us;
+ * run inside the transaction that writes the new call's row.
+ */
+int cgi_pbx_attempts_check(struct db *db, const struct config *cfg,
+    int64_t caller, int64_t now_us, struct err *e);
+
+/* A new PBX call id into buf (CGI_PBX_CALL_ID_MAX is enough). */
+int cgi_pbx_call_id(char *buf, size_t size, struct err *e);
+
+/*
+ * rq (taken, may be NULL: out of memory) to the relay; its reply (owned by
+ * the caller) when it says ok. Otherwise NULL with e: ERR_BUSY (503) when
+ * the relay or Asterisk is not there, ERR_NOTFOUND and ERR_CONFLICT as the
+ * relay's "code" says.
+ */
+struct json_object *cgi_pbx_ask(const struct config *cfg,
+    struct json_object *rq, struct err *e);
+
+/*
+ * The call's two rows (call_logs 'initiated', active_calls 'ringing'), in
+ * one transaction: *log_id. ERR_RATE_LIMITED past CALL_ATTEMPTS_PER_MIN;
+ * on failure nothing is written.
+ */
+int cgi_pbx_rows_insert(struct db *db, const struct config *cfg, int64_t caller,
+    int64_t callee, const char *call_id, int64_t *log_id, struct err *e);
+
+/* The Originate was not sent: the rows go, so nothing stays 'initiated'.
+ * Best effort: a failure is logged. */
+void cgi_pbx_rows_delete(struct db *db, int64_t log_id, const char *call_id);
+
+/*
+ * Place a PBX call: a new id into call_id, the rows, then the relay's
+ * pbx_originate (Asterisk rings caller's device and dials callee's
+ * extension). The relay's reply (owned by the caller: "channel",
+ * "call_id"), or NULL with e as cgi_pbx_ask says and the rows removed.
+ */
+struct json_object *cgi_pbx_originate(struct db *db, const struct config *cfg,
+    const struct cgi_pbx_party *caller, const struct cgi_pbx_party *callee,
+    char *call_id, size_t size, struct err *e);
+
+/*
+ * A relay request {op, user_id, call_id?, channel?} naming a call of
+ * user_id (empty or NULL strings are left out); NULL when out of memory,
+ * which cgi_pbx_ask reports.
+ */
+struct json_object *cgi_pbx_request(const char *op, int64_t user_id,
+    const char *call_id, const char *channel);
 
 #endif

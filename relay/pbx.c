@@ -1140,9 +1140,10 @@ pbx_ctl_originate(struct relay *r, struct json_object *rq)
 }
 
 /* The call rq names (call_id, or channel: a live channel, the device or
- * the call id) that user_id is a party of. */
+ * the call id) that user_id is a party of, or any call when any (an
+ * admin's request: the admin program checked the role). */
 static struct pbx_call *
-call_of(struct relay *r, struct json_object *rq)
+call_of(struct relay *r, struct json_object *rq, bool any)
 {
 	const char *id = jh_get_str(rq, "call_id");
 	const char *ch = jh_get_str(rq, "channel");
@@ -1151,7 +1152,7 @@ call_of(struct relay *r, struct json_object *rq)
 	struct pbx_chan *x;
 
 	for (c = r->pbx->calls; c != NULL && found == NULL; c = c->next) {
-		if (c->caller_id != user && c->callee_id != user)
+		if (!any && c->caller_id != user && c->callee_id != user)
 			continue;
 		if (id != NULL && id[0] != '\0') {
 			if (strcmp(c->call_id, id) == 0)
@@ -1185,17 +1186,21 @@ on_action_reply(void *arg, enum amilink_result res, const struct ami_msg *m)
 		: "");
 }
 
-/* {"op":"pbx_hangup","user_id", "call_id" or "channel"}: Hangup on each
- * of the call's live channels. */
+/* {"op":"pbx_hangup","user_id", "call_id" or "channel", "admin"?}: Hangup
+ * on each of the call's live channels. With "admin": true the call need
+ * not be user_id's (an admin ends anyone's call). */
 struct json_object *
 pbx_ctl_hangup(struct relay *r, struct json_object *rq)
 {
-	struct json_object *o, *arr;
+	struct json_object *o, *arr, *v;
 	struct pbx_call *c;
 	struct pbx_chan *x;
 	struct err e = { 0 };
+	bool any;
 
-	if ((c = call_of(r, rq)) == NULL)
+	any = json_object_object_get_ex(rq, "admin", &v) &&
+	      json_object_get_boolean(v);
+	if ((c = call_of(r, rq, any)) == NULL)
 		return reply_new(false, "Active call not found", "notfound");
 	if (!amilink_ready(r->ami))
 		return reply_new(false, "Asterisk is not connected",
@@ -1240,7 +1245,7 @@ pbx_ctl_answer(struct relay *r, struct json_object *rq)
 	struct pbx_call *c;
 	struct err e = { 0 };
 
-	if ((c = call_of(r, rq)) == NULL ||
+	if ((c = call_of(r, rq, false)) == NULL ||
 	    c->callee_id != get_int(rq, "user_id"))
 		return reply_new(false, "Active call not found", "notfound");
 	if (c->answered_us != 0)

@@ -2,10 +2,12 @@
 the live calls and the admin call routes."""
 
 import datetime
+import secrets
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from fakeami import FakeAMI
 from harness import DB_ENGINE, TIME_RE, expect, snapshot
 from wsclient import call_row, connect_user, initiate, wait_until
 
@@ -340,19 +342,103 @@ def test_admin_call_without_asterisk(sb):
 
 
 def test_admin_call_with_ami_host(start):
-    """With AMI_HOST set the call goes to the relay's manager link; a relay
-    that cannot place it answers 502 and nothing is written."""
+    """With AMI_HOST set the call goes to the relay's manager link; while
+    Asterisk cannot be reached the rows written for it are removed and the
+    answer is 503."""
     s = start(env={"AMI_HOST": "127.0.0.1", "AMI_PORT": "9"})
     a, b = s.make_user(), s.make_user()
     before = snapshot(s)
     r = s.req("POST", "/protected/admin/call", token=s.admin_token(),
               json={"target_extension": a["extension"],
                     "caller_extension": b["extension"]})
-    body = expect(r, 502)
-    assert body["success"] is False
-    # What failed; why (the relay's words) is for the log.
-    assert body["error"] == "Failed to initiate call"
+    expect(r, 503, {"error": "Asterisk is not connected", "success": False})
     assert snapshot(s) == before
     h = expect(s.req("GET", "/protected/admin/health",
                      token=s.admin_token()), 200)["health"]
     assert h["services"]["asterisk"]["status"] != "not configured"
+
+
+def ami_state(sb):
+    return expect(sb.req("GET", "/health?detail=1"), 200)["ami"]["state"]
+
+
+def test_admin_call_and_terminate_through_asterisk(start):
+    """An admin places a call between two other users' extensions: the
+    caller's device is originated towards the target, as the caller's own
+    click would; the admin then ends it, a Hangup on its live channel."""
+    ami = FakeAMI(username="sbadm", secret="s3-" + secrets.token_hex(12))
+    ami.start()
+    try:
+        s = start(env={"AMI_HOST": "127.0.0.1", "AMI_PORT": str(ami.port),
+                       "AMI_USERNAME": ami.username,
+                       "AMI_SECRET": ami.secret, "AMI_PING_S": "3600",
+                       "AMI_RECONNECT_MIN_MS": "100",
+                       "AMI_RECONNECT_MAX_MS": "400"})
+        wait_until(lambda: ami_state(s) == "connected", 15, "AMI link up")
+        tok = s.admin_token()
+        a, b = s.make_user(), s.make_user()
+        ami.outcomes[b["extension"]] = "up"
+        with connect_user(s, b) as cb:
+            d = expect(s.req("POST", "/protected/admin/call", token=tok,
+                             json={"target_extension": a["extension"],
+                                   "caller_extension": b["extension"]}),
+                       200)
+            assert list(d) == ["call_id", "caller_extension", "message",
+                               "success", "target_extension"]
+            call_id = d["call_id"]
+            assert call_id.startswith("pbx-call-")
+            assert d["caller_extension"] == b["extension"]
+            assert d["target_extension"] == a["extension"]
+            assert d["message"] == "Call initiated successfully"
+            o = ami.wait_for(
+                lambda: [x for x in ami.actions_named("Originate")
+                         if x.get("Variable") ==
+                         f"SWITCHBOARD_CALL_ID={call_id}"],
+                what="the Originate")[0]
+            assert o.get("Channel") == f"PJSIP/{b['extension']}"
+            assert o.get("Exten") == a["extension"]
+            assert b["extension"] in o.get("CallerID")
+            # The rows are the caller's, as its own call's would be.
+            assert s.sql("SELECT caller_id, callee_id FROM call_logs WHERE "
+                         "channel = ?", (call_id,)) == [(b["id"], a["id"])]
+            assert s.sql("SELECT caller_id, callee_id FROM active_calls "
+                         "WHERE channel = ?", (call_id,)) == [
+                             (b["id"], a["id"])]
+            cb.wait_type("call_status", timeout=15, call_id=call_id,
+                         status="connected")
+            wait_until(lambda: call_row(s, call_id)["status"] == "answered",
+                       15, "answered")
+            with ami._lock:
+                chans = [ch for c in ami.calls for ch in c.channels
+                         if ch.startswith(f"PJSIP/{b['extension']}-")]
+            assert chans
+            data = expect(s.req("GET", "/protected/admin/active-calls",
+                                token=tok), 200)
+            assert [c["channel"] for c in data["active_calls"]] == [call_id]
+
+            n = len(ami.actions_named("Hangup"))
+            d = expect(s.req("POST", "/protected/admin/terminate-call",
+                             token=tok, json={"call_id": call_id}), 200)
+            assert d["call_id"] == call_id and d["success"] is True
+            assert d["message"] == "Call terminated successfully"
+            sent = ami.wait_for(lambda: ami.actions_named("Hangup")[n:],
+                                what="Hangup")
+            assert {h.get("Channel") for h in sent} <= set(chans)
+            cb.wait_type("call_status", timeout=15, call_id=call_id,
+                         status="ended")
+        wait_until(lambda: call_row(s, call_id)["end_time"] is not None, 15,
+                   "call closed")
+        assert call_row(s, call_id)["status"] == "ended"
+        assert not s.sql("SELECT 1 FROM active_calls WHERE channel = ?",
+                         (call_id,))
+        acts = s.sql("SELECT action, actor_id, details FROM audit_log WHERE "
+                     "action IN ('call.originate', 'call.terminate') "
+                     "ORDER BY id")
+        assert [x[0] for x in acts] == ["call.originate", "call.terminate"]
+        assert all(call_id in x[2] for x in acts)
+        # Over: nothing left to end.
+        expect(s.req("POST", "/protected/admin/terminate-call", token=tok,
+                     json={"call_id": call_id}), 404,
+               {"error": "Active call not found"})
+    finally:
+        ami.stop()
