@@ -7,19 +7,31 @@ Skipped with the reason when chromium, node or tests/browser/node_modules
 is missing, and in the PostgreSQL pass.
 """
 
+import contextlib
+import csv
+import datetime
+import io
 import secrets
 import signal
+import sqlite3
 import sys
-
-import pytest
 
 from harness import REPO
 
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 from browser_driver import (run_scenario, skip_if_missing,  # noqa: E402
                             user_args)
+from wsclient import call_row, connect_user, start_call  # noqa: E402
 
 ABSENT = (404, 501, 502, 503)
+UTC = datetime.timezone.utc
+CSV_HEADER = ["ID", "Caller", "Caller Extension", "Callee",
+              "Callee Extension", "Start Time", "End Time", "Duration",
+              "Status", "Direction", "Channel"]
+
+
+def utc_text(t):
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_admin_creates_user_who_logs_in(sb, tmp_path):
@@ -78,57 +90,128 @@ def test_admin_creates_user_who_logs_in(sb, tmp_path):
             out["export"]["text"], out["export"]
 
 
-def test_admin_live_export_and_backups(sb, tmp_path):
-    """Statistics, health, active calls (one ended from the console), the
-    export and backups with data.
-    A route this server does not have yet is answered in the browser with
-    the contract's shapes (so the console is checked before the route
-    lands); a route it has is the server's own."""
+def test_admin_live_export_and_backups(start, tmp_path):
+    """The console's live parts on a system of known data: statistics and
+    health as the server counts them, the active call (a real WebRTC call)
+    listed and ended from the console, the call logs exported in a time
+    zone, and a backup made, downloaded (the SQLite file) and restored,
+    with the database checked after each."""
     skip_if_missing()
-    token = sb.admin_token()
-    probes = {"stats": "GET /protected/admin/stats",
-              "health": "GET /protected/admin/health",
-              "active-calls": "GET /protected/admin/active-calls",
-              "terminate-call": "POST /protected/admin/terminate-call",
-              "backups": "GET /protected/admin/backups",
-              "backup": "GET /protected/admin/backups",
-              "export": "GET /protected/admin/export/call-logs?format=csv"}
-    mock = []
-    for name, probe in probes.items():
-        method, path = probe.split(" ")
-        if sb.req(method, path, token=token).status_code in ABSENT:
-            mock.append(name)
-    if len(mock) < len(probes):
-        pytest.skip("the admin routes have landed (partly): their own "
-                    "tests cover them; this test checks the console "
-                    "against the contract while they are missing")
-    admin = {"username": sb.admin_username, "password": sb.admin_password}
-    out = run_scenario(sb.base, "admin_live", {"admin": admin,
-                                               "mock": mock}, tmp_path)
+    s = start(env={"TZ": "UTC"})  # "today" is the UTC day
+    a, b = s.make_user(), s.make_user()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # Two calls today, two long before (their New York offsets differ).
+    logs = [(now - datetime.timedelta(seconds=2), "ended", 42),
+            (now - datetime.timedelta(seconds=1), "missed", 0),
+            (datetime.datetime(2025, 7, 4, 16, 0, tzinfo=UTC), "ended", 60),
+            (datetime.datetime(2025, 1, 15, 12, 0, tzinfo=UTC), "ended", 5)]
+    ids = [s.sql("INSERT INTO call_logs (caller_id, callee_id, start_time, "
+                 "end_time, duration, status, channel, direction, "
+                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'outbound', ?) "
+                 "RETURNING id",
+                 (a["id"], b["id"], utc_text(t), utc_text(t), d, st,
+                  f"webrtc-call-seed-{i}", utc_text(t)))[0][0]
+           for i, (t, st, d) in enumerate(logs)]
+    admin = {"username": s.admin_username, "password": s.admin_password}
+    late = f"late{secrets.token_hex(3)}"
+
+    def backed_up(data):
+        # Written after the backup: the restore takes it away again.
+        s.sql("DELETE FROM call_logs WHERE id = ?", (ids[3],))
+        s.sql("INSERT INTO users (username, email, password, extension, "
+              "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+              (late, f"{late}@example.test", "!" + secrets.token_hex(16),
+               s.free_extension(), utc_text(now), utc_text(now)))
+        return {}
+
+    with connect_user(s, a) as ca, connect_user(s, b) as cb:
+        call_id = start_call(s, a, b, ca, cb)
+        users = s.sql("SELECT count(*) FROM users")[0][0]
+        out = run_scenario(s.base, "admin_live", {
+            "admin": admin, "callId": call_id, "tz": "America/New_York",
+            "backupName": "before-restore",
+            # a's, b's and the console's own.
+            "expect": {"sockets": 3}}, tmp_path,
+            checkpoints={"backed-up": backed_up})
+        # The callee is told the call is over.
+        cb.wait_type("call_ended", channel=call_id)
+    print(out["_seconds"], "s")
     cards = out["cards"]
-    assert cards["stats"][:5] == [["Users", "5"], ["Online", "2"],
+    # admin, a and b logged in; the live call is a row of today too.
+    assert cards["stats"][:5] == [["Users", str(users)], ["Online", "3"],
                                   ["Active calls", "1"],
                                   ["Calls today", "3"],
-                                  ["Open sockets", "4"]], cards
+                                  ["Open sockets", "3"]], cards
+    assert cards["stats"][5][0] == "Uptime", cards
     health = dict(cards["health"])
-    assert health["Overall"] == "warning", health
-    assert health["asterisk"] == "unhealthy: not configured", health
-    assert health["Database size"] == "12.3 KB", health
-    assert cards["active"][0].startswith("alice → bob, connected"), cards
+    assert health["Overall"] == "healthy", health
+    assert health["asterisk"] == "not configured", health
+    for svc in ("backend", "database", "websocket"):
+        assert health[svc] == "healthy", health
+    assert health["Database size"].endswith(("B", "KB", "MB")), health
+    assert all("error" not in k and "unavailable" not in k
+               for k in cards["states"].values()), cards["states"]
+    (active,) = [t for i, t in cards["active"] if i == call_id]
+    assert active.startswith(f"{a['username']} → {b['username']}, "
+                             "connected, since "), active
+
+    assert call_id in out["terminate_ask"], out
     assert out["terminated"] == "Call terminated successfully", out
-    assert out["terminated_id"] == "webrtc-call-1", out
-    assert cards["backups"][0].startswith("nightly — "), cards
-    assert cards["backups"][0].endswith(", 2.0 KB"), cards
-    assert out["export"]["name"] == "call-logs.csv", out
-    assert out["export"]["state"].startswith("Downloaded call-logs.csv"), out
-    assert any("tz=America%2FNew_York" in a and "format=csv" in a
-               for a in out["asked"]), out["asked"]
+    row = call_row(s, call_id)
+    assert row["status"] == "ended" and row["end_time"] is not None, row
+    assert not s.sql("SELECT 1 FROM call_logs WHERE channel = ? AND "
+                     "end_time IS NULL", (call_id,))
+    audit = s.sql("SELECT details FROM audit_log WHERE action = "
+                  "'call.terminate'")
+    assert len(audit) == 1 and call_id in audit[0][0], audit
+
+    ex = out["export"]
+    assert ex["name"] == "call-logs.csv", ex
+    assert ex["state"].startswith("Downloaded call-logs.csv ("), ex
+    assert any(q.startswith("GET /protected/admin/export/call-logs?") and
+               "format=csv" in q and "tz=America%2FNew_York" in q
+               for q in out["asked"]), out["asked"]
+    rows = list(csv.reader(io.StringIO(ex["text"], newline="")))
+    assert rows[0] == CSV_HEADER, rows[0]
+    got = {r[0]: dict(zip(CSV_HEADER, r)) for r in rows[1:]}
+    assert len(got) == 5, rows  # the four seeded and the live call
+    summer, winter = got[str(ids[2])], got[str(ids[3])]
+    assert summer["Start Time"] == "2025-07-04T12:00:00-04:00", summer
+    assert winter["Start Time"] == "2025-01-15T07:00:00-05:00", winter
+    assert (summer["Caller"], summer["Callee Extension"],
+            summer["Duration"]) == (a["username"], b["extension"], "60")
+    assert got[str(ids[1])]["Status"] == "missed"
+    assert [r[10] for r in rows[1:] if r[10] == call_id] == [call_id]
+
     assert out["created"] == "The backup is complete.", out
-    assert any(a.startswith("POST /protected/admin/backup") and
-               "/status/" not in a for a in out["asked"]), out["asked"]
-    assert out["backup_file"] == "backup_1.zip", out
-    assert "backup_1" in out["restore_ask"], out
-    assert out["restored"] == "Restore started successfully", out
+    bk = out["backup"]
+    assert bk["text"].startswith("before-restore — "), bk
+    assert any(q == "POST /protected/admin/backup" for q in out["asked"])
+    assert out["backup_file"] == f"{bk['id']}.sqlite3", out
+    assert out["downloaded"] == f"Downloaded {bk['id']}.sqlite3.", out
+    path = f"/protected/admin/backup/download/{bk['id']}"
+    assert out["types"][path] == "application/vnd.sqlite3", out["types"]
+    got_file = tmp_path / "backup-download"
+    assert got_file.read_bytes()[:16] == b"SQLite format 3\0"
+    with contextlib.closing(sqlite3.connect(got_file)) as db:
+        # The copy holds what the system held when it was taken.
+        assert db.execute("SELECT count(*) FROM users").fetchone() == (
+            users,)
+        assert db.execute("SELECT count(*) FROM call_logs").fetchone() == (
+            5,)
+
+    assert bk["id"] in out["restore_ask"], out
+    assert out["restored"].startswith("Restore completed successfully; "
+                                      "the data it replaced is kept as "
+                                      "backup "), out
+    pre = out["restored"].rsplit(" ", 1)[1].rstrip(".")
+    assert pre in out["backups_after"] and bk["id"] in out["backups_after"]
+    # Back as it was at the backup.
+    assert s.sql("SELECT count(*) FROM users WHERE username = ?",
+                 (late,)) == [(0,)]
+    assert s.sql("SELECT id FROM call_logs WHERE id = ?",
+                 (ids[3],)) == [(ids[3],)]
+    assert s.sql("SELECT count(*) FROM users")[0][0] == users
 
 
 def test_socket_lost_then_caught_up(start, tmp_path):

@@ -453,7 +453,12 @@ export class Admin {
 			const data = await this.api.post(ADMIN + 'backup',
 			    body);
 			this.$('bk-name').value = '';
-			await this.follow(data.backup_id, 'The backup');
+			/* A server that takes the backup within the request
+			 * says so in its reply: nothing to poll. */
+			if (data.status && data.status.status === 'completed')
+				this.notice('The backup is complete.', 'ok');
+			else
+				await this.follow(data.backup_id, 'The backup');
 		} catch (e) {
 			this.state('admin-backups', e.unavailable ?
 			    absent('Backups', e) :
@@ -488,8 +493,10 @@ export class Admin {
 		const path = encodeURIComponent(id);
 		try {
 			if (act === 'download') {
+				/* The SQLite database file itself; the server's
+				 * Content-Disposition names it. */
 				const f = await this.api.file(ADMIN +
-				    'backup/download/' + path, id + '.zip');
+				    'backup/download/' + path, id + '.sqlite3');
 				saveBlob(f.blob, f.name);
 				this.notice('Downloaded ' + f.name + '.', 'ok');
 			} else if (act === 'restore') {
@@ -499,8 +506,7 @@ export class Admin {
 					return;
 				const data = await this.api.post(ADMIN +
 				    'backup/restore/' + path);
-				this.notice(data.message || 'Restore started.',
-				    'ok');
+				this.restored(data);
 			} else if (act === 'delete') {
 				if (!await confirmDialog('Delete backup ' + id +
 				    '?'))
@@ -515,6 +521,23 @@ export class Admin {
 			this.notice('The backup could not be ' + verb + ': ' +
 			    e.message + '.', 'error');
 		}
+	}
+
+	/* The restore's reply: done already (the server restores within the
+	 * request and names the copy it kept of what was replaced) or
+	 * started. Everything shown may have changed: reload it. */
+	restored(data) {
+		const s = data.status || {};
+		if (s.status === 'completed')
+			this.notice((s.message || 'Restore completed') +
+			    (s.pre_restore_backup ? '; the data it replaced ' +
+			    'is kept as backup ' + s.pre_restore_backup : '') +
+			    '.', 'ok');
+		else
+			this.notice(data.message || 'Restore started.', 'ok');
+		this.loadBackups();
+		this.loadUsers();
+		this.live();
 	}
 
 	/* ---- wiring ---- */

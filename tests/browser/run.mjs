@@ -401,122 +401,44 @@ scenarios.admin = async (run, args) => {
 };
 
 /*
- * The live cards, the export and the backups with data. A route this
- * server does not have yet (args.mock lists them) is answered in the
- * browser with the contract's shapes (§1.5-1.6), so the console's
- * rendering of them is checked before the route lands; the others go to
- * the server.
+ * The live cards, the export and the backups against a real system whose
+ * data the test seeded (args.expect says what the cards should show):
+ * the active call args.callId is ended from the console, the call logs
+ * are exported in a time zone, a backup is made, downloaded and restored.
+ * The Python test checks the database after each.
  */
-const USER = (id, name, ext) => ({ id, username: name,
-    email: `${name}@example.test`, extension: ext, status: 'online',
-    role: 'user', is_online: true, last_login: null, last_seen: null,
-    created_at: '2026-01-01T00:00:00.000000Z',
-    updated_at: '2026-01-01T00:00:00.000000Z' });
-const CONTRACT = {
-	'GET stats': () => ({ json: { stats: { active_calls: 1,
-	    calls_today: 3, online_users: 2, total_users: 5,
-	    ws_connections: 4 }, success: true } }),
-	'GET health': () => ({ json: { health: {
-		timestamp: '2026-01-01T00:00:00Z', status: 'warning',
-		services: {
-			backend: { status: 'healthy', response_time_ms: 0 },
-			database: { status: 'healthy', response_time_ms: 1 },
-			websocket: { status: 'healthy', response_time_ms: 0 },
-			asterisk: { status: 'unhealthy', response_time_ms: 0,
-			    error: 'not configured' },
-		},
-		system_metrics: {},
-		database_health: { status: 'healthy', total_users: 5,
-		    active_calls: 1, call_logs_count: 9,
-		    database_size: '12.3 KB' },
-		uptime: '0 days, 1 hours, 2 minutes', version: '1.0.0',
-		environment: 'development' }, response_time_ms: 1,
-	    success: true } }),
-	'GET active-calls': () => ({ json: { active_calls: [{ id: 1,
-	    caller_id: 2, callee_id: 3, caller: USER(2, 'alice', '2001'),
-	    callee: USER(3, 'bob', '2002'), channel: 'webrtc-call-1',
-	    status: 'connected', start_time: '2026-01-01T00:00:00.000000Z',
-	    created_at: '2026-01-01T00:00:00.000000Z' }], success: true } }),
-	'POST terminate-call': (st, url, body) => {
-		st.terminated = body.call_id;
-		return { json: { message: 'Call terminated successfully',
-		    success: true } };
-	},
-	'GET backups': (st) => ({ json: { backups: st.backups, count:
-	    st.backups.length, success: true } }),
-	'POST backup': (st) => {
-		st.backups.push({ id: 'backup_2', name: 'before-upgrade',
-		    created_at: '2026-01-02T00:00:00Z', size: 4096,
-		    path: 'backups/backup_2.zip', status: 'completed',
-		    components: null, description: '' });
-		return { json: { backup_id: 'backup_2',
-		    message: 'Backup started successfully', status: {
-		    id: 'backup_2', status: 'creating', progress: 0,
-		    message: 'Starting', created_at: '2026-01-02T00:00:00Z' },
-		    success: true } };
-	},
-	'GET backup/status': (st) => {
-		st.polls = (st.polls || 0) + 1;
-		const done = st.polls > 1;
-		return { json: { status: { id: 'backup_2',
-		    status: done ? 'completed' : 'creating',
-		    progress: done ? 100 : 50,
-		    message: done ? 'Done' : 'Copying the database',
-		    created_at: '2026-01-02T00:00:00Z' }, success: true } };
-	},
-	'GET backup/download': () => ({ body: 'PK\x05\x06' + '\0'.repeat(18),
-	    type: 'application/zip',
-	    headers: { 'Content-Disposition':
-	    'attachment; filename=backup_1.zip' } }),
-	'POST backup/restore': () => ({ json: {
-	    message: 'Restore started successfully',
-	    restore_id: 'restore_backup_1', status: { id: 'restore_backup_1',
-	    status: 'restoring', progress: 0 }, success: true } }),
-	'GET export/call-logs': (st, url) => ({ body:
-	    'ID,Caller,Caller Extension,Callee,Callee Extension,Start Time,' +
-	    'End Time,Duration,Status,Direction,Channel\r\n' +
-	    `1,alice,2001,bob,2002,2026-01-01T01:00:00+01:00,,0,ended,` +
-	    `outbound,webrtc-call-1\r\n`, type: 'text/csv', headers: {
-	    'Content-Disposition': 'attachment; filename=call-logs.csv',
-	    'X-Asked-Tz': url.searchParams.get('tz') || '' } }),
-};
-
 scenarios.admin_live = async (run, args) => {
+	const { readFileSync } = await import('node:fs');
+	const { join } = await import('node:path');
 	const adm = await run.person('admin');
-	const mock = new Set(args.mock || []);
-	const st = { backups: [{ id: 'backup_1', name: 'nightly',
-	    created_at: '2026-01-01T03:00:00Z', size: 2048,
-	    path: 'backups/backup_1.zip', status: 'completed',
-	    components: null, description: '' }] };
 	const asked = [];
-	await adm.page.route('**/protected/admin/**', (route) => {
-		const req = route.request();
+	const types = {};
+	adm.page.on('request', (req) => {
 		const url = new URL(req.url());
-		const rest = url.pathname.replace('/protected/admin/', '');
-		/* The longest path first: backup/restore before backup. */
-		const key = Object.keys(CONTRACT).sort((x, y) =>
-		    y.length - x.length).find((k) => {
-			const [m, p] = k.split(' ');
-			return m === req.method() && (rest === p ||
-			    rest.startsWith(p + '/')) &&
-			    mock.has(p.split('/')[0]);
-		});
-		if (!key)
-			return route.continue();
-		asked.push(`${req.method()} ${url.pathname}${url.search}`);
-		const r = CONTRACT[key](st, url, req.postDataJSON());
-		return route.fulfill({ status: 200, headers: r.headers || {},
-		    contentType: r.json ? 'application/json' : r.type,
-		    body: r.json ? JSON.stringify(r.json) : r.body });
+		if (url.pathname.startsWith('/protected/admin/'))
+			asked.push(`${req.method()} ${url.pathname}${url.search}`);
+	});
+	adm.page.on('response', (r) => {
+		const path = new URL(r.url()).pathname;
+		if (/\/(export\/call-logs|backup\/download\/)/.test(path))
+			types[path] = r.headers()['content-type'];
 	});
 	await adm.open();
 	await adm.login(args.admin.username, args.admin.password);
+	await adm.until('socket open', () => window.switchboard.link === 'open');
 	await adm.view('admin');
-	await adm.until('cards filled', () => ['stats', 'health'].every((id) =>
-	    document.querySelectorAll(`#${id} dt`).length > 0) &&
-	    document.querySelectorAll('#active li').length > 0 &&
-	    document.querySelectorAll('#backups li').length > 0);
-	const read = () => adm.eval(() => ({
+	/* The cards refresh every few seconds: wait for one that counts this
+	 * page's own socket and lists the call. */
+	run.step = 'admin: live cards';
+	await adm.until('cards show the seeded system', (x) => {
+		const dd = Array.from(document.querySelectorAll('#stats dt'))
+		    .find((dt) => dt.textContent === 'Open sockets');
+		return dd && dd.nextElementSibling.textContent ===
+		    String(x.sockets) &&
+		    document.querySelectorAll('#health dt').length > 0 &&
+		    !!document.querySelector(`#active li[data-id="${x.id}"]`);
+	}, { sockets: args.expect.sockets, id: args.callId });
+	const cards = await adm.eval(() => ({
 		stats: Array.from(document.querySelectorAll('#stats dt'),
 		    (dt) => [dt.textContent,
 		    dt.nextElementSibling.textContent]),
@@ -524,57 +446,90 @@ scenarios.admin_live = async (run, args) => {
 		    (dt) => [dt.textContent,
 		    dt.nextElementSibling.textContent]),
 		active: Array.from(document.querySelectorAll('#active li'),
-		    (li) => li.textContent),
-		backups: Array.from(document.querySelectorAll('#backups li'),
-		    (li) => li.querySelector('span').textContent),
+		    (li) => [li.dataset.id, li.textContent]),
+		states: Object.fromEntries(['stats-card', 'health-card',
+		    'active-card'].map((id) => [id, document.querySelector(
+		    `#${id} .state`).className])),
 	}));
-	const cards = await read();
 	await adm.shot('admin-live-light-desktop');
 
 	/* End the active call, through the confirmation. */
-	await adm.page.click('#active li button[data-act="terminate"]');
+	run.step = 'admin: end the call';
+	await adm.page.click(`#active li[data-id="${args.callId}"] ` +
+	    'button[data-act="terminate"]');
 	await adm.until('confirm', () =>
 	    document.getElementById('confirm').open);
+	const terminateAsk = await adm.text('#confirm-text');
 	await adm.page.click('#confirm-yes');
 	const terminated = await adm.until('call ended', () =>
 	    /terminated/.test(document.getElementById('notice').textContent) &&
 	    document.getElementById('notice').textContent);
+	await adm.until('the call leaves the list', (id) =>
+	    !document.querySelector(`#active li[data-id="${id}"]`),
+	    args.callId);
 
 	/* Export, CSV in a zone. */
-	await adm.page.fill('#ex-tz', 'America/New_York');
+	run.step = 'admin: export';
+	await adm.page.selectOption('#ex-format', 'csv');
+	await adm.page.fill('#ex-tz', args.tz);
 	const [d] = await Promise.all([adm.page.waitForEvent('download',
 	    { timeout: run.left() }), adm.page.click('#ex-submit')]);
 	const exported = { name: d.suggestedFilename(),
+	    text: readFileSync(await d.path(), 'utf8'),
 	    state: await adm.until('export done', () => {
 		const s = document.querySelector('#admin-export .state');
 		return /Downloaded/.test(s.textContent) && s.textContent;
 	    }) };
 
-	/* Create a backup: its progress, then the list. */
-	await adm.page.fill('#bk-name', 'before-upgrade');
+	/* Create a backup: it completes and is listed. */
+	run.step = 'admin: create a backup';
+	const before = await adm.eval(() => Array.from(
+	    document.querySelectorAll('#backups li'), (li) => li.dataset.id));
+	await adm.page.fill('#bk-name', args.backupName);
 	await adm.page.click('#bk-create');
 	const created = await adm.until('backup complete', () =>
 	    /complete/.test(document.getElementById('notice').textContent) &&
-	    document.querySelectorAll('#backups li').length === 2 &&
+	    document.getElementById('notice').textContent);
+	const made = await adm.until('backup listed', (old) => {
+		const li = Array.from(document.querySelectorAll('#backups li'))
+		    .find((x) => !old.includes(x.dataset.id));
+		return li && { id: li.dataset.id,
+		    text: li.querySelector('span').textContent };
+	}, before);
+	/* Python changes the database after the backup. */
+	await run.checkpoint('backed-up', { id: made.id });
+
+	/* Download it: the SQLite database itself. */
+	run.step = 'admin: download the backup';
+	const sel = `#backups li[data-id="${made.id}"] `;
+	const [b] = await Promise.all([adm.page.waitForEvent('download',
+	    { timeout: run.left() }),
+	    adm.page.click(sel + 'button[data-act="download"]')]);
+	const file = b.suggestedFilename();
+	await b.saveAs(join(run.shots, 'backup-download'));
+	const downloaded = await adm.until('download reported', () =>
+	    /^Downloaded/.test(document.getElementById('notice').textContent) &&
 	    document.getElementById('notice').textContent);
 
-	/* Download and restore the first. */
-	const [b] = await Promise.all([adm.page.waitForEvent('download',
-	    { timeout: run.left() }), adm.page.click(
-	    '#backups li[data-id="backup_1"] button[data-act="download"]')]);
-	const backupFile = b.suggestedFilename();
-	await adm.page.click(
-	    '#backups li[data-id="backup_1"] button[data-act="restore"]');
+	/* Restore it, through the confirmation. */
+	run.step = 'admin: restore';
+	await adm.page.click(sel + 'button[data-act="restore"]');
 	await adm.until('confirm', () =>
 	    document.getElementById('confirm').open);
 	const restoreAsk = await adm.text('#confirm-text');
 	await adm.page.click('#confirm-yes');
-	const restored = await adm.until('restore started', () =>
+	const restored = await adm.until('restore reported', () =>
 	    /Restore/.test(document.getElementById('notice').textContent) &&
 	    document.getElementById('notice').textContent);
-	return { cards, terminated, terminated_id: st.terminated,
-	    export: exported, created, backup_file: backupFile,
-	    restore_ask: restoreAsk, restored, asked };
+	const after = await adm.until('backups listed again', (n) => {
+		const ids = Array.from(document.querySelectorAll(
+		    '#backups li'), (li) => li.dataset.id);
+		return ids.length > n && ids;
+	}, before.length + 1);
+	return { cards, terminate_ask: terminateAsk, terminated,
+	    export: exported, created, backup: made,
+	    backup_file: file, downloaded, restore_ask: restoreAsk, restored,
+	    backups_after: after, types, asked };
 };
 
 /*
