@@ -918,26 +918,37 @@ pbx_initiate(struct http_req *req, const struct auth_user *u,
 	return 0;
 }
 
+/* A reply naming the relay's call: its call_id and channel. */
+static struct json_object *
+reply_ids(struct json_object *reply)
+{
+	struct json_object *o;
+	const char *s;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	s = jh_get_str(reply, "call_id");
+	jh_add_str(o, "call_id", s != NULL ? s : "");
+	s = jh_get_str(reply, "channel");
+	jh_add_str(o, "channel", s != NULL ? s : "");
+	return o;
+}
+
 static int
 pbx_hangup(struct http_req *req, const struct auth_user *u,
     struct json_object *body, struct err *e)
 {
 	struct json_object *reply, *o, *v;
-	const char *s;
 
 	if ((reply = cgi_pbx_ask(http_config(req),
 		 cgi_pbx_request("pbx_hangup", u->id,
 		     jh_get_str(body, "call_id"), jh_get_str(body, "channel")),
 		 e)) == NULL)
 		return -1;
-	if ((o = json_object_new_object()) == NULL) {
+	if ((o = reply_ids(reply)) == NULL) {
 		json_object_put(reply);
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	}
-	s = jh_get_str(reply, "call_id");
-	jh_add_str(o, "call_id", s != NULL ? s : "");
-	s = jh_get_str(reply, "channel");
-	jh_add_str(o, "channel", s != NULL ? s : "");
 	if (json_object_object_get_ex(reply, "channels", &v))
 		json_object_object_add(o, "channels", json_object_get(v));
 	/* No channel known yet: each is hung up as Asterisk reports it. */
@@ -975,14 +986,10 @@ answer(struct http_req *req, struct err *e)
 		     jh_get_str(body, "call_id"), jh_get_str(body, "channel")),
 		 e)) == NULL)
 		return -1;
-	if ((o = json_object_new_object()) == NULL) {
+	if ((o = reply_ids(reply)) == NULL) {
 		json_object_put(reply);
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	}
-	s = jh_get_str(reply, "call_id");
-	jh_add_str(o, "call_id", s != NULL ? s : "");
-	s = jh_get_str(reply, "channel");
-	jh_add_str(o, "channel", s != NULL ? s : "");
 	jh_add_str(o, "message", "Call answered successfully");
 	jh_add_bool(o, "success", true);
 	json_object_put(reply);

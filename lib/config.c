@@ -323,6 +323,14 @@ get_int(const char *name, int def, long min, long max, int *dst, struct err *e)
 	return 0;
 }
 
+int
+config_int(const char *name, int def, long min, long max, int *dst,
+    struct err *e)
+{
+	envf_load(false);
+	return get_int(name, def, min, max, dst, e);
+}
+
 static int
 get_bool(const char *name, bool def, bool *dst, struct err *e)
 {

@@ -73,6 +73,14 @@ struct config {
 int config_load(struct config *c, struct err *e);
 
 /* The value of name from the environment, else the .env file, else NULL. */
+/*
+ * A setting outside struct config read as a whole number from min to max
+ * (unset or empty: def): for the one program that uses it. ERR_INVALID
+ * naming it otherwise.
+ */
+int config_int(const char *name, int def, long min, long max, int *dst,
+    struct err *e);
+
 const char *config_get(const char *name);
 
 /* Whether origin appears in the comma list c->cors_origins. */

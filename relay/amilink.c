@@ -140,25 +140,6 @@ addrs_free(struct amilink *l)
 	l->ai = l->ai_next = NULL;
 }
 
-static int
-env_int(const char *name, int def, int min, int max, int *dst, struct err *e)
-{
-	const char *v = config_get(name);
-	char *end;
-	long x;
-
-	*dst = def;
-	if (v == NULL || *v == '\0')
-		return 0;
-	errno = 0;
-	x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < min || x > max)
-		return err_set_field(e, ERR_INVALID, name,
-		    "%s must be a whole number from %d to %d", name, min, max);
-	*dst = (int)x;
-	return 0;
-}
-
 /* -- the event queue: [u32 len][kind][state][2] then len bytes ---------- */
 
 static bool
@@ -996,12 +977,12 @@ amilink_new(struct lws_context *ctx, const struct config *cfg,
 	l->state = L_DISABLED;
 	if (cfg->ami_host[0] == '\0')
 		return l;
-	if (env_int("AMI_PING_S", 20, 1, 3600, &l->ping_ms, e) == -1 ||
-	    env_int("AMI_TIMEOUT_MS", 10000, 100, 600000, &l->timeout_ms, e) ==
+	if (config_int("AMI_PING_S", 20, 1, 3600, &l->ping_ms, e) == -1 ||
+	    config_int("AMI_TIMEOUT_MS", 10000, 100, 600000, &l->timeout_ms, e) ==
 		-1 ||
-	    env_int("AMI_RECONNECT_MIN_MS", 500, 10, 600000, &l->backoff_min_ms,
+	    config_int("AMI_RECONNECT_MIN_MS", 500, 10, 600000, &l->backoff_min_ms,
 		e) == -1 ||
-	    env_int("AMI_RECONNECT_MAX_MS", 30000, 10, 3600000,
+	    config_int("AMI_RECONNECT_MAX_MS", 30000, 10, 3600000,
 		&l->backoff_max_ms, e) == -1)
 		goto fail;
 	l->ping_ms *= 1000;

@@ -135,32 +135,20 @@ vhosts_create(struct relay *r, const char *ws_path, const char *ctl_path)
 }
 
 /*
- * A relay-only setting, a whole number (unset or empty: def). Read here
- * rather than in struct config, which the cgi-bin programs share and never
- * need these for. A malformed value stops the start, as config_load does.
+ * A relay-only setting, a whole number from 0 to max (unset or empty:
+ * def). Read here rather than in struct config, which the cgi-bin programs
+ * share and never need these for. A malformed value stops the start, as
+ * config_load does.
  */
 static int
 number_get(const char *name, int def, long max, int *dst)
 {
-	const char *v = config_get(name);
-	char *end;
-	long x;
+	struct err e = { 0 };
 
-	*dst = def;
-	if (v == NULL || *v == '\0')
+	if (config_int(name, def, 0, max, dst, &e) == 0)
 		return 0;
-	errno = 0;
-	x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || *v < '0' || *v > '9' ||
-	    x > max) {
-		log_msg(LOG_ERROR,
-		    "config: %s must be a whole number from 0 to %ld, not "
-		    "'%.32s'",
-		    name, max, v);
-		return -1;
-	}
-	*dst = (int)x;
-	return 0;
+	log_msg(LOG_ERROR, "config: %s", e.msg);
+	return -1;
 }
 
 static int
