@@ -183,6 +183,8 @@ def test_garbage_twice_and_flood_do_not_break_the_link(ami, start):
                  "a ping after the flood")
     ami.drop()
     wait_log(ami, system, r"^ami: connection to .* lost")
+    # The health line follows the "lost" one: logged in, resynced, lost.
+    wait_log(ami, system, r"^ami: health ", count=3)
     h = [json.loads(m[len("ami: health "):]) for m in log_msgs(system)
          if m.startswith("ami: health ")][-1]
     assert h["events"] + h["events_dropped"] >= n
