@@ -33,11 +33,13 @@
 #define ZERO_TIME   "0001-01-01T00:00:00Z"
 
 /* The rows of a filter; ?7 the limit. The extension is either party's.
+ * The id range is always two plain bounds (no "?2 = 0 OR"), so each page
+ * is a range of the primary key, not a scan down from the newest row.
  * CAST(?N AS text): ?N IS NULL alone fixes no type on PostgreSQL. */
 #define WHERE                                                                  \
 	" FROM call_logs l LEFT JOIN users cu ON cu.id = l.caller_id "         \
 	"LEFT JOIN users ce ON ce.id = l.callee_id "                           \
-	"WHERE l.id > ?1 AND (?2 = 0 OR l.id <= ?2) "                          \
+	"WHERE l.id > ?1 AND l.id <= ?2 "                                      \
 	"AND (CAST(?3 AS text) IS NULL OR l.created_at >= ?3) "                \
 	"AND (CAST(?4 AS text) IS NULL OR l.created_at < ?4) "                 \
 	"AND (CAST(?5 AS text) IS NULL OR l.status = ?5) "                     \
@@ -830,7 +832,7 @@ export_call_logs(struct db *db, enum export_format fmt,
 	 * table would hold it all in the worker's memory.
 	 */
 	after = f->after_id;
-	upto = f->upto_id;
+	upto = f->upto_id != 0 ? f->upto_id : INT64_MAX;
 	left = f->limit > 0 ? f->limit : LIMIT_NONE;
 	while (left > 0) {
 		want = left < EXPORT_PAGE ? left : EXPORT_PAGE;
@@ -868,7 +870,6 @@ export_call_logs(struct db *db, enum export_format fmt,
 		if (row == -1)
 			goto out;
 		left -= got;
-		/* upto 0 means no bound: stop before it would read as one. */
 		if (got < want || (!f->oldest_first && upto <= after))
 			break;
 	}
