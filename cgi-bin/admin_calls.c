@@ -32,7 +32,6 @@
 #include "cgi-bin/common.h"
 
 #define WEBRTC_PREFIX  "webrtc-call-"
-#define CTL_TIMEOUT_MS 2000
 #define MSG_NO_PBX     "Asterisk is not configured"
 #define MSG_NO_CALL    "Active call not found"
 #define ACTIVE_MAX     500
@@ -262,24 +261,6 @@ admin_call(struct http_req *req, struct err *e)
 	return 0;
 }
 
-/* Best effort: the row is closed whether or not the relay hears of it. */
-static void
-tell_relay_end(const struct config *cfg, const char *call_id)
-{
-	struct json_object *rq, *reply = NULL;
-	struct err e = { 0 };
-
-	if ((rq = json_object_new_object()) == NULL)
-		return;
-	jh_add_str(rq, "op", "call_end");
-	jh_add_str(rq, "call_id", call_id);
-	jh_add_str(rq, "by_extension", "");
-	if (ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, &e) == -1)
-		log_msg(LOG_WARN, "call %s end: %s", call_id, e.msg);
-	json_object_put(reply);
-	json_object_put(rq);
-}
-
 static int
 terminate_webrtc(struct http_req *req, const char *call_id,
     const struct auth_user *u, struct err *e)
@@ -318,7 +299,7 @@ terminate_webrtc(struct http_req *req, const char *call_id,
 	    db_commit(db, e) == -1)
 		goto rollback;
 	json_object_put(details);
-	tell_relay_end(http_config(req), call_id);
+	cgi_relay_call_end(http_config(req), call_id, "");
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	jh_add_str(o, "call_id", call_id);

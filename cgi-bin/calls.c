@@ -396,24 +396,6 @@ initiate(struct http_req *req, struct err *e)
 
 /* ---- hangup ---- */
 
-/* Best effort: the log is closed whether or not the relay hears of it. */
-static void
-tell_relay_end(const struct config *cfg, const char *call_id, const char *by)
-{
-	struct json_object *rq, *reply = NULL;
-	struct err e = { 0 };
-
-	if ((rq = json_object_new_object()) == NULL)
-		return;
-	jh_add_str(rq, "op", "call_end");
-	jh_add_str(rq, "call_id", call_id);
-	jh_add_str(rq, "by_extension", by);
-	if (ctl_call(cfg, rq, &reply, CTL_TIMEOUT_MS, &e) == -1)
-		log_msg(LOG_WARN, "call %s end: %s", call_id, e.msg);
-	json_object_put(reply);
-	json_object_put(rq);
-}
-
 static int
 hangup(struct http_req *req, struct err *e)
 {
@@ -445,7 +427,7 @@ hangup(struct http_req *req, struct err *e)
 	if (calllog_close(db, row.id, CALLLOG_HANGUP, db_now_us(), &duration,
 		e) == -1)
 		return -1;
-	tell_relay_end(http_config(req), channel, u->extension);
+	cgi_relay_call_end(http_config(req), channel, u->extension);
 	if ((o = json_object_new_object()) == NULL)
 		return err_set(e, ERR_INTERNAL, "out of memory");
 	jh_add_str(o, "channel", channel);

@@ -207,4 +207,12 @@ struct json_object *cgi_pbx_originate(struct db *db, const struct config *cfg,
 struct json_object *cgi_pbx_request(const char *op, int64_t user_id,
     const char *call_id, const char *channel);
 
+/*
+ * Best effort, after the call's row was closed: tell the relay the call
+ * ended (by_extension: who hung up, "" for an admin), so both parties
+ * hear it. The row is closed whether or not the relay hears of it.
+ */
+void cgi_relay_call_end(const struct config *cfg, const char *call_id,
+    const char *by_extension);
+
 #endif

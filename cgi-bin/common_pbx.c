@@ -25,6 +25,7 @@
 #include "cgi-bin/common.h"
 
 #define PBX_CTL_TIMEOUT_MS 3000
+#define RELAY_END_TIMEOUT_MS 2000 /* the relay answers at once or not at all */
 #define MSG_TOO_MANY       "Too many call attempts"
 #define US_PER_S           INT64_C(1000000)
 /* The minute of CALL_ATTEMPTS_PER_MIN. */
@@ -253,4 +254,22 @@ cgi_pbx_request(const char *op, int64_t user_id, const char *call_id,
 	if (channel != NULL && channel[0] != '\0')
 		jh_add_str(rq, "channel", channel);
 	return rq;
+}
+
+void
+cgi_relay_call_end(const struct config *cfg, const char *call_id,
+    const char *by_extension)
+{
+	struct json_object *rq, *reply = NULL;
+	struct err e = { 0 };
+
+	if ((rq = json_object_new_object()) == NULL)
+		return;
+	jh_add_str(rq, "op", "call_end");
+	jh_add_str(rq, "call_id", call_id);
+	jh_add_str(rq, "by_extension", by_extension);
+	if (ctl_call(cfg, rq, &reply, RELAY_END_TIMEOUT_MS, &e) == -1)
+		log_msg(LOG_WARN, "call %s end: %s", call_id, e.msg);
+	json_object_put(reply);
+	json_object_put(rq);
 }
